@@ -1,0 +1,52 @@
+"""Multi-head attention with grouped K/V heads (MHA / GQA / MQA), RoPE, optional QK-norm.
+
+attn.kv_heads sets how many K/V heads the n_heads query heads share;
+attn.qk_norm (Gemma 3's replacement for soft-capping) normalises q and k per
+head before RoPE; softcap.attn is applied to the scores inside the backend.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backends import BACKENDS, max_attention_logit, resolve_backend
+from .config import ModelConfig
+from .norm import RMSNorm
+from .rope import apply_rope
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, local: bool) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.kv_heads = cfg.attn.kv_heads
+        self.head_dim = cfg.head_dim
+        self.window: int | None = cfg.attn.window if local else None
+        self.scale = cfg.scale_denominator**-0.5
+        self.cap = cfg.softcap.attn
+        self.backend = cfg.attn.backend
+        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.d_model, self.kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.d_model, self.kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
+        self.qk_norm = cfg.attn.qk_norm
+        if self.qk_norm:
+            self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+            self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, max_logits: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        batch, t, _ = x.shape
+        q = self.q_proj(x).view(batch, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(batch, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(batch, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if max_logits is not None:
+            max_logits.append(max_attention_logit(q, k, self.scale, self.window))
+        attend = BACKENDS[resolve_backend(self.backend, x.device, self.cap)]
+        out = attend(q, k, v, self.scale, self.cap, self.window)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, t, self.n_heads * self.head_dim))

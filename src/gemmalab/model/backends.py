@@ -1,0 +1,123 @@
+"""Attention backends behind one interface: causal attention with an optional
+sliding window and an optional soft-cap on the scores.
+
+All take q of shape (B, n_heads, T, head_dim) and k, v of shape
+(B, kv_heads, S, head_dim); query head h reads KV head h // (n_heads / kv_heads).
+Scores follow the reference order: scale, soft-cap, mask, float32 softmax.
+
+- eager: plain PyTorch, every device, autograd; the reference.
+- sdpa:  torch's fused scaled_dot_product_attention; cannot soft-cap scores.
+- flex:  FlexAttention, soft-cap as score_mod and the window as a block mask;
+         compiled on CUDA (torch 2.13 has no FlexAttention backward on CPU).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from .softcap import soft_cap
+
+
+def allowed_keys(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None) -> torch.Tensor:
+    """Boolean (T, S): query at position t sees keys t-W+1 .. t (all keys <= t when window is None)."""
+    offset = q_pos[:, None] - k_pos[None, :]
+    allowed = offset >= 0
+    if window is not None:
+        allowed = allowed & (offset < window)
+    return allowed
+
+
+def eager_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, cap: float | None, window: int | None
+) -> torch.Tensor:
+    batch, n_heads, t, head_dim = q.shape
+    kv_heads, s = k.shape[1], k.shape[2]
+    group = n_heads // kv_heads
+    q = q.view(batch, kv_heads, group, t, head_dim)
+    scores = torch.matmul(q, k.unsqueeze(2).transpose(-1, -2)) * scale
+    scores = soft_cap(scores, cap)
+    positions = torch.arange(s, device=q.device)
+    allowed = allowed_keys(positions[s - t :], positions, window)
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    out = torch.matmul(probs, v.unsqueeze(2))
+    return out.view(batch, n_heads, t, head_dim)
+
+
+def sdpa_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, cap: float | None, window: int | None
+) -> torch.Tensor:
+    if cap is not None:
+        raise ValueError("the sdpa backend cannot soft-cap attention scores; use eager or flex")
+    t, s = q.shape[2], k.shape[2]
+    if window is None and t == s:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=True)
+    positions = torch.arange(s, device=q.device)
+    mask = allowed_keys(positions[s - t :], positions, window)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _block_mask(t: int, s: int, window: int | None, device: str):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    shift = s - t
+
+    def causal_window(b, h, q_idx, kv_idx):
+        offset = q_idx + shift - kv_idx
+        allowed = offset >= 0
+        if window is not None:
+            allowed = allowed & (offset < window)
+        return allowed
+
+    return create_block_mask(causal_window, None, None, t, s, device=device)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def flex_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, cap: float | None, window: int | None
+) -> torch.Tensor:
+    from torch.nn.attention.flex_attention import flex_attention as flex_eager
+
+    score_mod = None
+    if cap is not None:
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return cap * torch.tanh(score / cap)
+
+    block_mask = _block_mask(q.shape[2], k.shape[2], window, str(q.device))
+    flex = _compiled_flex() if q.is_cuda else flex_eager
+    return flex(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=True)
+
+
+BACKENDS = {"eager": eager_attention, "sdpa": sdpa_attention, "flex": flex_attention}
+
+
+def resolve_backend(requested: str, device: torch.device, cap: float | None) -> str:
+    """auto: FlexAttention on CUDA; elsewhere sdpa when no score cap is set, eager otherwise."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "flex"
+    return "eager" if cap is not None else "sdpa"
+
+
+@torch.no_grad()
+def max_attention_logit(q: torch.Tensor, k: torch.Tensor, scale: float, window: int | None) -> torch.Tensor:
+    """Largest pre-cap score q.k * scale over the positions the mask allows (a stability signal)."""
+    batch, n_heads, t, head_dim = q.shape
+    kv_heads, s = k.shape[1], k.shape[2]
+    q = q.view(batch, kv_heads, n_heads // kv_heads, t, head_dim)
+    scores = torch.matmul(q.float(), k.float().unsqueeze(2).transpose(-1, -2)) * scale
+    positions = torch.arange(s, device=q.device)
+    allowed = allowed_keys(positions[s - t :], positions, window)
+    return scores.masked_fill(~allowed, float("-inf")).amax()

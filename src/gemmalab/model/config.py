@@ -1,0 +1,128 @@
+"""The decoder's configuration: every Gemma 2 idea is one field, validated on construction.
+
+Errors name the key as a user types it on the command line (`attn.kv_heads`,
+`softcap.attn`, `norm`, `model.d_model`), so the same message serves the Python
+API and the Hydra entry point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ATTN_PATTERNS = ("full", "alt", "local")
+FIRST_LAYER_KINDS = ("local", "global")
+NORM_PLACEMENTS = ("pre", "post", "dual", "postln")
+ACTIVATIONS = ("geglu", "swiglu", "gelu")
+ATTN_BACKENDS = ("auto", "eager", "sdpa", "flex")
+
+
+class ConfigError(ValueError):
+    """An impossible configuration; the message is one line naming key, value and what is allowed."""
+
+
+@dataclass
+class AttnConfig:
+    pattern: str = "alt"
+    local_global_ratio: int = 1
+    window: int = 4096
+    first: str = "local"
+    kv_heads: int = 4
+    query_pre_attn_scalar: float | None = None  # None: head_dim
+    qk_norm: bool = False
+    backend: str = "auto"
+
+
+@dataclass
+class SoftcapConfig:
+    attn: float | None = 50.0
+    final: float | None = 30.0
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 256000
+    d_model: int = 2304
+    n_layers: int = 26
+    n_heads: int = 8
+    head_dim: int = 256
+    d_ff: int = 9216
+    activation: str = "geglu"
+    rope_theta: float = 10_000.0
+    norm: str = "dual"
+    norm_eps: float = 1e-6
+    init_std: float = 0.02
+    attn: AttnConfig = field(default_factory=AttnConfig)
+    softcap: SoftcapConfig = field(default_factory=SoftcapConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attn, dict):
+            self.attn = AttnConfig(**self.attn)
+        if isinstance(self.softcap, dict):
+            self.softcap = SoftcapConfig(**self.softcap)
+        self.validate()
+
+    @property
+    def scale_denominator(self) -> float:
+        """query_pre_attn_scalar: scores are multiplied by its inverse square root."""
+        qpas = self.attn.query_pre_attn_scalar
+        return float(self.head_dim if qpas is None else qpas)
+
+    def validate(self) -> None:
+        for key, value in [
+            ("model.vocab_size", self.vocab_size),
+            ("model.d_model", self.d_model),
+            ("model.n_layers", self.n_layers),
+            ("model.n_heads", self.n_heads),
+            ("model.head_dim", self.head_dim),
+            ("model.d_ff", self.d_ff),
+            ("attn.kv_heads", self.attn.kv_heads),
+            ("attn.local_global_ratio", self.attn.local_global_ratio),
+            ("attn.window", self.attn.window),
+        ]:
+            _require_positive_int(key, value)
+        _require_choice("attn.pattern", self.attn.pattern, ATTN_PATTERNS)
+        _require_choice("attn.first", self.attn.first, FIRST_LAYER_KINDS)
+        _require_choice("attn.backend", self.attn.backend, ATTN_BACKENDS)
+        _require_choice("norm", self.norm, NORM_PLACEMENTS)
+        _require_choice("model.activation", self.activation, ACTIVATIONS)
+        if self.n_heads % self.attn.kv_heads:
+            raise ConfigError(
+                f"attn.kv_heads={self.attn.kv_heads} must divide model.n_heads={self.n_heads} "
+                f"(allowed: {', '.join(str(d) for d in _divisors(self.n_heads))})"
+            )
+        for key, cap in [("softcap.attn", self.softcap.attn), ("softcap.final", self.softcap.final)]:
+            if cap is not None and not _is_positive_number(cap):
+                raise ConfigError(f"{key}={cap!r} is not allowed (allowed: a number > 0, or null for off)")
+        for key, value in [
+            ("attn.query_pre_attn_scalar", self.attn.query_pre_attn_scalar),
+        ]:
+            if value is not None and not _is_positive_number(value):
+                raise ConfigError(f"{key}={value!r} is not allowed (allowed: a number > 0, or null for head_dim)")
+        for key, value in [("model.rope_theta", self.rope_theta), ("model.norm_eps", self.norm_eps)]:
+            if not _is_positive_number(value):
+                raise ConfigError(f"{key}={value!r} is not allowed (allowed: a number > 0)")
+        if not isinstance(self.attn.qk_norm, bool):
+            raise ConfigError(f"attn.qk_norm={self.attn.qk_norm!r} is not allowed (allowed: true, false)")
+        if self.attn.backend == "sdpa" and self.softcap.attn is not None:
+            raise ConfigError(
+                f"attn.backend=sdpa cannot apply softcap.attn={self.softcap.attn} "
+                "(allowed: attn.backend=auto, eager or flex, or softcap.attn=null)"
+            )
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _is_positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _require_positive_int(key: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key}={value!r} is not allowed (allowed: an integer >= 1)")
+
+
+def _require_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed (allowed: {', '.join(allowed)})")

@@ -1,0 +1,60 @@
+"""The decoder: scaled tied embedding, a stack of blocks, final norm, tied head, final soft-cap."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .block import Block
+from .config import ModelConfig
+from .norm import RMSNorm
+from .pattern import layer_is_local
+from .rope import rope_cos_sin
+from .softcap import soft_cap
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(Block(cfg, local) for local in layer_is_local(cfg.attn, cfg.n_layers))
+        self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) for weights; residual output projections scaled by 1/sqrt(2 * n_layers)."""
+        std = self.cfg.init_std
+        for name, param in self.named_parameters():
+            if name.endswith("norm.weight"):
+                nn.init.zeros_(param)
+            elif name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(param, 0.0, std / math.sqrt(2 * self.cfg.n_layers))
+            else:
+                nn.init.normal_(param, 0.0, std)
+
+    def forward(
+        self, input_ids: torch.Tensor, with_stats: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits of shape (B, T, vocab). With with_stats, also the logit-growth signals:
+        `attn/max_logit/layer_i` (pre-cap), `output/max_abs_logit` (pre-cap) and
+        `output/log_z` (mean log-partition of the output softmax)."""
+        x = self.embed(input_ids)
+        x = x * torch.tensor(math.sqrt(self.cfg.d_model), dtype=x.dtype)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        cos, sin = rope_cos_sin(positions, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
+        max_logits: list[torch.Tensor] | None = [] if with_stats else None
+        for layer in self.layers:
+            x = layer(x, cos, sin, max_logits)
+        logits = F.linear(self.final_norm(x), self.embed.weight)
+        capped = soft_cap(logits, self.cfg.softcap.final)
+        if not with_stats:
+            return capped
+        with torch.no_grad():
+            stats = {f"attn/max_logit/layer_{i}": m for i, m in enumerate(max_logits)}
+            stats["output/max_abs_logit"] = logits.detach().abs().amax().float()
+            stats["output/log_z"] = torch.logsumexp(capped.detach().float(), dim=-1).mean()
+        return capped, stats

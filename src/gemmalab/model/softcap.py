@@ -1,0 +1,15 @@
+"""Logit soft-capping: cap * tanh(x / cap) bounds |x| below cap, smoothly.
+
+Gemma 2 applies it to attention scores (softcap.attn = 50) and to the final
+logits (softcap.final = 30); None turns a cap off.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def soft_cap(x: torch.Tensor, cap: float | None) -> torch.Tensor:
+    if cap is None:
+        return x
+    return cap * torch.tanh(x / cap)
