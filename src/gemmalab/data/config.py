@@ -1,0 +1,47 @@
+"""What data a run trains on; validated before any work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gemmalab.model.config import ConfigError
+
+SOURCES = ("embedded", "hf", "files", "mqar")
+
+
+@dataclass
+class DataConfig:
+    source: str = "embedded"
+    seq_len: int = 128
+    batch_size: int = 8
+    val_batches: int = 8
+    tokenizer: str = "bytes"  # or a local directory holding a Hugging Face tokenizer
+    max_tokens: int = 6_000_000  # tokens taken from the source (train and validation together)
+    # source=hf: datasets.load_dataset(name, config, split=..., streaming=...)
+    name: str | None = None
+    config: str | None = None
+    split: str = "train"
+    val_split: str | None = None  # None: every 20th document is held out
+    text_column: str = "text"
+    streaming: bool = False
+    # source=files: local text / json / jsonl / parquet files
+    files: list[str] | None = None
+    # source=mqar: multi-query associative recall
+    n_pairs: int = 4
+    train_items: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ConfigError(f"data.source={self.source!r} is not allowed (allowed: {', '.join(SOURCES)})")
+        for key in ("seq_len", "batch_size", "val_batches", "max_tokens", "n_pairs", "train_items"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"data.{key}={value!r} is not allowed (allowed: an integer >= 1)")
+        if self.source == "hf" and not self.name:
+            raise ConfigError("data.name=None is not allowed with data.source=hf (allowed: a dataset name or path)")
+        if self.source == "files" and not self.files:
+            raise ConfigError("data.files=None is not allowed with data.source=files (allowed: a list of paths)")
+        if self.source == "mqar" and self.tokenizer != "bytes":
+            raise ConfigError(
+                f"data.tokenizer={self.tokenizer!r} is not allowed with data.source=mqar (allowed: bytes)"
+            )

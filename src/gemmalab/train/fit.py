@@ -1,0 +1,60 @@
+"""Build the Lightning Trainer for one run and fit, resuming from a checkpoint when given one."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+
+from .config import TrainerConfig
+
+
+class KillAtStep(Callback):
+    """Fault injection for resume tests: SIGKILL this process once `step` optimizer steps are done."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fit(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    cfg: TrainerConfig,
+    checkpoint_dir: Path,
+    loggers: list[Logger],
+    resume_from: Path | None = None,
+    kill_at_step: int | None = None,
+) -> L.Trainer:
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoint_dir, every_n_train_steps=cfg.ckpt_every, save_last=True, save_top_k=0
+    )
+    callbacks: list[Callback] = [checkpoint]
+    if kill_at_step is not None:
+        callbacks.append(KillAtStep(kill_at_step))
+    trainer = L.Trainer(
+        max_steps=cfg.max_steps,
+        max_epochs=-1,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        logger=loggers,
+        callbacks=callbacks,
+        val_check_interval=cfg.val_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        default_root_dir=checkpoint_dir.parent,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    return trainer

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import copy
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from gemmalab.data import DataConfig, LMDataModule
+from gemmalab.model import preset
+from gemmalab.runs.store import RunDir, RunStoreLogger
+from gemmalab.train import LMModule, OptimConfig, TrainerConfig, fit
+
+
+def train_briefly(tmp_path, optim: OptimConfig, steps: int = 1, stats_every: int = 1):
+    L.seed_everything(0, verbose=False)
+    data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
+    module = LMModule(preset("tiny"), optim, max_steps=steps, stats_every=stats_every)
+    initial = copy.deepcopy(module.model)
+    run = RunDir(tmp_path, "run")
+    run.create("seed: 0\n")
+    trainer_cfg = TrainerConfig(max_steps=steps, val_every=steps, ckpt_every=steps, progress_bar=False)
+    fit(module, LMDataModule(data, 0, steps, 256), trainer_cfg, tmp_path / "ckpt", [RunStoreLogger(run)])
+    first_batch = next(iter(LMDataModule(data, 0, steps, 256).train_dataloader()))  # no trainer: from step 0
+    return module, initial, run.metrics(), first_batch
+
+
+@pytest.mark.parametrize("grad_clip", [None, 1e-3])
+def test_logged_grad_norm_is_the_total_norm_before_clipping(tmp_path, grad_clip):
+    module, initial, metrics, batch = train_briefly(tmp_path, OptimConfig(grad_clip=grad_clip, warmup_steps=0))
+    loss = module.loss(initial(batch["input_ids"]), batch["targets"])
+    loss.backward()
+    expected = torch.nn.utils.clip_grad_norm_(initial.parameters(), max_norm=math.inf)
+    logged = metrics[0]["train/grad_norm"]
+    assert logged == pytest.approx(float(expected), rel=1e-5)
+    assert metrics[0]["train/loss"] == pytest.approx(loss.item(), rel=1e-6)
+    assert logged > 1e-3  # so with grad_clip=1e-3 the clipping did bite
+
+
+def test_every_step_logs_the_training_signals(tmp_path):
+    _, _, metrics, _ = train_briefly(tmp_path, OptimConfig(warmup_steps=2), steps=4)
+    for step in range(4):
+        assert {"train/loss", "train/grad_norm", "train/lr", "train/tokens_per_sec"} <= metrics[step].keys()
+        assert {"attn/max_logit/layer_0", "attn/max_logit/layer_1", "output/log_z"} <= metrics[step].keys()
+    assert [metrics[s]["train/lr"] for s in range(4)] == pytest.approx([1.5e-3, 3e-3, 3e-3, 3e-3 * 0.1])
+    validated = [s for s in metrics if "val/loss" in metrics[s]]
+    assert validated and metrics[validated[-1]]["val/ppl"] == pytest.approx(
+        math.exp(metrics[validated[-1]]["val/loss"])
+    )
+
+
+def test_signals_measured_every_k_steps_appear_only_on_those_steps(tmp_path):
+    _, _, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=5, stats_every=2)
+    assert [s for s in range(5) if "attn/max_logit/layer_0" in metrics[s]] == [0, 2, 4]
+    assert metrics[0]["attn/max_logit/layer_0"] != metrics[2]["attn/max_logit/layer_0"]
