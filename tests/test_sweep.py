@@ -122,3 +122,22 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, sweep):
     assert "failed jobs:" in result.stderr
     failed = [r for r in run_dirs(tmp_path) if r.summary()["status"].startswith("failed")]
     assert len(failed) == 1 and (failed[0].path / "error.txt").exists()
+
+
+def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path, sweep):
+    result = sweep(tmp_path, "-m", "optim.lr=100.0,1e-3", "optim.warmup_steps=2", "trainer.max_steps=30",
+                   "logger=none")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]  # a diverged run is a result, not an error
+    by_name = {r.summary()["name"]: r for r in run_dirs(tmp_path)}
+    diverged, healthy = by_name["optim.lr=100.0 seed=0"], by_name["optim.lr=0.001 seed=0"]
+    summary = diverged.summary()
+    step = summary["diverged_step"]
+    assert summary["diverged"] and summary["status"] == f"diverged at step {step}" and 0 < step < 30
+    assert sorted(s for s, m in diverged.metrics().items() if "train/loss" in m) == list(range(step))  # kept
+    assert summary["attn/max_logit"] > 1e4  # Wortsman et al.: runs whose max logit passes 1e4 diverge
+    for key in ("stability/loss_spikes", "stability/grad_norm_var", "stability/grad_norm_cv", "val/loss_init"):
+        assert key in summary
+    assert healthy.summary()["status"] == "finished" and not healthy.summary()["diverged"]
+    again = sweep(tmp_path, "-m", "optim.lr=100.0,1e-3", "optim.warmup_steps=2", "trainer.max_steps=30",
+                  "logger=none")  # fmt: skip
+    assert again.stdout.count("[gemmalab] skip") == 2  # diverging again would teach nothing

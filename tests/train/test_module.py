@@ -6,6 +6,7 @@ import math
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.model import preset
@@ -16,11 +17,12 @@ from gemmalab.train import LMModule, OptimConfig, TrainerConfig, fit
 def train_briefly(tmp_path, optim: OptimConfig, steps: int = 1, stats_every: int = 1):
     L.seed_everything(0, verbose=False)
     data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
-    module = LMModule(preset("tiny"), optim, max_steps=steps, stats_every=stats_every)
+    trainer_cfg = TrainerConfig(max_steps=steps, val_every=steps, ckpt_every=steps, stats_every=stats_every,
+                                progress_bar=False)  # fmt: skip
+    module = LMModule(preset("tiny"), optim, trainer_cfg)
     initial = copy.deepcopy(module.model)
     run = RunDir(tmp_path, "run")
     run.create("seed: 0\n")
-    trainer_cfg = TrainerConfig(max_steps=steps, val_every=steps, ckpt_every=steps, progress_bar=False)
     fit(module, LMDataModule(data, 0, steps, 256), trainer_cfg, tmp_path / "ckpt", [RunStoreLogger(run)])
     first_batch = next(iter(LMDataModule(data, 0, steps, 256).train_dataloader()))  # no trainer: from step 0
     return module, initial, run.metrics(), first_batch
@@ -29,7 +31,7 @@ def train_briefly(tmp_path, optim: OptimConfig, steps: int = 1, stats_every: int
 @pytest.mark.parametrize("grad_clip", [None, 1e-3])
 def test_logged_grad_norm_is_the_total_norm_before_clipping(tmp_path, grad_clip):
     module, initial, metrics, batch = train_briefly(tmp_path, OptimConfig(grad_clip=grad_clip, warmup_steps=0))
-    loss = module.loss(initial(batch["input_ids"]), batch["targets"])
+    loss = F.cross_entropy(initial(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
     loss.backward()
     expected = torch.nn.utils.clip_grad_norm_(initial.parameters(), max_norm=math.inf)
     logged = metrics[0]["train/grad_norm"]
@@ -54,3 +56,19 @@ def test_signals_measured_every_k_steps_appear_only_on_those_steps(tmp_path):
     _, _, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=5, stats_every=2)
     assert [s for s in range(5) if "attn/max_logit/layer_0" in metrics[s]] == [0, 2, 4]
     assert metrics[0]["attn/max_logit/layer_0"] != metrics[2]["attn/max_logit/layer_0"]
+
+
+def test_validation_loss_is_logged_at_initialisation(tmp_path):
+    module, initial, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=2)
+    data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
+    (batch,) = LMDataModule(data, 0, 2, 256).val_dataloader()
+    with torch.no_grad():
+        expected = F.cross_entropy(initial(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
+    assert metrics[0]["val/loss"] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_z_loss_adds_the_log_z_penalty(tmp_path):
+    _, initial, metrics, batch = train_briefly(tmp_path, OptimConfig(z_loss=1e-2), steps=1)
+    with torch.no_grad():
+        log_z = torch.logsumexp(initial(batch["input_ids"]), dim=-1)
+    assert metrics[0]["train/z_loss"] == pytest.approx(1e-2 * log_z.square().mean().item(), rel=1e-5)

@@ -22,12 +22,15 @@ class OptimConfig:
     warmup_steps: int = 20
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
     grad_clip: float | None = 1.0  # null: no clipping (the norm is still logged)
+    z_loss: float = 0.0  # coefficient of log^2 Z (1e-4 in Wortsman et al.); 0: off
 
     def __post_init__(self) -> None:
         for key in ("lr", "eps"):
             _positive(f"optim.{key}", getattr(self, key))
         if self.grad_clip is not None:
             _positive("optim.grad_clip", self.grad_clip)
+        if not isinstance(self.z_loss, (int, float)) or self.z_loss < 0:
+            raise ConfigError(f"optim.z_loss={self.z_loss!r} is not allowed (allowed: a number >= 0)")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise ConfigError(f"optim.weight_decay={self.weight_decay!r} is not allowed (allowed: a number >= 0)")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:

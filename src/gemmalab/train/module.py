@@ -13,31 +13,71 @@ import torch.nn.functional as F
 from gemmalab.data.packing import IGNORE
 from gemmalab.model import Decoder, ModelConfig
 
-from .config import OptimConfig
+from .config import OptimConfig, TrainerConfig
 from .schedule import build_optimizer
+from .stability import StabilityConfig
 
 
 class Diverged(RuntimeError):
-    """Training produced a non-finite loss or gradient norm at `step`."""
+    """Training produced a non-finite or runaway loss, or a non-finite gradient norm, at `step`."""
 
     def __init__(self, step: int, what: str) -> None:
-        super().__init__(f"non-finite {what} at step {step}")
+        super().__init__(f"{what} at step {step}")
         self.step = step
+
+
+def eval_sums(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[summed NLL, counted targets, correct argmax] over the positions that carry a target."""
+    counted = targets != IGNORE
+    nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
+    correct = ((logits.argmax(-1) == targets) & counted).sum()
+    return torch.stack([nll, counted.sum().float(), correct.float()])
+
+
+def eval_metrics(sums: torch.Tensor) -> dict[str, torch.Tensor]:
+    nll, count, correct = sums
+    loss = nll / count
+    return {"val/loss": loss, "val/ppl": loss.exp(), "val/accuracy": correct / count}
 
 
 class LMModule(L.LightningModule):
     def __init__(
-        self, model_cfg: ModelConfig, optim: OptimConfig, max_steps: int, stats_every: int = 0, compile: bool = False
+        self,
+        model_cfg: ModelConfig,
+        optim: OptimConfig,
+        trainer: TrainerConfig,
+        stability: StabilityConfig | None = None,
     ) -> None:
         super().__init__()
         self.model = Decoder(model_cfg)
-        self.optim, self.max_steps, self.stats_every = optim, max_steps, stats_every
-        self._forward = torch.compile(self.model) if compile else self.model
+        self.optim, self.max_steps, self.stats_every = optim, trainer.max_steps, trainer.stats_every
+        self.stability = stability or StabilityConfig()
+        self.runaway_loss = self.stability.diverge_factor * math.log(model_cfg.vocab_size)
+        self._forward = torch.compile(self.model) if trainer.compile else self.model
+        self._steps_above_runaway = 0
         self._step_started = 0.0
         self._val_sums: list[torch.Tensor] = []
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+    def _log_this_step_only(self, metrics: dict[str, torch.Tensor]) -> None:
+        # self.log would repeat these values at every later step until they are logged again;
+        # signals measured every k steps go straight to the loggers instead.
+        if self.trainer.is_global_zero:
+            values = {k: float(v) for k, v in metrics.items()}
+            for logger in self.loggers:
+                logger.log_metrics(values, step=self.global_step)
+
+    @torch.no_grad()
+    def on_train_start(self) -> None:
+        """Validation loss at initialisation (Wortsman et al.'s l0; the start of every val curve)."""
+        if self.global_step > 0 or self.trainer.datamodule is None:
+            return
+        self.model.eval()
+        sums = sum(
+            eval_sums(self._forward(batch["input_ids"].to(self.device)), batch["targets"].to(self.device))
+            for batch in self.trainer.datamodule.val_dataloader()
+        )
+        self.model.train()
+        self._log_this_step_only(eval_metrics(sums))
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self._step_started = time.perf_counter()
@@ -49,48 +89,48 @@ class LMModule(L.LightningModule):
             self._log_this_step_only(stats)
         else:
             logits = self._forward(batch["input_ids"])
-        loss = self.loss(logits, batch["targets"])
-        if not torch.isfinite(loss):
-            raise Diverged(self.global_step, "loss")
+        targets = batch["targets"]
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        self._check_divergence(loss)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
+        if self.optim.z_loss > 0:
+            # z-loss (PaLM; Wortsman et al.): pull log Z of the output softmax towards 0
+            log_z = torch.logsumexp(logits.float(), dim=-1)[targets != IGNORE]
+            z_term = self.optim.z_loss * log_z.square().mean()
+            self.log("train/z_loss", z_term, on_step=True, on_epoch=False)
+            return loss + z_term
         return loss
 
-    def _log_this_step_only(self, metrics: dict[str, torch.Tensor]) -> None:
-        # self.log would repeat these values at every later step until they are logged again;
-        # signals measured every k steps go straight to the loggers instead.
-        if self.trainer.is_global_zero:
-            values = {k: float(v) for k, v in metrics.items()}
-            for logger in self.loggers:
-                logger.log_metrics(values, step=self.global_step)
+    def _check_divergence(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise Diverged(self.global_step, "non-finite loss")
+        self._steps_above_runaway = self._steps_above_runaway + 1 if loss.item() > self.runaway_loss else 0
+        if self._steps_above_runaway >= self.stability.diverge_patience:
+            raise Diverged(
+                self.global_step,
+                f"loss above {self.runaway_loss:.2f} for {self._steps_above_runaway} steps",
+            )
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # The global L2 norm of all gradients, before clipping; with clipping off, only measured.
         max_norm = self.optim.grad_clip if self.optim.grad_clip is not None else math.inf
         total = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
-        if not torch.isfinite(total):
-            raise Diverged(self.global_step, "gradient norm")
         self.log("train/grad_norm", total, on_step=True, on_epoch=False)
+        if not torch.isfinite(total):
+            raise Diverged(self.global_step, "non-finite gradient norm")
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         seconds = time.perf_counter() - self._step_started
         self.log("train/tokens_per_sec", batch["input_ids"].numel() / seconds, on_step=True, on_epoch=False)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self._forward(batch["input_ids"])
-        targets = batch["targets"]
-        counted = targets != IGNORE
-        nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
-        correct = ((logits.argmax(-1) == targets) & counted).sum()
-        self._val_sums.append(torch.stack([nll, counted.sum().float(), correct.float()]))
+        self._val_sums.append(eval_sums(self._forward(batch["input_ids"]), batch["targets"]))
 
     def on_validation_epoch_end(self) -> None:
-        nll, count, correct = torch.stack(self._val_sums).sum(0)
+        sums = torch.stack(self._val_sums).sum(0)
         self._val_sums.clear()
-        loss = nll / count
-        self.log_dict(
-            {"val/loss": loss, "val/ppl": loss.exp(), "val/accuracy": correct / count}, sync_dist=True, prog_bar=True
-        )
+        self.log_dict(eval_metrics(sums), sync_dist=True, prog_bar=True)
 
     def configure_optimizers(self):
         optimizer, schedule = build_optimizer(self.model, self.optim, self.max_steps)
