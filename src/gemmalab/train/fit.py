@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
@@ -56,5 +57,7 @@ def fit(
         enable_model_summary=False,
         default_root_dir=checkpoint_dir.parent,
     )
+    if cfg.compile:
+        module = torch.compile(module)  # Lightning fits a compiled LightningModule as it is
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     return trainer

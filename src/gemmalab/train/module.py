@@ -14,6 +14,7 @@ from gemmalab.data.packing import IGNORE
 from gemmalab.model import Decoder, ModelConfig
 
 from .config import OptimConfig, TrainerConfig
+from .distill import DistillConfig, distillation_loss
 from .schedule import build_optimizer
 from .stability import StabilityConfig
 
@@ -47,13 +48,17 @@ class LMModule(L.LightningModule):
         optim: OptimConfig,
         trainer: TrainerConfig,
         stability: StabilityConfig | None = None,
+        distill: DistillConfig | None = None,
+        teacher: Decoder | None = None,
     ) -> None:
         super().__init__()
         self.model = Decoder(model_cfg)
         self.optim, self.max_steps, self.stats_every = optim, trainer.max_steps, trainer.stats_every
         self.stability = stability or StabilityConfig()
+        self.distill = distill if teacher is not None else None
+        # a tuple, not a submodule: the teacher is never trained, never checkpointed with the student
+        self._teacher = (teacher,) if teacher is not None else ()
         self.runaway_loss = self.stability.diverge_factor * math.log(model_cfg.vocab_size)
-        self._forward = torch.compile(self.model) if trainer.compile else self.model
         self._steps_above_runaway = 0
         self._step_started = 0.0
         self._val_sums: list[torch.Tensor] = []
@@ -66,18 +71,30 @@ class LMModule(L.LightningModule):
             for logger in self.loggers:
                 logger.log_metrics(values, step=self.global_step)
 
+    def on_fit_start(self) -> None:
+        for teacher in self._teacher:
+            teacher.to(self.device).eval()
+
     @torch.no_grad()
-    def on_train_start(self) -> None:
-        """Validation loss at initialisation (Wortsman et al.'s l0; the start of every val curve)."""
-        if self.global_step > 0 or self.trainer.datamodule is None:
-            return
-        self.model.eval()
+    def _evaluate(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        was_training = model.training
+        model.eval()
         sums = sum(
-            eval_sums(self._forward(batch["input_ids"].to(self.device)), batch["targets"].to(self.device))
+            eval_sums(model(batch["input_ids"].to(self.device)), batch["targets"].to(self.device))
             for batch in self.trainer.datamodule.val_dataloader()
         )
-        self.model.train()
-        self._log_this_step_only(eval_metrics(sums))
+        model.train(was_training)
+        return eval_metrics(sums)
+
+    def on_train_start(self) -> None:
+        """Validation loss at initialisation (Wortsman et al.'s l0; the start of every val curve), and
+        the teacher's own validation loss on the same batches."""
+        if self.global_step > 0 or self.trainer.datamodule is None:
+            return
+        metrics = self._evaluate(self.model)
+        for teacher in self._teacher:
+            metrics["teacher/val_loss"] = self._evaluate(teacher)["val/loss"]
+        self._log_this_step_only(metrics)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self._step_started = time.perf_counter()
@@ -85,12 +102,19 @@ class LMModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         with_stats = self.stats_every > 0 and self.global_step % self.stats_every == 0
         if with_stats:
-            logits, stats = self._forward(batch["input_ids"], with_stats=True)
+            logits, stats = self.model(batch["input_ids"], with_stats=True)
             self._log_this_step_only(stats)
         else:
-            logits = self._forward(batch["input_ids"])
+            logits = self.model(batch["input_ids"])
         targets = batch["targets"]
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        if self._teacher:
+            with torch.no_grad():
+                teacher_logits = self._teacher[0](batch["input_ids"])
+            loss, kl, ce = distillation_loss(logits, teacher_logits, targets, self.distill.alpha,
+                                             self.distill.temperature)  # fmt: skip
+            self.log_dict({"train/distill_kl": kl, "train/ce": ce}, on_step=True, on_epoch=False)
+        else:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         self._check_divergence(loss)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
@@ -125,7 +149,7 @@ class LMModule(L.LightningModule):
         self.log("train/tokens_per_sec", batch["input_ids"].numel() / seconds, on_step=True, on_epoch=False)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._val_sums.append(eval_sums(self._forward(batch["input_ids"]), batch["targets"]))
+        self._val_sums.append(eval_sums(self.model(batch["input_ids"]), batch["targets"]))
 
     def on_validation_epoch_end(self) -> None:
         sums = torch.stack(self._val_sums).sum(0)

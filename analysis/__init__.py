@@ -1,0 +1,1 @@
+"""Logged runs -> pandas -> paper-style tables (Markdown, LaTeX, CSV) and seaborn figures."""

@@ -1,0 +1,107 @@
+"""Logged runs into one tidy DataFrame: a row per run with its switches, seed, status and summary figures.
+
+Three sources give the same frame for the same runs: the local run store (default),
+offline W&B run directories (read with `wandb leet inspect --summary --json`), and an
+online W&B project (`wandb.Api`, filtered by group).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gemmalab.runs.store import RunDir
+
+# Figures every run's summary carries (run store summary.json and W&B summary alike).
+HEADLINE_PREFIXES = ("stability/", "attn/max_logit", "teacher/")
+HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init")
+# Config that says where and how a run was logged, not what it is.
+NOT_COLUMNS = ("logger.", "run_root", "group", "fault.", "hydra.", "trainer.progress_bar")
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = tuple(value) if isinstance(value, list) else value
+    return flat
+
+
+def run_row(run_id: str, name: str, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"run_id": run_id, "name": name}
+    row.update({k: v for k, v in flatten(config).items() if not k.startswith(NOT_COLUMNS)})
+    for key, value in summary.items():
+        missing = value is None or (isinstance(value, float) and not math.isfinite(value))  # W&B drops these
+        if (key in HEADLINE_KEYS or key.startswith(HEADLINE_PREFIXES)) and not missing:
+            row[key] = value
+    return row
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    for key in ("val/loss", "val/loss_init"):
+        if key in frame:
+            frame[key] = pd.to_numeric(frame[key], errors="coerce")
+    return frame.sort_values("run_id").reset_index(drop=True)
+
+
+def group_run_ids(run_root: str | Path, group: str) -> list[str]:
+    path = Path(run_root) / "_sweeps" / group / "members.jsonl"
+    if not path.exists():
+        known = sorted(p.name for p in (Path(run_root) / "_sweeps").glob("*") if (p / "members.jsonl").exists())
+        raise FileNotFoundError(f"--group {group!r} has no runs in {run_root} (known groups: {', '.join(known)})")
+    ids = [json.loads(line).get("run_id") for line in path.read_text().splitlines() if line.strip()]
+    return list(dict.fromkeys(i for i in ids if i))
+
+
+def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFrame:
+    """Rows from <run_root>/<run_id>/{config.yaml,summary.json}; all runs, or those a sweep group asked for."""
+    import yaml
+
+    root = Path(run_root)
+    ids = (
+        group_run_ids(root, group) if group else sorted(p.name for p in root.iterdir() if (p / "summary.json").exists())
+    )
+    rows = []
+    for run_id in ids:
+        run = RunDir(root, run_id)
+        summary = run.summary()
+        if summary is None:
+            continue
+        config = yaml.safe_load(run.config_path.read_text())
+        rows.append(run_row(run_id, summary.get("name", run_id), config, summary))
+    return _frame(rows)
+
+
+def load_wandb_offline(run_dirs: list[str | Path]) -> pd.DataFrame:
+    """Rows from offline W&B run directories (offline-run-*), via `wandb leet inspect --summary --json`.
+    A run resumed after a kill has one directory per attempt: the latest attempt's summary counts."""
+    latest: dict[str, dict[str, Any]] = {}
+    for path in sorted(map(str, run_dirs)):  # offline-run-<date>_<time>-<id>: sorted = chronological
+        out = subprocess.run(
+            ["wandb", "leet", "inspect", "--summary", "--json", path], capture_output=True, text=True, check=True
+        )
+        record = json.loads(out.stdout)
+        latest[record["run_id"]] = record
+    rows = [run_row(r["run_id"], r["name"], r["config"], r["summary"]) for r in latest.values()]
+    return _frame(rows)
+
+
+def load_wandb_api(project: str, group: str, entity: str | None = None) -> pd.DataFrame:
+    """Rows from an online W&B project, the runs of one group (needs network access and a login)."""
+    import wandb
+
+    path = f"{entity}/{project}" if entity else project
+    runs = wandb.Api().runs(path, filters={"group": group})
+    rows = [run_row(r.id, r.name, dict(r.config), dict(r.summary)) for r in runs]
+    return _frame(rows)

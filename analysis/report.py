@@ -1,0 +1,150 @@
+"""Turn a sweep's logged runs into its report: tables (Markdown, LaTeX, CSV), seaborn figures
+(PNG, PDF) and report.md; the tables also go to the sweep's W&B group.
+
+    python analysis/report.py --group 2026-11-27_10-51-45            # the group sweep.py printed
+    python analysis/report.py --study softcap                       # the latest run of ablations/softcap.yaml
+    python analysis/report.py --group G --source wandb-offline      # read the W&B offline files instead
+    python analysis/report.py --group G --source wandb --project gemmalab --entity me
+    python analysis/report.py --real-scale                          # Gemma 1 / 2 at real size, from the presets
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `analysis` importable from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from analysis import plots, studies  # noqa: E402
+from analysis.loaders import load_run_store, load_wandb_api, load_wandb_offline  # noqa: E402
+from analysis.tables import QUALITY, to_latex, to_markdown, varying_switches  # noqa: E402
+from gemmalab.runs.store import RunDir  # noqa: E402
+from gemmalab.train.stability import StabilityConfig, spike_rule, stability_summary  # noqa: E402
+
+
+def latest_group(run_root: Path, study: str) -> str:
+    groups = sorted(p.name for p in (run_root / "_sweeps").glob(f"{study}_*") if (p / "members.jsonl").exists())
+    if not groups:
+        raise SystemExit(f"error: --study {study} has no sweep in {run_root / '_sweeps'} "
+                         f"(run: python sweep.py -m +ablation={study})")  # fmt: skip
+    return groups[-1]
+
+
+def study_of(run_root: Path, group: str) -> str | None:
+    """The ablation a sweep ran (its `+ablation=NAME` override), if any."""
+    multirun = run_root / "_sweeps" / group / "multirun.yaml"
+    if not multirun.exists():
+        return None
+    overrides = yaml.safe_load(multirun.read_text())["hydra"]["overrides"]["task"]
+    names = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("ablation=")]
+    return names[0] if names else None
+
+
+def load(args: argparse.Namespace, run_root: Path, group: str) -> pd.DataFrame:
+    if args.source == "wandb":
+        return load_wandb_api(args.project, group, args.entity)
+    if args.source == "wandb-offline":
+        ids = load_run_store(run_root, group)["run_id"]
+        return load_wandb_offline([d for i in ids for d in (run_root / i / "wandb").glob("offline-run-*")])
+    return load_run_store(run_root, group)
+
+
+def recount_spikes(frame: pd.DataFrame, run_root: Path, rule: str) -> pd.DataFrame:
+    """Stability figures recomputed from metrics.jsonl with another spike rule."""
+    frame = frame.copy()
+    for i, row in frame.iterrows():
+        summary = stability_summary(RunDir(run_root, row["run_id"]).metrics(), StabilityConfig(spike_rule=rule),
+                                    int(row.get("optim.warmup_steps", 0)))  # fmt: skip
+        for key, value in summary.items():
+            frame.loc[i, key] = value
+    return frame
+
+
+def write_table(out: Path, name: str, table: pd.DataFrame, caption: str) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = to_markdown(table)
+    (out / f"{name}.md").write_text(markdown + "\n")
+    (out / f"{name}.tex").write_text(to_latex(table, caption) + "\n")
+    table.to_csv(out / f"{name}.csv", index=False)
+    return markdown
+
+
+def log_to_wandb(tables: dict[str, pd.DataFrame], project: str, group: str, out: Path) -> None:
+    import wandb
+
+    run = wandb.init(project=project, group=group, job_type="report", name=f"report {group}", dir=str(out),
+                     mode="offline", reinit="finish_previous")  # fmt: skip
+    run.log({f"tables/{name}": wandb.Table(dataframe=t.astype(str)) for name, t in tables.items()})
+    run.finish()
+
+
+def main(argv: list[str] | None = None) -> Path | None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-root", default="runs", type=Path)
+    parser.add_argument("--group", help="the sweep group sweep.py printed")
+    parser.add_argument("--study", help="a study in ablations/ (default: the one the group ran, if any)")
+    parser.add_argument("--source", choices=("runstore", "wandb-offline", "wandb"), default="runstore")
+    parser.add_argument("--project", default="gemmalab")
+    parser.add_argument("--entity")
+    parser.add_argument("--out", type=Path, help="default: <run-root>/_reports/<group>")
+    parser.add_argument("--baseline", nargs="*", default=[], help="key=value: the row others are compared with")
+    parser.add_argument("--spike-rule", help="recount spikes with this rule (absolute, olmo_core, olmo2)")
+    parser.add_argument("--no-wandb", action="store_true", help="do not log the tables to W&B")
+    parser.add_argument("--real-scale", action="store_true", help="print the analytic real-scale table and exit")
+    args = parser.parse_args(argv)
+
+    if args.real_scale:
+        table = studies.real_scale()
+        print(to_markdown(table) + "\n\n" + to_markdown(studies.real_scale_vs_brief(table)))
+        return None
+    if not args.group and not args.study:
+        parser.error("give --group (printed by sweep.py) or --study NAME")
+    group = args.group or latest_group(args.run_root, args.study)
+    study = args.study or study_of(args.run_root, group)
+    frame = load(args, args.run_root, group)
+    if frame.empty:
+        raise SystemExit(f"error: group {group} has no runs with a summary in {args.run_root}")
+    rule = spike_rule(args.spike_rule or "absolute")
+    if args.spike_rule:
+        frame = recount_spikes(frame, args.run_root, args.spike_rule)
+    out = args.out or args.run_root / "_reports" / group
+    by = varying_switches(frame)
+    baseline = dict(kv.split("=", 1) for kv in args.baseline) or None
+
+    tables = {"runs": studies.generic(frame, baseline)}
+    if study in studies.STUDY_TABLES:
+        tables[study] = studies.STUDY_TABLES[study](frame)
+    if "optim.lr" in by and study != "lr_sensitivity":
+        tables["lr_sensitivity"] = studies.lr_sensitivity(frame)
+    main_name = study if study in tables else "runs"
+    sections = [f"# Report: {study or 'sweep'} ({group})", "",
+                f"{len(frame)} runs; switches that vary: {', '.join(by) or 'none'}; seeds: "
+                f"{sorted(frame['seed'].unique().tolist())}. Cells: mean ± 95% CI half-width over finished seeds "
+                "(Student t), n; diverged and failed runs are counted, never averaged in. "
+                "Δ: difference to the baseline row, Welch's t-test (* p<0.05, ** p<0.01, *** p<0.001). "
+                f"Quality: final {QUALITY}. Loss spikes: {rule.describe()} (distinct events).", ""]  # fmt: skip
+    for name, table in sorted(tables.items(), key=lambda kv: kv[0] != main_name):
+        markdown = write_table(out / "tables", name, table, f"{study or 'sweep'} {group}: {name}")
+        sections += [f"## {name}", "", markdown, ""]
+    figures = plots.loss_curves(frame, args.run_root, by, rule, out / "figures")
+    figures += plots.grad_norm_distribution(frame, args.run_root, by, int(frame["optim.warmup_steps"].max()),
+                                            out / "figures")  # fmt: skip
+    figures += plots.max_logit_over_training(frame, args.run_root, by, out / "figures")
+    if "optim.lr" in by:
+        figures += plots.lr_vs_loss(frame, by, out / "figures")
+    sections += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
+    (out / "report.md").write_text("\n".join(sections) + "\n")
+    if not args.no_wandb:
+        log_to_wandb(tables, args.project, group, out)
+    print(to_markdown(tables[main_name]))
+    print(f"\n[gemmalab] report: {out / 'report.md'} (tables: {out / 'tables'}, figures: {out / 'figures'})")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""The tables of the named studies in ablations/, each in the shape of the brief's, plus the
+analytic real-scale table computed from the presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gemmalab.model import (
+    Decoder,
+    ModelConfig,
+    attention_score_entries,
+    count_parameters,
+    kv_cache_bytes,
+    preset,
+)
+from gemmalab.runs.identity import is_identity_key
+
+from .tables import QUALITY, STABILITY, aggregate, compare_to_baseline, display, fmt, mean_ci, varying_switches
+
+BRIEF_SOFTCAP = {  # brief-claims.md: without, with, stated change
+    "stability/loss_spikes": ("~15", "2", "-87%"),
+    "stability/grad_norm_var": ("2.4", "0.8", "-67%"),
+    QUALITY: ("baseline", "+1.2% average", ""),
+}
+
+
+def model_of(row: pd.Series) -> Decoder:
+    """The run's model on the meta device: sizes read off the real module tree, no weights allocated."""
+    prefix = {k: row[k] for k in row.index if isinstance(k, str) and "." in k and is_identity_key(k)}
+    nested = {"model": {}, "attn": {}, "softcap": {}}
+    for key, value in prefix.items():
+        group, _, field = key.partition(".")
+        if group in nested and "." not in field:
+            value = value.item() if isinstance(value, np.generic) else value  # numpy scalars from pandas
+            nested[group][field] = None if isinstance(value, float) and math.isnan(value) else value
+    with torch.device("meta"):
+        return Decoder(ModelConfig(**nested["model"], norm=row["norm"], attn=nested["attn"], softcap=nested["softcap"]))
+
+
+def generic(frame: pd.DataFrame, baseline: dict | None = None) -> pd.DataFrame:
+    by = [c for c in varying_switches(frame)]
+    return display(aggregate(frame, by, [QUALITY, *STABILITY]), baseline)
+
+
+def softcap(frame: pd.DataFrame) -> pd.DataFrame:
+    """The brief's soft-capping table: capping off vs on, per metric, with the relative change."""
+    capped = frame["softcap.attn"].notna() | frame["softcap.final"].notna()
+    frame = frame.assign(capping=np.where(capped, "on", "off"))
+    agg = aggregate(frame, ["capping"], [*BRIEF_SOFTCAP])
+    rows = []
+    for metric, (claim_off, claim_on, claim_change) in BRIEF_SOFTCAP.items():
+        t = agg.frame.set_index("capping")
+        cmp = compare_to_baseline(agg, {"capping": "off"}, metric).set_index(agg.frame["capping"])
+        cells = {c: fmt(t.loc[c, f"{metric}_mean"], t.loc[c, f"{metric}_ci"], t.loc[c, f"{metric}_n"])
+                 if c in t.index else "–" for c in ("off", "on")}  # fmt: skip
+        relative = cmp.loc["on", "relative_%"] if "on" in cmp.index else float("nan")
+        change = f"{relative:+.1f}% {cmp.loc['on', 'sig']}".strip() if np.isfinite(relative) else "–"
+        rows.append({
+            "metric": metric, "capping off": cells["off"], "capping on": cells["on"], "change": change,
+            "brief: off": claim_off, "brief: on": claim_on, "brief: change": claim_change,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def norm(frame: pd.DataFrame) -> pd.DataFrame:
+    by = ["norm", *[c for c in varying_switches(frame) if c != "norm"]]
+    baseline = {"norm": "pre"} if by == ["norm"] and "pre" in set(frame["norm"]) else None
+    return display(aggregate(frame, by, [QUALITY, *STABILITY]), baseline)
+
+
+def kv_heads(frame: pd.DataFrame) -> pd.DataFrame:
+    """MQA / GQA / MHA at equal size: KV heads, KV cache, parameters, quality."""
+    by = ["attn.kv_heads", *[c for c in varying_switches(frame) if c != "attn.kv_heads"]]
+    table = display(aggregate(frame, by, [QUALITY]), {"attn.kv_heads": frame["attn.kv_heads"].max()}
+                    if by == ["attn.kv_heads"] else None)  # fmt: skip
+    firsts = frame.groupby(by, sort=True, dropna=False).head(1).set_index(by).sort_index()
+    n_heads = firsts["model.n_heads"].to_numpy()
+    kind = [
+        "MHA" if k == h else "MQA" if k == 1 else "GQA"
+        for k, h in zip(firsts.index.get_level_values(0), n_heads, strict=True)
+    ]
+    context = firsts["data.seq_len"].to_numpy()
+    models = [model_of(r) for _, r in firsts.reset_index().iterrows()]
+    table.insert(1, "kind", kind)
+    table.insert(
+        2, "KV cache bytes/seq (bf16)", [kv_cache_bytes(m, int(t)) for m, t in zip(models, context, strict=True)]
+    )
+    table.insert(3, "parameters", [count_parameters(m) for m in models])
+    return table
+
+
+def attn_pattern(frame: pd.DataFrame) -> pd.DataFrame:
+    """Local / global: pattern, ratio and window against score entries and KV cache at the context length."""
+    keys = ["attn.pattern", "attn.local_global_ratio", "attn.window"]
+    by = [*keys, *[c for c in varying_switches(frame) if c not in keys]]
+    table = display(aggregate(frame, by, [QUALITY]))
+    firsts = frame.groupby(by, sort=True, dropna=False).head(1).set_index(by).sort_index().reset_index()
+    entries, cache = [], []
+    for _, row in firsts.iterrows():
+        model, t = model_of(row), int(row["data.seq_len"])
+        entries.append(float(np.mean(attention_score_entries(model, t))))
+        cache.append(kv_cache_bytes(model, t, rolling_local=True))
+    table.insert(len(keys), "score entries/layer/head", [f"{e:,.0f}" for e in entries])
+    table.insert(len(keys) + 1, "KV cache bytes/seq (bf16, rolling local)", cache)
+    return table
+
+
+def lr_sensitivity(frame: pd.DataFrame) -> pd.DataFrame:
+    """Wortsman et al.: with l(eta) the final validation loss (a diverged run counts as l0, the loss at
+    initialisation), l* the best over the grid: sensitivity = mean over the grid of min(l(eta), l0) - l*.
+    Computed per seed, then mean ± 95% CI over seeds."""
+    configs = [c for c in varying_switches(frame) if c != "optim.lr"]
+    rows = []
+    for key, runs in frame.groupby(configs, sort=True, dropna=False) if configs else [((), frame)]:
+        key = key if isinstance(key, tuple) else (key,)
+        per_seed, best_lrs = [], []
+        for _, seed_runs in runs.groupby("seed"):
+            l0 = seed_runs["val/loss_init"].to_numpy(dtype=float)
+            loss = seed_runs["val/loss"].to_numpy(dtype=float)
+            finished = seed_runs["status"].astype(str).eq("finished").to_numpy()
+            capped = np.where(finished & np.isfinite(loss), np.minimum(loss, l0), l0)
+            per_seed.append(float(np.mean(capped - capped.min())))
+            best_lrs.append(float(seed_runs["optim.lr"].to_numpy()[np.argmin(capped)]))
+        mean, ci, n = mean_ci(np.array(per_seed))
+        row = dict(zip(configs, key, strict=True))
+        row.update({
+            "LR grid": ", ".join(f"{lr:g}" for lr in sorted(runs["optim.lr"].unique())),
+            "LR sensitivity": fmt(mean, ci, n),
+            "best LR (per seed)": ", ".join(f"{lr:g}" for lr in best_lrs),
+            "diverged": f"{int(runs['status'].astype(str).str.startswith('diverged').sum())}/{len(runs)}",
+        })  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def real_scale() -> pd.DataFrame:
+    """Gemma 2 2B / 9B / 27B and Gemma 1 2B / 7B from the presets, at 8K context in bf16,
+    beside the brief's stated figures."""
+    rows = []
+    for name in ("gemma2-2b", "gemma2-9b", "gemma2-27b", "gemma1-2b", "gemma1-7b"):
+        cfg = preset(name)
+        mha_cfg = dataclasses.replace(cfg, attn=dataclasses.replace(cfg.attn, kv_heads=cfg.n_heads))
+        full_cfg = dataclasses.replace(cfg, attn=dataclasses.replace(cfg.attn, pattern="full"))
+        alt_cfg = dataclasses.replace(cfg, attn=dataclasses.replace(cfg.attn, pattern="alt", window=4096))
+        with torch.device("meta"):
+            model, mha, full, alt = Decoder(cfg), Decoder(mha_cfg), Decoder(full_cfg), Decoder(alt_cfg)
+        full_entries = float(np.mean(attention_score_entries(full, 8192)))
+        alt_entries = float(np.mean(attention_score_entries(alt, 8192)))
+        rows.append({
+            "model": name, "parameters (B)": round(count_parameters(model) / 1e9, 3),
+            "KV heads": cfg.attn.kv_heads, "heads": cfg.n_heads,
+            "KV cache 8K, MHA (GB)": round(kv_cache_bytes(mha, 8192) / 1e9, 3),
+            "KV cache 8K, as built (GB)": round(kv_cache_bytes(model, 8192) / 1e9, 3),
+            "KV cache 8K, alt + rolling local (GB)": round(kv_cache_bytes(alt, 8192, rolling_local=True) / 1e9, 3),
+            "score entries/layer, full (M)": round(full_entries / 1e6, 1),
+            "score entries/layer, alternating W=4096 (M)": round(alt_entries / 1e6, 1),
+            "attention saving": f"{100 * (1 - alt_entries / full_entries):.1f}%",
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def real_scale_vs_brief(table: pd.DataFrame) -> pd.DataFrame:
+    nine = table.set_index("model").loc["gemma2-9b"]
+    mha_gb, gqa_gb = nine["KV cache 8K, MHA (GB)"], nine["KV cache 8K, as built (GB)"]
+    full_m, alt_m = nine["score entries/layer, full (M)"], nine["score entries/layer, alternating W=4096 (M)"]
+    return pd.DataFrame([
+        {"figure": "9B KV cache at 8K, MHA", "brief": "5.5 GB", "computed": f"{mha_gb} GB"},
+        {"figure": "9B KV cache at 8K, GQA", "brief": "2.75 GB", "computed": f"{gqa_gb} GB"},
+        {"figure": "score entries per layer, full", "brief": "67M", "computed": f"{full_m}M"},
+        {"figure": "score entries per layer, alternating", "brief": "41.9M = (8192² + 4096²)/2",
+         "computed": f"{alt_m}M = (8192² + 8192·4096)/2"},
+        {"figure": "attention memory saving", "brief": "~50%", "computed": nine["attention saving"]},
+    ])  # fmt: skip
+
+
+def cascade(frame: pd.DataFrame) -> pd.DataFrame:
+    """Gemma 2's Table 7 in miniature: per size, validation loss (and perplexity) from scratch vs distilled."""
+    agg = aggregate(frame, ["cascade.size", "cascade.training"], [QUALITY])
+    t = agg.frame.set_index(["cascade.size", "cascade.training"])
+    rows = []
+    for size in [s for s in ("teacher", "middle", "small") if s in t.index.get_level_values(0)]:
+        first = frame[frame["cascade.size"] == size].iloc[0]
+        row = {"size": size, "parameters": count_parameters(model_of(first))}
+        for training in ("scratch", "distilled"):
+            if (size, training) in t.index:
+                r = t.loc[(size, training)]
+                row[f"{training}: val/loss"] = fmt(r[f"{QUALITY}_mean"], r[f"{QUALITY}_ci"], r[f"{QUALITY}_n"])
+                row[f"{training}: ppl"] = f"{math.exp(r[f'{QUALITY}_mean']):.2f}" if r[f"{QUALITY}_n"] else "–"
+        if {(size, "scratch"), (size, "distilled")} <= set(t.index):
+            sizes = agg.frame[agg.frame["cascade.size"] == size].reset_index(drop=True)
+            sub = type(agg)(sizes, agg.by, agg.metrics)
+            cmp = compare_to_baseline(sub, {"cascade.training": "scratch"}, QUALITY)
+            d = cmp[sizes["cascade.training"] == "distilled"].iloc[0]
+            row["distilled - scratch"] = f"{d['delta']:+.3f} ({d['relative_%']:+.1f}%) {d['sig']}".strip()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+STUDY_TABLES = {
+    "cascade": cascade,
+    "softcap": softcap,
+    "norm": norm,
+    "kv_heads": kv_heads,
+    "attn_pattern": attn_pattern,
+    "lr_sensitivity": lr_sensitivity,
+}

@@ -1,0 +1,65 @@
+"""Real tiny studies, run end to end through sweep.py, produce their reports; the loaders agree."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from analysis import report
+from analysis.loaders import load_run_store, load_wandb_offline
+from gemmalab.runs.preflight import validate_all_jobs
+
+from ..conftest import REPO
+
+STUDIES = sorted(p.stem for p in (REPO / "ablations").glob("*.yaml"))
+SHORT = ["trainer.max_steps=30", "trainer.val_every=10", "optim.warmup_steps=5"]
+
+
+def test_every_study_composes_and_validates():
+    assert {"softcap", "norm", "kv_heads", "attn_pattern", "lr_sensitivity"} <= set(STUDIES)
+    for study in STUDIES:
+        n_jobs, swept = validate_all_jobs(["-m", f"+ablation={study}"], REPO / "conf")
+        assert n_jobs >= 6 and "seed" in swept, study
+
+
+def test_run_store_and_wandb_offline_give_the_same_frame(tmp_path, sweep):
+    result = sweep(tmp_path, "-m", "norm=dual,pre", *SHORT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    group = next((tmp_path / "_sweeps").iterdir()).name
+    from_store = load_run_store(tmp_path, group)
+    offline = [d for run_id in from_store["run_id"] for d in (tmp_path / run_id / "wandb").glob("offline-run-*")]
+    from_wandb = load_wandb_offline(offline)
+    assert len(from_store) == 2 and "stability/loss_spikes" in from_store and "attn.pattern" in from_store
+    pd.testing.assert_frame_equal(from_store, from_wandb[from_store.columns], check_dtype=False)
+
+
+def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep):
+    result = sweep(tmp_path, "-m", "+ablation=softcap", "seed=0,1", *SHORT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = report.main(["--run-root", str(tmp_path), "--study", "softcap"])
+    text = (out / "report.md").read_text()
+    assert "# Report: softcap" in text and "brief: change" in text and "capping on" in text
+    for name in ("softcap", "runs"):
+        for suffix in ("md", "tex", "csv"):
+            assert (out / "tables" / f"{name}.{suffix}").stat().st_size > 0
+    for figure in ("loss_curves", "grad_norm_distribution", "max_logit_per_layer"):
+        assert (out / "figures" / f"{figure}.png").exists() and (out / "figures" / f"{figure}.pdf").exists()
+    table = pd.read_csv(out / "tables" / "softcap.csv").set_index("metric")
+    assert table.loc["val/loss", "capping on"].endswith("(n=2)")
+    (wandb_run,) = (out / "wandb").glob("offline-run-*")  # the tables, logged to the sweep's W&B group
+    assert list(wandb_run.glob("*.wandb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", STUDIES)
+def test_every_study_produces_its_report_at_tiny_scale(tmp_path, sweep, study):
+    result = sweep(tmp_path, "-m", f"+ablation={study}", "seed=0,1", "logger=none", *SHORT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = report.main(["--run-root", str(tmp_path), "--study", study, "--no-wandb"])
+    assert (out / "tables" / f"{study}.md").exists() and (out / "report.md").exists()
+
+
+def test_report_refuses_an_unknown_group(tmp_path):
+    (tmp_path / "_sweeps").mkdir()
+    with pytest.raises(FileNotFoundError, match="--group 'nope' has no runs"):
+        report.main(["--run-root", str(tmp_path), "--group", "nope"])

@@ -1,0 +1,114 @@
+"""Hand-made run stores with known values give exact table numbers and intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis import studies
+from analysis.loaders import load_run_store
+from analysis.tables import aggregate, compare_to_baseline, display, mean_ci, to_latex, to_markdown
+
+
+def finished(val_loss: float, spikes: int = 0, grad_var: float = 1.0) -> dict:
+    return {"status": "finished", "diverged": False, "val/loss": val_loss, "val/loss_init": 5.5,
+            "stability/loss_spikes": spikes, "stability/grad_norm_var": grad_var}  # fmt: skip
+
+
+def test_mean_and_95_ci_over_seeds():
+    mean, half, n = mean_ci(np.array([2.0, 2.2, 2.4]))
+    assert (mean, n) == (pytest.approx(2.2), 3)
+    assert half == pytest.approx(4.302652729911275 * 0.2 / math.sqrt(3))  # t(0.975, 2) * s / sqrt(n)
+    assert math.isnan(mean_ci(np.array([1.0]))[1]) and mean_ci(np.array([np.nan]))[2] == 0
+
+
+def test_softcap_table_from_a_hand_made_store(fake_store):
+    for seed, (on, off) in enumerate([(2.0, 2.5), (2.2, 2.6), (2.4, 2.7)]):
+        fake_store.add({"seed": seed}, finished(on, spikes=1, grad_var=0.5))
+        fake_store.add(
+            {"seed": seed, "softcap.attn": None, "softcap.final": None}, finished(off, spikes=3, grad_var=2.0)
+        )
+    fake_store.add({"seed": 3, "softcap.attn": None, "softcap.final": None},
+                   {"status": "diverged at step 7", "diverged": True, "val/loss": float("nan"), "val/loss_init": 5.5,
+                    "stability/loss_spikes": 40})  # fmt: skip
+    frame = load_run_store(fake_store.root, "g")
+    assert len(frame) == 7 and set(frame["status"]) == {"finished", "diverged at step 7"}
+    table = studies.softcap(frame).set_index("metric")
+    half_on = 4.302652729911275 * 0.2 / math.sqrt(3)
+    half_off = 4.302652729911275 * 0.1 / math.sqrt(3)
+    assert table.loc["val/loss", "capping on"] == f"2.200 ± {half_on:.3f} (n=3)"
+    assert table.loc["val/loss", "capping off"] == f"2.600 ± {half_off:.3f} (n=3)"  # the diverged run is not in it
+    assert table.loc["stability/loss_spikes", "capping off"] == "3.000 ± 0.000 (n=3)"
+    assert table.loc["stability/grad_norm_var", "change"] == "-75.0%"  # identical seeds: no test possible
+    se2 = 0.04 / 3 + 0.01 / 3
+    t = (2.2 - 2.6) / math.sqrt(se2)
+    df = se2**2 / ((0.04 / 3) ** 2 / 2 + (0.01 / 3) ** 2 / 2)
+    p = 2 * stats.t.sf(abs(t), df)
+    assert 0.05 < p < 0.1
+    agg = aggregate(frame.assign(capping=frame["softcap.attn"].notna().map({True: "on", False: "off"})),
+                    ["capping"], ["val/loss"])  # fmt: skip
+    cmp = compare_to_baseline(agg, {"capping": "off"}, "val/loss")
+    assert cmp["p_welch"].iloc[1] == pytest.approx(p, rel=1e-9)
+    assert cmp["relative_%"].iloc[1] == pytest.approx(100 * (2.2 - 2.6) / 2.6)
+    shown = display(agg, {"capping": "off"}).set_index("capping")
+    assert shown.loc["off", "runs"] == "4 (1 diverged)"
+    assert shown.loc["on", "Δ vs baseline"] == "-0.400 (-15.4%)"  # p ~ 0.06: no marker
+
+
+def test_significance_markers_and_a_missing_baseline(fake_store):
+    for seed in range(4):
+        fake_store.add({"seed": seed, "norm": "pre"}, finished(3.0 + 0.01 * seed))
+        fake_store.add({"seed": seed, "norm": "dual"}, finished(2.0 + 0.01 * seed))
+    frame = load_run_store(fake_store.root, "g")
+    table = studies.norm(frame).set_index("norm")
+    assert table.loc["dual", "Δ vs baseline"].endswith("***")
+    agg = aggregate(frame, ["norm"], ["val/loss"])
+    with pytest.raises(ValueError, match="baseline {'norm': 'post'} matches 0 rows"):
+        compare_to_baseline(agg, {"norm": "post"}, "val/loss")
+
+
+def test_lr_sensitivity_counts_a_diverged_run_as_the_initial_loss(fake_store):
+    # seed 0: l(eta) = 3.0, 2.0, diverged -> l0 = 5.5 ; l* = 2.0 ; mean(1.0, 0, 3.5) = 1.5
+    # seed 1: l(eta) = 3.2, 2.2, 6.0 (worse than l0: capped at 5.5) ; mean(1.0, 0, 3.3) = 1.4333
+    for seed, losses in enumerate([(3.0, 2.0, None), (3.2, 2.2, 6.0)]):
+        for lr, loss in zip((1e-3, 1e-2, 1e-1), losses, strict=True):
+            summary = finished(loss) if loss is not None else {"status": "diverged at step 3", "diverged": True,
+                                                               "val/loss": None, "val/loss_init": 5.5}  # fmt: skip
+            fake_store.add({"seed": seed, "optim.lr": lr}, summary)
+    table = studies.lr_sensitivity(load_run_store(fake_store.root, "g"))
+    mean, half, n = mean_ci(np.array([1.5, (1.0 + 0 + 3.3) / 3]))
+    assert table.loc[0, "LR sensitivity"] == f"{mean:.3f} ± {half:.3f} (n=2)"
+    assert table.loc[0, "best LR (per seed)"] == "0.01, 0.01" and table.loc[0, "diverged"] == "1/6"
+
+
+def test_kv_and_pattern_tables_read_sizes_off_the_module_tree(fake_store):
+    for kv in (1, 2, 4):
+        fake_store.add({"seed": 0, "attn.kv_heads": kv}, finished(2.0 + kv / 10))
+    table = studies.kv_heads(load_run_store(fake_store.root, "g")).set_index("attn.kv_heads")
+    # tiny: 2 layers, head_dim 16, bf16, data.seq_len 128 tokens: 2 (K,V) * kv * 16 * 2 bytes * 128 * 2 layers
+    assert table.loc[1, "KV cache bytes/seq (bf16)"] == 2 * 1 * 16 * 2 * 128 * 2
+    assert table.loc[4, "kind"] == "MHA" and table.loc[2, "kind"] == "GQA" and table.loc[1, "kind"] == "MQA"
+    assert table.loc[4, "parameters"] - table.loc[1, "parameters"] == 2 * 64 * 16 * 3 * 2
+
+
+def test_real_scale_table_beside_the_brief():
+    table = studies.real_scale().set_index("model")
+    assert table.loc["gemma2-9b", "KV cache 8K, MHA (GB)"] == pytest.approx(5.637, abs=1e-3)
+    assert table.loc["gemma2-9b", "KV cache 8K, as built (GB)"] == pytest.approx(2.819, abs=1e-3)
+    assert table.loc["gemma2-2b", "parameters (B)"] == 2.614
+    assert table.loc["gemma2-9b", "attention saving"] == "25.0%"  # (8192*8192 + 8192*4096) / 2 vs 8192^2
+    brief = studies.real_scale_vs_brief(studies.real_scale()).set_index("figure")
+    assert brief.loc["attention memory saving", "brief"] == "~50%"
+
+
+def test_markdown_and_latex_render_every_cell():
+    import pandas as pd
+
+    table = pd.DataFrame({"norm": ["pre", "dual"], "val/loss": ["2.1 ± 0.1 (n=3)", "2.0 ± 0.1 (n=3)"]})
+    md = to_markdown(table).splitlines()
+    assert md[0].startswith("| norm") and md[1].startswith("|---") and "2.0 ± 0.1" in md[3]
+    tex = to_latex(table, "norm_placement")
+    assert r"\toprule" in tex and r"2.0 $\pm$ 0.1 (n=3) \\" in tex and r"norm\_placement" in tex
