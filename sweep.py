@@ -10,6 +10,7 @@ fails while training is recorded with its reason and the others still run.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    # Own W&B service per sweep process: one inherited from a parent process would outlive a killed
+    # job and keep holding its run id, so the job could not resume into the same W&B run.
+    os.environ.pop("WANDB_SERVICE", None)
     try:
         _, outcome["swept"] = validate_all_jobs(sys.argv[1:], config_dir=Path(__file__).parent / "conf")
     except ConfigError as err:

@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> Path | None:
     if "optim.lr" in by:
         figures += plots.lr_vs_loss(frame, by, out / "figures")
     sections += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
+    benchmarks = sorted((args.run_root / "_benchmarks").glob("*.md"))  # written by benchmarks/*.py
+    if benchmarks:
+        sections += ["", "## Benchmarks", ""] + [p.read_text().replace("## ", "### ", 1) for p in benchmarks]
     (out / "report.md").write_text("\n".join(sections) + "\n")
     if not args.no_wandb:
         log_to_wandb(tables, args.project, group, out)

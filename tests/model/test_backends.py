@@ -107,3 +107,16 @@ def test_max_logit_is_brute_force_max_over_allowed_keys():
         for j in range(max(0, i - 2), i + 1)
     )
     assert float(max_attention_logit(q, k, 0.5, window=3)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_max_logit_of_a_long_local_layer_is_measured_in_blocks_and_exact():
+    q, k, _ = qkv(t=60)
+    window = 7
+    expected = max(
+        float(q[b, h, i] @ k[b, h // 2, j]) * 0.5
+        for b in range(2)
+        for h in range(4)
+        for i in range(60)
+        for j in range(max(0, i - window + 1), i + 1)
+    )
+    assert float(max_attention_logit(q, k, 0.5, window)) == pytest.approx(expected, rel=1e-6)

@@ -7,13 +7,18 @@ head before RoPE; softcap.attn is applied to the scores inside the backend.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from .backends import BACKENDS, max_attention_logit, resolve_backend
+from .backends import BACKENDS, local_attention_in_blocks, max_attention_logit, resolve_backend
 from .config import ModelConfig
 from .norm import RMSNorm
 from .rope import apply_rope
+
+if TYPE_CHECKING:
+    from .kv_cache import LayerCache
 
 
 class Attention(nn.Module):
@@ -36,7 +41,12 @@ class Attention(nn.Module):
             self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, max_logits: list[torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        max_logits: list[torch.Tensor] | None = None,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor:
         batch, t, _ = x.shape
         q = self.q_proj(x).view(batch, t, self.n_heads, self.head_dim).transpose(1, 2)
@@ -47,6 +57,18 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if max_logits is not None:
             max_logits.append(max_attention_logit(q, k, self.scale, self.window))
-        attend = BACKENDS[resolve_backend(self.backend, x.device, self.cap)]
-        out = attend(q, k, v, self.scale, self.cap, self.window)
+        backend = resolve_backend(self.backend, x.device, self.cap)
+        attend = BACKENDS[backend]
+        if cache is not None and cache.length > 0:  # decoding: one new token against the cached keys
+            if t != 1:
+                raise ValueError(f"decoding with a KV cache takes one token at a time, got {t}")
+            k, v = cache.append(k, v)  # every key a layer keeps is visible to the new token
+            out = attend(q, k, v, self.scale, self.cap, None)
+        else:
+            if self.window is not None and backend != "flex" and t > 2 * self.window:
+                out = local_attention_in_blocks(attend, q, k, v, self.scale, self.cap, self.window)  # O(T * W)
+            else:
+                out = attend(q, k, v, self.scale, self.cap, self.window)
+            if cache is not None:
+                cache.append(k, v)
         return self.o_proj(out.transpose(1, 2).reshape(batch, t, self.n_heads * self.head_dim))

@@ -36,14 +36,16 @@ def eager_attention(
     batch, n_heads, t, head_dim = q.shape
     kv_heads, s = k.shape[1], k.shape[2]
     group = n_heads // kv_heads
-    q = q.view(batch, kv_heads, group, t, head_dim)
-    scores = torch.matmul(q, k.unsqueeze(2).transpose(-1, -2)) * scale
+    # the query heads of one KV head as one (group * t) x head_dim matrix: a plain batched matmul
+    # per KV head, with no broadcast copy of k and v across the group
+    q = q.reshape(batch, kv_heads, group * t, head_dim)
+    scores = torch.matmul(q, k.transpose(-1, -2)).view(batch, kv_heads, group, t, s) * scale
     scores = soft_cap(scores, cap)
     positions = torch.arange(s, device=q.device)
     allowed = allowed_keys(positions[s - t :], positions, window)
     scores = scores.masked_fill(~allowed, float("-inf"))
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    out = torch.matmul(probs, v.unsqueeze(2))
+    out = torch.matmul(probs.view(batch, kv_heads, group * t, s), v)
     return out.view(batch, n_heads, t, head_dim)
 
 
@@ -99,6 +101,25 @@ def flex_attention(
     return flex(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=True)
 
 
+def local_attention_in_blocks(
+    attend, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, cap: float | None, window: int
+) -> torch.Tensor:
+    """Sliding-window attention at O(T * W) cost: queries in blocks of W // 2, each against only the
+    keys its window can reach (at most 1.5 W of them), never the full T x T score matrix. Exact:
+    each block is the same backend on a slice whose queries are the slice's last positions."""
+    outs = [
+        attend(q[:, :, q0:q1], k[:, :, k0:q1], v[:, :, k0:q1], scale, cap, window)
+        for q0, q1, k0 in _window_blocks(q.shape[2], window)
+    ]
+    return torch.cat(outs, dim=2)
+
+
+def _window_blocks(t: int, window: int) -> list[tuple[int, int, int]]:
+    """(first query, end of queries, first key) per block of W // 2 queries."""
+    block = max(1, window // 2)
+    return [(q0, min(t, q0 + block), max(0, q0 - window + 1)) for q0 in range(0, t, block)]
+
+
 BACKENDS = {"eager": eager_attention, "sdpa": sdpa_attention, "flex": flex_attention}
 
 
@@ -113,7 +134,13 @@ def resolve_backend(requested: str, device: torch.device, cap: float | None) -> 
 
 @torch.no_grad()
 def max_attention_logit(q: torch.Tensor, k: torch.Tensor, scale: float, window: int | None) -> torch.Tensor:
-    """Largest pre-cap score q.k * scale over the positions the mask allows (a stability signal)."""
+    """Largest pre-cap score q.k * scale over the positions the mask allows (a stability signal);
+    local layers beyond twice their window are measured block by block, at O(T * W)."""
+    if window is not None and q.shape[2] > 2 * window:
+        return torch.stack([
+            max_attention_logit(q[:, :, q0:q1], k[:, :, k0:q1], scale, window)
+            for q0, q1, k0 in _window_blocks(q.shape[2], window)
+        ]).amax()  # fmt: skip
     batch, n_heads, t, head_dim = q.shape
     kv_heads, s = k.shape[1], k.shape[2]
     q = q.view(batch, kv_heads, n_heads // kv_heads, t, head_dim)

@@ -10,6 +10,7 @@ This is the only place that reads `norm`. For a sub-layer f and residual stream 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -18,6 +19,9 @@ from .attention import Attention
 from .config import ModelConfig
 from .mlp import MLP
 from .norm import RMSNorm
+
+if TYPE_CHECKING:
+    from .kv_cache import LayerCache
 
 _NORMS_BY_PLACEMENT = {  # (norm before the sub-layer, norm after it)
     "pre": (True, False),
@@ -42,9 +46,15 @@ class Block(nn.Module):
         self.mlp_in_norm, self.mlp_out_norm = make_norm(norm_in), make_norm(norm_out)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, max_logits: list[torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        max_logits: list[torch.Tensor] | None = None,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor:
-        x = self._residual(x, lambda h: self.attn(h, cos, sin, max_logits), self.attn_in_norm, self.attn_out_norm)
+        attend = lambda h: self.attn(h, cos, sin, max_logits, cache)  # noqa: E731
+        x = self._residual(x, attend, self.attn_in_norm, self.attn_out_norm)
         return self._residual(x, self.mlp, self.mlp_in_norm, self.mlp_out_norm)
 
     def _residual(

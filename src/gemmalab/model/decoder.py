@@ -10,6 +10,7 @@ from torch import nn
 
 from .block import Block
 from .config import ModelConfig
+from .kv_cache import DecoderCache
 from .norm import RMSNorm
 from .pattern import layer_is_local
 from .rope import rope_cos_sin
@@ -37,18 +38,20 @@ class Decoder(nn.Module):
                 nn.init.normal_(param, 0.0, std)
 
     def forward(
-        self, input_ids: torch.Tensor, with_stats: bool = False
+        self, input_ids: torch.Tensor, with_stats: bool = False, cache: DecoderCache | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits of shape (B, T, vocab). With with_stats, also the logit-growth signals:
         `attn/max_logit/layer_i` (pre-cap), `output/max_abs_logit` (pre-cap) and
-        `output/log_z` (mean log-partition of the output softmax)."""
+        `output/log_z` (mean log-partition of the output softmax). With a cache (generation),
+        input_ids continue the cached sequence."""
         x = self.embed(input_ids)
         x = x * torch.tensor(math.sqrt(self.cfg.d_model), dtype=x.dtype)
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        start = cache.length if cache is not None else 0
+        positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
         cos, sin = rope_cos_sin(positions, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
         max_logits: list[torch.Tensor] | None = [] if with_stats else None
-        for layer in self.layers:
-            x = layer(x, cos, sin, max_logits)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, max_logits, cache.layers[i] if cache is not None else None)
         logits = F.linear(self.final_norm(x), self.embed.weight)
         capped = soft_cap(logits, self.cfg.softcap.final)
         if not with_stats:

@@ -1,0 +1,78 @@
+"""Shared by the benchmark scripts: timing, the machine's matmul peak, activation memory, result files."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def seconds_per_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, repeat: int = 5) -> float:
+    """Median wall time of fn over `repeat` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048) -> float:
+    """Measured FLOP/s of one large square matmul: the ceiling the model's FLOP/s is compared with."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    return 2 * n**3 / seconds_per_call(lambda: a @ b, device, warmup=2, repeat=7)
+
+
+class SavedActivations:
+    """Bytes autograd keeps for the backward pass (the activation memory of a training step), counted
+    with saved-tensor hooks; parameters kept by reference are counted once per tensor storage."""
+
+    def __enter__(self) -> SavedActivations:
+        self.storages: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            self.storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.storages.values())
+
+
+def write_results(name: str, table: pd.DataFrame, meta: dict, out_dir: Path) -> Path:
+    """<out_dir>/<name>.{csv,md,json}: what analysis/report.py and the README quote."""
+    from analysis.tables import to_markdown
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / f"{name}.csv", index=False)
+    header = "\n".join(f"- {k}: {v}" for k, v in meta.items())
+    (out_dir / f"{name}.md").write_text(f"## {name}\n\n{header}\n\n{to_markdown(table)}\n")
+    (out_dir / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": table.to_dict("records")}, indent=2))
+    return out_dir / f"{name}.md"

@@ -1,0 +1,74 @@
+"""Does a local layer cost O(T * W)? Forward + backward of one attention layer at long context,
+local (window W) against global, on this machine: time and activation memory.
+
+    python benchmarks/local_attention.py                 # T = 4096, W = 512 (target: local <= 0.3x global)
+    python benchmarks/local_attention.py --seq 8192 --window 1024 --backend sdpa
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.common import SavedActivations, machine, seconds_per_call, write_results  # noqa: E402
+from gemmalab.model import AttnConfig, ModelConfig, SoftcapConfig  # noqa: E402
+from gemmalab.model.attention import Attention  # noqa: E402
+from gemmalab.model.rope import rope_cos_sin  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seq", type=int, default=4096)
+    p.add_argument("--window", type=int, default=512)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--backend", default="eager", choices=("eager", "sdpa", "flex", "auto"))
+    p.add_argument("--cap", type=float, default=50.0, help="attention soft-cap (sdpa needs --cap 0 for off)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", type=Path, default=Path("runs/_benchmarks"))
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    cap = args.cap or None
+    cfg = ModelConfig(
+        vocab_size=256, d_model=args.d_model, n_layers=2, n_heads=args.heads, head_dim=args.d_model // args.heads,
+        d_ff=4 * args.d_model,
+        attn=AttnConfig(pattern="alt", window=args.window, kv_heads=args.kv_heads, backend=args.backend),
+        softcap=SoftcapConfig(attn=cap, final=None),
+    )  # fmt: skip
+    x = torch.randn(args.batch, args.seq, args.d_model, device=device, requires_grad=True)
+    cos, sin = rope_cos_sin(torch.arange(args.seq, device=device), cfg.head_dim, cfg.rope_theta, x.dtype)
+    rows = []
+    for kind, local in (("global", False), ("local", True)):
+        layer = Attention(cfg, local=local).to(device)
+
+        def step(layer: Attention = layer) -> None:
+            layer(x, cos, sin).sum().backward()
+
+        seconds = seconds_per_call(step, device, warmup=1, repeat=3)
+        with SavedActivations() as saved:
+            out = layer(x, cos, sin)
+        del out
+        rows.append({"layer": kind, "window": args.window if local else None, "seconds fwd+bwd": seconds,
+                     "activation MB": saved.nbytes / 1e6})  # fmt: skip
+    table = pd.DataFrame(rows)
+    g = table.set_index("layer")
+    table["time vs global"] = table["seconds fwd+bwd"] / g.loc["global", "seconds fwd+bwd"]
+    table["memory vs global"] = table["activation MB"] / g.loc["global", "activation MB"]
+    meta = {"machine": machine(), "T": args.seq, "W": args.window, "d_model": args.d_model, "heads": args.heads,
+            "kv_heads": args.kv_heads, "batch": args.batch, "backend": args.backend, "soft-cap": cap,
+            "target": "local <= 0.3x global in time and memory"}  # fmt: skip
+    path = write_results("local_attention", table, meta, args.out)
+    print(path.read_text())
+    return table
+
+
+if __name__ == "__main__":
+    main()

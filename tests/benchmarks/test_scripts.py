@@ -1,0 +1,36 @@
+"""The benchmark scripts run and write their tables (tiny sizes; the figures themselves are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import inference, local_attention, train_throughput
+
+
+def test_local_attention_benchmark(tmp_path):
+    table = local_attention.main(["--seq", "256", "--window", "32", "--d-model", "32", "--out", str(tmp_path)])
+    assert list(table["layer"]) == ["global", "local"]
+    local = table.set_index("layer").loc["local"]
+    assert local["memory vs global"] < 0.6  # saved activations: 256 x ~48 keys against 256 x 256
+    assert json.loads((tmp_path / "local_attention.json").read_text())["meta"]["W"] == 32
+
+
+def test_train_throughput_benchmark_runs_both_models(tmp_path):
+    pytest.importorskip("transformers")
+    table = train_throughput.main(["--d-model", "32", "--layers", "2", "--batch", "2", "--seq", "32", "--window", "8",
+                                   "--repeat", "1", "--out", str(tmp_path)])  # fmt: skip
+    assert list(table["model"]) == ["gemmalab", "transformers (eager)"]
+    assert (table["tokens/s"] > 0).all() and table["speed vs transformers"].iloc[1] == 1.0
+    assert (tmp_path / "train_throughput.md").read_text().startswith("## train_throughput")
+
+
+def test_inference_benchmark_measures_the_cache(tmp_path):
+    table = inference.main(["--d-model", "32", "--layers", "2", "--heads", "4", "--window", "8", "--prompt", "16",
+                            "--new", "4", "--batches", "1,2", "--out", str(tmp_path)])  # fmt: skip
+    assert len(table) == 3 * 3 * 2
+    cache = table.set_index(["pattern", "kv", "batch"])["KV cache MB"]
+    assert cache[("full", "MHA (4)", 2)] == pytest.approx(2 * cache[("full", "MHA (4)", 1)])
+    assert cache[("full", "MHA (4)", 1)] == pytest.approx(4 * cache[("full", "MQA (1)", 1)])
+    assert cache[("local", "MHA (4)", 1)] == pytest.approx(cache[("full", "MHA (4)", 1)] * 8 / 20)  # W=8 of 20
