@@ -27,7 +27,8 @@ STABILITY = ("stability/loss_spikes", "stability/grad_norm_var", "stability/grad
 
 
 def varying_switches(frame: pd.DataFrame) -> list[str]:
-    return [c for c in SWITCHES if c in frame and frame[c].astype(str).nunique() > 1]
+    # map(str): a switch that is off (None / NaN) is a value of its own, not a missing one
+    return [c for c in SWITCHES if c in frame and frame[c].map(str).nunique() > 1]
 
 
 def mean_ci(values: np.ndarray) -> tuple[float, float, int]:
@@ -92,9 +93,9 @@ def compare_to_baseline(agg: Aggregate, baseline: dict[str, object], metric: str
     table = agg.frame
     mask = np.ones(len(table), dtype=bool)
     for key, value in baseline.items():
-        mask &= table[key].astype(str).to_numpy() == str(value)
+        mask &= table[key].map(str).to_numpy() == str(value)
     if mask.sum() != 1:
-        options = sorted(table[list(baseline)].astype(str).agg(" ".join, axis=1))
+        options = sorted(table[list(baseline)].map(str).agg(" ".join, axis=1))
         raise ValueError(f"baseline {baseline} matches {int(mask.sum())} rows (allowed: one of {options})")
     base = table[mask].iloc[0]
     out = pd.DataFrame(index=table.index)

@@ -10,7 +10,15 @@ from scipy import stats
 
 from analysis import studies
 from analysis.loaders import load_run_store
-from analysis.tables import aggregate, compare_to_baseline, display, mean_ci, to_latex, to_markdown
+from analysis.tables import (
+    aggregate,
+    compare_to_baseline,
+    display,
+    mean_ci,
+    to_latex,
+    to_markdown,
+    varying_switches,
+)
 
 
 def finished(val_loss: float, spikes: int = 0, grad_var: float = 1.0) -> dict:
@@ -36,6 +44,8 @@ def test_softcap_table_from_a_hand_made_store(fake_store):
                     "stability/loss_spikes": 40})  # fmt: skip
     frame = load_run_store(fake_store.root, "g")
     assert len(frame) == 7 and set(frame["status"]) == {"finished", "diverged at step 7"}
+    assert varying_switches(frame) == ["softcap.attn", "softcap.final"]  # off (None) is a value of its own
+    assert len(studies.generic(frame)) == 2
     table = studies.softcap(frame).set_index("metric")
     half_on = 4.302652729911275 * 0.2 / math.sqrt(3)
     half_off = 4.302652729911275 * 0.1 / math.sqrt(3)
