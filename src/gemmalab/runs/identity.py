@@ -1,0 +1,55 @@
+"""A run's identity: a hash of its resolved config (seed included), blind to where and how it is logged.
+
+Two jobs with the same identity are the same experiment: a rerun skips a finished
+one and resumes an interrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+# Config keys that say where results go or how a job is driven, not what is trained.
+NOT_IDENTITY = (
+    "logger", "run_root", "group", "fault", "hydra", "ablation", "trainer.progress_bar", "alias", "cascade",
+    # how spikes are counted afterwards; the analysis can recount from metrics.jsonl with any rule
+    "stability.spike_rule", "stability.spike_window", "stability.spike_threshold", "stability.grad_norm_from",
+    "distill.teacher",  # a path; distill.teacher_run (run id / checkpoint) identifies the teacher
+)  # fmt: skip
+
+
+def is_identity_key(key: str) -> bool:
+    return not any(key == k or key.startswith(k + ".") for k in NOT_IDENTITY)
+
+
+# Settings an attention pattern never reads: `full` has no window, `local` no local:global ratio.
+IGNORED_BY_PATTERN = {"full": ("window", "local_global_ratio", "first"), "local": ("local_global_ratio", "first")}
+
+
+def run_identity(config: dict[str, Any]) -> str:
+    relevant = copy.deepcopy(config)
+    attn = relevant.get("attn", {})
+    for key in IGNORED_BY_PATTERN.get(attn.get("pattern"), ()):
+        attn.pop(key, None)
+    for key in NOT_IDENTITY:
+        *parents, leaf = key.split(".")
+        node = relevant
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def run_name(overrides: list[str], seed: int, swept: set[str] | None = None) -> str:
+    """`attn.pattern=alt norm=dual seed=0`: a job's overrides of the swept keys (all of them when
+    `swept` is None), as typed on the command line."""
+    kept: dict[str, str] = {}  # a key given twice: the last value is the one Hydra applies
+    for override in overrides:
+        key = override.lstrip("+~").split("=")[0]
+        shown = key in swept if swept is not None else is_identity_key(key)
+        if shown and key != "seed":
+            kept[key] = override.lstrip("+~")
+    return " ".join([*sorted(kept.values()), f"seed={seed}"])

@@ -1,0 +1,65 @@
+"""Validate every job of a (multi)run before the first one trains.
+
+Hydra composes and launches jobs one after another, so a bad value in the seventh
+job of a sweep would surface only after six have trained. Here each job's config is
+composed up front with Hydra's own override parser and sweeper expansion, and built
+into the config objects a job uses; the first bad job raises ConfigError.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gemmalab.model import ConfigError
+
+from .job import JobSpec
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("floor_div", lambda a, b: max(1, int(a) // int(b)), replace=True)
+
+
+def job_overrides(argv: list[str], config_dir: Path) -> tuple[list[list[str]], set[str] | None]:
+    """The override list of each job the command line asks for (one list without -m), and the
+    keys the sweep varies (None for a single run)."""
+    overrides = [a for a in argv if not a.startswith("-")]
+    if not {"-m", "--multirun"} & set(argv):
+        return [overrides], None
+    parser = OverridesParser.create()
+    fixed = [o for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
+    with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
+        base = compose("config", [o.input_line for o in fixed], return_hydra_config=True)
+    params = base.hydra.sweeper.get("params") or {}
+    study = [f"{k}={v}" for k, v in params.items()]
+    parsed = parser.parse_overrides(study + overrides)
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [job for batch in batches for job in batch], swept
+
+
+def validate_all_jobs(argv: list[str], config_dir: Path) -> tuple[int, set[str] | None]:
+    """Compose and validate each job; returns how many there are and the swept keys. Raises ConfigError."""
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        jobs, swept = job_overrides(argv, config_dir)
+        with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
+            for overrides in jobs:
+                config = OmegaConf.to_container(compose("config", overrides), resolve=True)
+                try:
+                    JobSpec.from_config(config)
+                except ConfigError as err:
+                    raise ConfigError(f"{err} [job: {' '.join(overrides) or 'defaults'}]") from None
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(" ".join(str(err).split())) from None
+    finally:
+        GlobalHydra.instance().clear()
+    return len(jobs), swept

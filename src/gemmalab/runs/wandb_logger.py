@@ -1,0 +1,51 @@
+"""W&B glue: one W&B run per job, offline by default, resumable into the same run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.loggers import WandbLogger
+
+from gemmalab.model.config import ConfigError
+
+MODES = ("offline", "online", "disabled")
+
+
+def make_wandb_logger(
+    *,
+    mode: str,
+    project: str,
+    entity: str | None = None,
+    run_id: str,
+    name: str,
+    group: str,
+    tags: list[str],
+    config: dict[str, Any],
+    save_dir: str,
+) -> WandbLogger:
+    if mode not in MODES:
+        raise ConfigError(f"logger.mode={mode!r} is not allowed (allowed: {', '.join(MODES)})")
+    return WandbLogger(
+        id=run_id,  # the run identity: a resumed job continues the same W&B run
+        name=name,
+        project=project,
+        entity=entity,
+        group=group,
+        tags=tags,
+        config=config,
+        save_dir=save_dir,
+        mode=mode,
+        resume="allow",
+        log_model=False,
+    )
+
+
+def finish_wandb(logger: WandbLogger, summary: dict[str, Any]) -> None:
+    """Write the run's final status and figures to the W&B summary and close the run, so the
+    next job of a multirun starts a run of its own."""
+    import wandb
+
+    if wandb.run is None:
+        return
+    wandb.run.summary.update(summary)
+    wandb.finish()

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import copy
+
+from gemmalab.runs.identity import run_identity, run_name
+
+CONFIG = {
+    "model": {"d_model": 64},
+    "attn": {"pattern": "alt", "window": 16, "local_global_ratio": 1, "first": "local"},
+    "seed": 0,
+    "run_root": "runs",
+    "group": "g1",
+    "logger": {"kind": "wandb", "mode": "offline"},
+    "fault": {"kill_at_step": None},
+    "trainer": {"max_steps": 10, "progress_bar": True},
+}
+
+
+def changed(**edits) -> dict:
+    config = copy.deepcopy(CONFIG)
+    for dotted, value in edits.items():
+        *parents, leaf = dotted.split("__")
+        node = config
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+def test_identity_ignores_where_and_how_results_are_logged():
+    base = run_identity(CONFIG)
+    assert run_identity(changed(run_root="/elsewhere", group="g2")) == base
+    assert run_identity(changed(logger__kind="none", fault__kill_at_step=5)) == base
+    assert run_identity(changed(trainer__progress_bar=False)) == base
+
+
+def test_identity_follows_what_is_trained():
+    base = run_identity(CONFIG)
+    assert run_identity(changed(seed=1)) != base
+    assert run_identity(changed(attn__pattern="full")) != base
+    assert run_identity(changed(trainer__max_steps=11)) != base
+    assert len(base) == 12
+
+
+def test_settings_a_pattern_ignores_do_not_split_identities():
+    full = run_identity(changed(attn__pattern="full"))
+    assert run_identity(changed(attn__pattern="full", attn__window=64, attn__local_global_ratio=3)) == full
+    local = run_identity(changed(attn__pattern="local"))
+    assert run_identity(changed(attn__pattern="local", attn__local_global_ratio=3)) == local
+    assert run_identity(changed(attn__pattern="local", attn__window=64)) != local
+    assert run_identity(changed(attn__window=64)) != run_identity(CONFIG)
+
+
+def test_run_name_from_overrides():
+    assert run_name(["norm=dual", "attn.pattern=alt", "logger.mode=disabled"], 0) == "attn.pattern=alt norm=dual seed=0"
+    assert run_name(["+ablation=softcap", "seed=2", "softcap=off"], 2) == "softcap=off seed=2"
+    assert run_name(["model=tiny", "norm=pre", "trainer.progress_bar=false"], 1, swept={"norm"}) == "norm=pre seed=1"
+    assert run_name(["trainer.max_steps=6", "trainer.max_steps=10"], 0) == "trainer.max_steps=10 seed=0"
