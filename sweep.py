@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from gemmalab.model import ConfigError
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import register_resolvers, validate_all_jobs
+from gemmalab.runs.store import record_sweep_member
 
 register_resolvers()
 outcome: dict = {"failed": [], "group": None, "run_root": None, "runs": 0, "swept": None}
@@ -36,9 +37,14 @@ def main(cfg: DictConfig) -> None:
     config = OmegaConf.to_container(cfg, resolve=True)
     try:
         summary = run_job(config, list(hydra_cfg.overrides.task), group, outcome["swept"])
-    except ConfigError as err:
+    except ConfigError as err:  # found only now, e.g. a student whose teacher alias never finished
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        if not multirun:
+            sys.exit(2)
+        overrides = list(hydra_cfg.overrides.task)
+        record_sweep_member(cfg.run_root, group, {"overrides": overrides, "status": f"failed: {err}"})
+        outcome["failed"].append(f"{' '.join(overrides)}: {err}")
+        return
     if summary["status"].startswith("failed"):
         outcome["failed"].append(f"{summary['name']}: {summary['status']}")
 

@@ -141,3 +141,11 @@ def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path
     again = sweep(tmp_path, "-m", "optim.lr=100.0,1e-3", "optim.warmup_steps=2", "trainer.max_steps=30",
                   "logger=none")  # fmt: skip
     assert again.stdout.count("[gemmalab] skip") == 2  # diverging again would teach nothing
+
+
+def test_a_student_whose_teacher_never_finished_fails_alone(tmp_path, sweep):
+    result = sweep(tmp_path, "-m", "distill=on", "distill.teacher=alias:nobody", "seed=0,1", "logger=none")
+    assert result.returncode == 1 and "failed jobs:" in result.stderr
+    assert [m["status"] for m in members(tmp_path)] == [
+        "failed: distill.teacher='alias:nobody' names no finished run (allowed: none yet)"
+    ] * 2

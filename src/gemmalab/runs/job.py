@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import CSVLogger
 import yaml
+from lightning.pytorch.loggers import CSVLogger
 
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.model import ConfigError, ModelConfig, count_parameters
@@ -78,9 +78,7 @@ def switch_tags(model: ModelConfig) -> list[str]:
     ]  # fmt: skip
 
 
-def run_job(
-    config: dict[str, Any], overrides: list[str], group: str, swept: set[str] | None = None
-) -> dict[str, Any]:
+def run_job(config: dict[str, Any], overrides: list[str], group: str, swept: set[str] | None = None) -> dict[str, Any]:
     """Train one run (or skip / resume it); returns its summary. Raises ConfigError before any work."""
     spec = JobSpec.from_config(config)
     root = Path(config["run_root"])

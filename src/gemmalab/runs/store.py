@@ -76,7 +76,6 @@ class RunDir:
         return read_metrics(self.metrics_path)
 
 
-
 def last_values(metrics: dict[int, dict[str, float]]) -> dict[str, float]:
     """Each metric's value at the last step it was logged."""
     final: dict[str, float] = {}
