@@ -91,7 +91,7 @@ def test_flex_matches_eager_on_cuda_forward_and_backward(window, cap):
 
 def test_auto_choice():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_backend("auto", cpu, 50.0) == "eager"
+    assert resolve_backend("auto", cpu, 50.0) == "blocked"
     assert resolve_backend("auto", cpu, None) == "sdpa"
     assert resolve_backend("auto", cuda, 50.0) == "flex"
     assert resolve_backend("eager", cuda, None) == "eager"

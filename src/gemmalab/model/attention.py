@@ -65,7 +65,7 @@ class Attention(nn.Module):
             k, v = cache.append(k, v)  # every key a layer keeps is visible to the new token
             out = attend(q, k, v, self.scale, self.cap, None)
         else:
-            if self.window is not None and backend != "flex" and t > 2 * self.window:
+            if self.window is not None and backend in ("eager", "sdpa") and t > 2 * self.window:
                 out = local_attention_in_blocks(attend, q, k, v, self.scale, self.cap, self.window)  # O(T * W)
             else:
                 out = attend(q, k, v, self.scale, self.cap, self.window)

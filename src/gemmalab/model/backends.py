@@ -9,6 +9,8 @@ Scores follow the reference order: scale, soft-cap, mask, float32 softmax.
 - sdpa:  torch's fused scaled_dot_product_attention; cannot soft-cap scores.
 - flex:  FlexAttention, soft-cap as score_mod and the window as a block mask;
          compiled on CUDA (torch 2.13 has no FlexAttention backward on CPU).
+- blocked: plain PyTorch in query blocks with a hand-written backward
+         (blocked_attention.py): the fast exact path for capped scores on CPU.
 """
 
 from __future__ import annotations
@@ -18,16 +20,9 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from .blocked_attention import blocked_attention
+from .mask import allowed_keys
 from .softcap import soft_cap
-
-
-def allowed_keys(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None) -> torch.Tensor:
-    """Boolean (T, S): query at position t sees keys t-W+1 .. t (all keys <= t when window is None)."""
-    offset = q_pos[:, None] - k_pos[None, :]
-    allowed = offset >= 0
-    if window is not None:
-        allowed = allowed & (offset < window)
-    return allowed
 
 
 def eager_attention(
@@ -120,16 +115,16 @@ def _window_blocks(t: int, window: int) -> list[tuple[int, int, int]]:
     return [(q0, min(t, q0 + block), max(0, q0 - window + 1)) for q0 in range(0, t, block)]
 
 
-BACKENDS = {"eager": eager_attention, "sdpa": sdpa_attention, "flex": flex_attention}
+BACKENDS = {"eager": eager_attention, "sdpa": sdpa_attention, "flex": flex_attention, "blocked": blocked_attention}
 
 
 def resolve_backend(requested: str, device: torch.device, cap: float | None) -> str:
-    """auto: FlexAttention on CUDA; elsewhere sdpa when no score cap is set, eager otherwise."""
+    """auto: FlexAttention on CUDA; elsewhere sdpa when no score cap is set, blocked otherwise."""
     if requested != "auto":
         return requested
     if device.type == "cuda":
         return "flex"
-    return "eager" if cap is not None else "sdpa"
+    return "blocked" if cap is not None else "sdpa"
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ ATTN_PATTERNS = ("full", "alt", "local")
 FIRST_LAYER_KINDS = ("local", "global")
 NORM_PLACEMENTS = ("pre", "post", "dual", "postln")
 ACTIVATIONS = ("geglu", "swiglu", "gelu")
-ATTN_BACKENDS = ("auto", "eager", "sdpa", "flex")
+ATTN_BACKENDS = ("auto", "eager", "sdpa", "flex", "blocked")
 
 
 class ConfigError(ValueError):
