@@ -17,7 +17,10 @@ BAD = [
     (dict(attn_first="middle"), "attn.first='middle' is not allowed (allowed: local, global)"),
     (dict(norm="sandwich"), "norm='sandwich' is not allowed (allowed: pre, post, dual, postln)"),
     (dict(activation="relu"), "model.activation='relu' is not allowed (allowed: geglu, swiglu, gelu)"),
-    (dict(attn_backend="xformers"), "attn.backend='xformers' is not allowed (allowed: auto, eager, sdpa, flex, blocked)"),
+    (
+        dict(attn_backend="xformers"),
+        "attn.backend='xformers' is not allowed (allowed: auto, eager, sdpa, flex, blocked)",
+    ),
     (dict(attn_backend="sdpa"), "attn.backend=sdpa cannot apply softcap.attn=50.0"),
     (dict(attn_query_pre_attn_scalar=-1), "attn.query_pre_attn_scalar=-1 is not allowed"),
     (dict(head_dim=2.5), "model.head_dim=2.5 is not allowed (allowed: an integer >= 1)"),
