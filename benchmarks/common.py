@@ -37,6 +37,27 @@ def seconds_per_call(fn: Callable[[], object], device: torch.device, warmup: int
     return sorted(times)[len(times) // 2]
 
 
+def interleaved_seconds(
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 2, repeat: int = 9
+) -> dict[str, float]:
+    """Median wall time per call of each fn, timed in alternating rounds (A B, B A, A B, ...), so that
+    a slow period of a shared or virtual machine slows every contender alike instead of one."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns)
+    for _ in range(repeat):
+        for name in order:
+            sync(device)
+            start = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+        order.reverse()
+    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+
+
 def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048) -> float:
     """Measured FLOP/s of one large square matmul: the ceiling the model's FLOP/s is compared with."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)

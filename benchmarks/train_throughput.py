@@ -19,7 +19,13 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from benchmarks.common import SavedActivations, machine, matmul_peak_flops, seconds_per_call, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    SavedActivations,
+    interleaved_seconds,
+    machine,
+    matmul_peak_flops,
+    write_results,
+)
 from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig  # noqa: E402
 
 
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument(
         "--hf-attn", default=None, help="transformers attention (default: eager on CPU, flex_attention on CUDA)"
     )
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=9, help="timed steps per model, alternating")
     p.add_argument("--out", type=Path, default=Path("runs/_benchmarks"))
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -74,27 +80,29 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ids = torch.randint(0, 256, (args.batch, args.seq + 1), device=device)
     flops = training_flops(cfg, args.batch, args.seq)
     peak = matmul_peak_flops(device, dtype)
-    rows = []
-    for name, model, logits_of in (
-        ("gemmalab", Decoder(cfg), lambda m, x: m(x)),
-        (f"transformers ({hf_attn})", hf_model(cfg, hf_attn), lambda m, x: m(input_ids=x, use_cache=False).logits),
-    ):
+    contenders = {
+        "gemmalab": (Decoder(cfg), lambda m, x: m(x)),
+        f"transformers ({hf_attn})": (hf_model(cfg, hf_attn), lambda m, x: m(input_ids=x, use_cache=False).logits),
+    }
+    steps, activation_bytes = {}, {}
+    for name, (model, logits_of) in contenders.items():
         model = model.to(device=device, dtype=dtype).train()
         forward = torch.compile(model) if args.compile else model
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def step(forward=forward, optimizer=optimizer, logits_of=logits_of) -> torch.Tensor:
+        def step(forward=forward, optimizer=optimizer, logits_of=logits_of) -> None:
             logits = logits_of(forward, ids[:, :-1])
-            loss = F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
-            loss.backward()
+            F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten()).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            return loss
 
-        seconds = seconds_per_call(step, device, warmup=3 if args.compile else 2, repeat=args.repeat)
         with SavedActivations() as saved:
             loss = F.cross_entropy(logits_of(forward, ids[:, :-1]).float().flatten(0, 1), ids[:, 1:].flatten())
         del loss
+        steps[name], activation_bytes[name] = step, saved.nbytes
+    seconds = interleaved_seconds(steps, device, warmup=3 if args.compile else 2, repeat=args.repeat)
+    rows = []
+    for name, step in steps.items():
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
             step()
@@ -102,11 +110,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         else:
             peak_mem = float("nan")
         rows.append({
-            "model": name, "tokens/s": args.batch * args.seq / seconds, "ms/step": 1000 * seconds,
-            "activation MB": saved.nbytes / 1e6, "peak CUDA MB": peak_mem,
-            "GFLOP/s": flops / seconds / 1e9, "fraction of matmul peak": flops / seconds / peak,
+            "model": name, "tokens/s": args.batch * args.seq / seconds[name], "ms/step": 1000 * seconds[name],
+            "activation MB": activation_bytes[name] / 1e6, "peak CUDA MB": peak_mem,
+            "GFLOP/s": flops / seconds[name] / 1e9, "fraction of matmul peak": flops / seconds[name] / peak,
         })  # fmt: skip
-        del model, forward, optimizer
     table = pd.DataFrame(rows)
     table.insert(2, "speed vs transformers", table["tokens/s"] / table["tokens/s"].iloc[1])
     meta = {"machine": machine(), "dtype": str(dtype), "matmul peak GFLOP/s": round(peak / 1e9, 1),
