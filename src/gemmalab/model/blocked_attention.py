@@ -83,7 +83,7 @@ class _BlockedAttention(torch.autograd.Function):
         dq, dk, dv = torch.empty_like(qs), torch.zeros_like(ks), torch.zeros_like(vs)
         for (q0, q1, k0, k1), probs, sigma in zip(ctx.blocks, probs_per_block, sigma_per_block, strict=True):
             g_block = grad_out[:, :, q0:q1].reshape(batch_kv, group * (q1 - q0), head_dim)
-            dv[:, k0:k1].baddbmm_(probs.to(vs.dtype).transpose(1, 2), g_block)
+            dv[:, k0:k1] += torch.bmm(probs.to(vs.dtype).transpose(1, 2), g_block)  # baddbmm_ on a slice loops
             dprobs = torch.bmm(g_block, vs[:, k0:k1].transpose(1, 2)).float()
             # softmax: dlogits = p * (dp - sum(dp * p))
             dscores = dprobs.sub_((dprobs * probs).sum(-1, keepdim=True)).mul_(probs)
@@ -93,7 +93,7 @@ class _BlockedAttention(torch.autograd.Function):
             dscores = dscores.to(qs.dtype)
             dq[:, :, q0:q1] = torch.bmm(dscores, ks[:, k0:k1]).view(batch_kv, group, q1 - q0, head_dim)
             q_block = qs[:, :, q0:q1].reshape(batch_kv, group * (q1 - q0), head_dim)
-            dk[:, k0:k1].baddbmm_(dscores.transpose(1, 2), q_block)
+            dk[:, k0:k1] += torch.bmm(dscores.transpose(1, 2), q_block)
         q_shape, k_shape = ctx.shapes
         return dq.mul_(ctx.q_factor).view(q_shape), dk.view(k_shape), dv.view(k_shape), None, None, None
 
