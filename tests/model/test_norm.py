@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import torch
+
+from gemmalab.model.norm import RMSNorm
+
+
+def spelled_out(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    h = x.float()
+    return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + weight.float())).type_as(x)
+
+
+def test_gradients_pass_gradcheck_in_float64():
+    norm = RMSNorm(6, eps=1e-6).double()
+    with torch.no_grad():
+        norm.weight.normal_()
+    x = torch.randn(3, 4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(norm, (x,))
+
+
+def test_matches_the_spelled_out_formula_with_its_gradients():
+    norm = RMSNorm(32, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.normal_()
+    x = (torch.randn(2, 5, 32) * 7).requires_grad_()
+    grad = torch.randn(2, 5, 32)
+    out = norm(x)
+    expected = spelled_out(x, norm.weight, 1e-6)
+    torch.testing.assert_close(out, expected)
+    for a, b in zip(torch.autograd.grad(out, (x, norm.weight), grad),
+                    torch.autograd.grad(expected, (x, norm.weight), grad), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_bfloat16_input_is_normalised_in_float32_and_returned_in_bfloat16():
+    norm = RMSNorm(16)
+    x = (torch.randn(4, 16) * 1000).bfloat16().requires_grad_()
+    out = norm(x)
+    (grad_x,) = torch.autograd.grad(out.float().sum(), (x,))
+    assert out.dtype == grad_x.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float().pow(2).mean(-1), torch.ones(4), atol=2e-2, rtol=2e-2)
