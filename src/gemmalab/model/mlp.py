@@ -1,10 +1,62 @@
-"""Feed-forward block: GeGLU (Gemma), SwiGLU, or a plain GELU MLP. No biases."""
+"""Feed-forward block: GeGLU (Gemma), SwiGLU, or a plain GELU MLP. No biases.
+
+GeGLU is gelu_tanh(gate) * up with gelu_tanh(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
+Since 0.5 (1 + tanh(u)) = sigmoid(2u), the float32 path computes x * sigmoid(2u) with a hand-written
+backward, in row chunks that stay in cache: on CPU this is ~1.5x faster than torch's gelu and product
+(the tanh approximation's transcendental dominates, and each pass over a d_ff-wide activation would
+otherwise go to memory).
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
+
+_K = 2 * math.sqrt(2 / math.pi)  # 2u = _K * x * (1 + _A * x^2)
+_A = 0.044715
+_CHUNK_ELEMENTS = 1 << 18  # 1 MB of float32 per tensor per chunk: measured best on a 2-core CPU
+
+
+class _GeGLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        gate2, up2 = gate.reshape(-1, gate.shape[-1]), up.reshape(-1, up.shape[-1])
+        sigma, out = torch.empty_like(gate2), torch.empty_like(gate2)
+        for rows in _row_chunks(gate2):
+            g, s = gate2[rows], sigma[rows]
+            torch.mul(g, g, out=s).mul_(_K * _A).add_(_K).mul_(g).sigmoid_()  # sigmoid(2u)
+            torch.mul(g, s, out=out[rows]).mul_(up2[rows])
+        ctx.save_for_backward(gate2, up2, sigma)
+        return out.view(gate.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gate2, up2, sigma = ctx.saved_tensors
+        grad2 = grad.reshape(gate2.shape)
+        grad_gate, grad_up = torch.empty_like(gate2), torch.empty_like(gate2)
+        for rows in _row_chunks(gate2):
+            g, s, dy = gate2[rows], sigma[rows], grad2[rows]
+            torch.mul(g, s, out=grad_up[rows]).mul_(dy)
+            # gelu'(x) = s + x * s (1 - s) * _K (1 + 3 _A x^2)
+            slope = torch.mul(g, g, out=grad_gate[rows]).mul_(3 * _K * _A).add_(_K).mul_(g).mul_(s)
+            slope.addcmul_(slope, s, value=-1).add_(s).mul_(dy).mul_(up2[rows])
+        return grad_gate.view(grad.shape), grad_up.view(grad.shape)
+
+
+def _row_chunks(x: torch.Tensor) -> list[slice]:
+    rows = max(1, _CHUNK_ELEMENTS // x.shape[-1])
+    return [slice(i, i + rows) for i in range(0, x.shape[0], rows)]
+
+
+def geglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    if gate.dtype == torch.float32 and up.dtype == torch.float32:
+        return _GeGLU.apply(gate, up)
+    return F.gelu(gate, approximate="tanh") * up  # low precision: torch's kernels compute in float32
 
 
 class MLP(nn.Module):
@@ -20,7 +72,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = self.up_proj(x)
         if self.activation == "geglu":
-            hidden = F.gelu(self.gate_proj(x), approximate="tanh") * up
+            hidden = geglu(self.gate_proj(x), up)
         elif self.activation == "swiglu":
             hidden = F.silu(self.gate_proj(x)) * up
         else:
