@@ -38,10 +38,11 @@ def seconds_per_call(fn: Callable[[], object], device: torch.device, warmup: int
 
 
 def interleaved_seconds(
-    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 2, repeat: int = 9
-) -> dict[str, float]:
-    """Median wall time per call of each fn, timed in alternating rounds (A B, B A, A B, ...), so that
-    a slow period of a shared or virtual machine slows every contender alike instead of one."""
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 2, repeat: int = 15
+) -> dict[str, list[float]]:
+    """Wall time of every call of each fn, timed in alternating rounds (A B, B A, A B, ...): round i of
+    every fn ran within seconds of the others, so a slow period of a shared or virtual machine slows
+    all contenders of that round alike; compare them round by round (paired_ratio)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -55,7 +56,16 @@ def interleaved_seconds(
             sync(device)
             times[name].append(time.perf_counter() - start)
         order.reverse()
-    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+    return times
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def paired_ratio(slower: list[float], faster: list[float]) -> float:
+    """Median over rounds of slower[i] / faster[i]: the speed-up, with the machine's drift cancelled."""
+    return median([s / f for s, f in zip(slower, faster, strict=True)])
 
 
 def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048) -> float:

@@ -24,6 +24,8 @@ from benchmarks.common import (  # noqa: E402
     interleaved_seconds,
     machine,
     matmul_peak_flops,
+    median,
+    paired_ratio,
     write_results,
 )
 from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig  # noqa: E402
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument(
         "--hf-attn", default=None, help="transformers attention (default: eager on CPU, flex_attention on CUDA)"
     )
-    p.add_argument("--repeat", type=int, default=9, help="timed steps per model, alternating")
+    p.add_argument("--repeat", type=int, default=15, help="timed steps per model, alternating")
     p.add_argument("--out", type=Path, default=Path("runs/_benchmarks"))
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -100,7 +102,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             loss = F.cross_entropy(logits_of(forward, ids[:, :-1]).float().flatten(0, 1), ids[:, 1:].flatten())
         del loss
         steps[name], activation_bytes[name] = step, saved.nbytes
-    seconds = interleaved_seconds(steps, device, warmup=3 if args.compile else 2, repeat=args.repeat)
+    times = interleaved_seconds(steps, device, warmup=3 if args.compile else 2, repeat=args.repeat)
+    seconds = {name: median(ts) for name, ts in times.items()}
+    reference = times[f"transformers ({hf_attn})"]
     rows = []
     for name, step in steps.items():
         if device.type == "cuda":
@@ -110,12 +114,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         else:
             peak_mem = float("nan")
         rows.append({
-            "model": name, "tokens/s": args.batch * args.seq / seconds[name], "ms/step": 1000 * seconds[name],
+            "model": name, "tokens/s": args.batch * args.seq / seconds[name],
+            "speed vs transformers": paired_ratio(reference, times[name]), "ms/step": 1000 * seconds[name],
             "activation MB": activation_bytes[name] / 1e6, "peak CUDA MB": peak_mem,
             "GFLOP/s": flops / seconds[name] / 1e9, "fraction of matmul peak": flops / seconds[name] / peak,
         })  # fmt: skip
     table = pd.DataFrame(rows)
-    table.insert(2, "speed vs transformers", table["tokens/s"] / table["tokens/s"].iloc[1])
     meta = {"machine": machine(), "dtype": str(dtype), "matmul peak GFLOP/s": round(peak / 1e9, 1),
             "config": f"d_model {args.d_model}, {args.layers} layers, {args.heads} heads / {args.kv_heads} KV, "
                       f"window {args.window}, caps 50 / 30, batch {args.batch} x {args.seq}",
