@@ -26,9 +26,10 @@ class _GeGLU(torch.autograd.Function):
     def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         gate2, up2 = gate.reshape(-1, gate.shape[-1]), up.reshape(-1, up.shape[-1])
         sigma, out = torch.empty_like(gate2), torch.empty_like(gate2)
+        k = gate.new_tensor(_K)
         for rows in _row_chunks(gate2):
             g, s = gate2[rows], sigma[rows]
-            torch.mul(g, g, out=s).mul_(_K * _A).add_(_K).mul_(g).sigmoid_()  # sigmoid(2u)
+            torch.addcmul(k, g, g, value=_K * _A, out=s).mul_(g).sigmoid_()  # sigmoid(2u)
             torch.mul(g, s, out=out[rows]).mul_(up2[rows])
         ctx.save_for_backward(gate2, up2, sigma)
         return out.view(gate.shape)
@@ -39,12 +40,14 @@ class _GeGLU(torch.autograd.Function):
         gate2, up2, sigma = ctx.saved_tensors
         grad2 = grad.reshape(gate2.shape)
         grad_gate, grad_up = torch.empty_like(gate2), torch.empty_like(gate2)
+        k = gate2.new_tensor(_K)
         for rows in _row_chunks(gate2):
             g, s, dy = gate2[rows], sigma[rows], grad2[rows]
-            torch.mul(g, s, out=grad_up[rows]).mul_(dy)
-            # gelu'(x) = s + x * s (1 - s) * _K (1 + 3 _A x^2)
-            slope = torch.mul(g, g, out=grad_gate[rows]).mul_(3 * _K * _A).add_(_K).mul_(g).mul_(s)
-            slope.addcmul_(slope, s, value=-1).add_(s).mul_(dy).mul_(up2[rows])
+            gelu = torch.mul(g, s, out=grad_up[rows])
+            # gelu'(x) = s + x s (1 - s) * _K (1 + 3 _A x^2), with x s = gelu
+            slope = torch.addcmul(gelu, gelu, s, value=-1, out=grad_gate[rows])
+            slope.mul_(torch.addcmul(k, g, g, value=3 * _K * _A)).add_(s).mul_(dy).mul_(up2[rows])
+            gelu.mul_(dy)
         return grad_gate.view(grad.shape), grad_up.view(grad.shape)
 
 
