@@ -4,12 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import gemmalab.model.chunks as chunks
 import gemmalab.model.mlp as mlp
 
 
 @pytest.mark.parametrize("chunk_elements", [1 << 18, 64, 7])  # one chunk; many with a ragged last one; one row each
 def test_geglu_matches_torch_gelu_tanh_times_up_with_gradients(monkeypatch, chunk_elements):
-    monkeypatch.setattr(mlp, "_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", chunk_elements)
     g = torch.Generator().manual_seed(0)
     gate = (torch.randn(3, 11, 16, generator=g) * 3).requires_grad_()
     up = torch.randn(3, 11, 16, generator=g).requires_grad_()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
+import gemmalab.model.chunks as chunks
 from gemmalab.model.norm import RMSNorm
 
 
@@ -10,6 +12,12 @@ def spelled_out(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tens
     return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + weight.float())).type_as(x)
 
 
+@pytest.fixture(params=[1 << 18, 64, 7], ids=["one-chunk", "ragged-chunks", "row-by-row"])
+def chunk_elements(request, monkeypatch):
+    monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", request.param)
+
+
+@pytest.mark.usefixtures("chunk_elements")
 def test_gradients_pass_gradcheck_in_float64():
     norm = RMSNorm(6, eps=1e-6).double()
     with torch.no_grad():
@@ -18,6 +26,7 @@ def test_gradients_pass_gradcheck_in_float64():
     assert torch.autograd.gradcheck(norm, (x,))
 
 
+@pytest.mark.usefixtures("chunk_elements")
 def test_matches_the_spelled_out_formula_with_its_gradients():
     norm = RMSNorm(32, eps=1e-6)
     with torch.no_grad():

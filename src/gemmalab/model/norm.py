@@ -4,7 +4,8 @@
 
 The backward is written out (one autograd node instead of eight): with n = x * r and
 gs = dy * (1 + w),  dx = r * (gs - n * mean(gs * n))  and  dw = sum over rows of dy * n.
-It halves the norm's share of a CPU training step; a dual-norm model runs five norms per layer.
+Both passes run in row chunks (chunks.py). Together ~2x faster than autograd over the spelled-out
+ops on CPU, which matters: a dual-norm model runs four norms per layer.
 """
 
 from __future__ import annotations
@@ -13,28 +14,35 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .chunks import row_chunks
+
 
 class _RMSNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        h = x.to(torch.promote_types(x.dtype, torch.float32))
-        r = torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-        normed = h * r
+        h = x.reshape(-1, x.shape[-1]).to(torch.promote_types(x.dtype, torch.float32))
         scale = 1.0 + weight.to(h.dtype)
+        normed, r, out = torch.empty_like(h), h.new_empty(h.shape[0], 1), torch.empty_like(h)
+        for rows in row_chunks(h):
+            torch.rsqrt(h[rows].pow(2).mean(-1, keepdim=True).add_(eps), out=r[rows])
+            torch.mul(torch.mul(h[rows], r[rows], out=normed[rows]), scale, out=out[rows])
         ctx.save_for_backward(normed, r, scale)
         ctx.dtypes = (x.dtype, weight.dtype)
-        return (normed * scale).to(x.dtype)
+        return out.view(x.shape).to(x.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         normed, r, scale = ctx.saved_tensors
-        grad = grad.to(normed.dtype)
-        grad_weight = (grad * normed).flatten(0, -2).sum(0)
-        gs = grad * scale
-        grad_x = torch.addcmul(gs, normed, (gs * normed).mean(-1, keepdim=True), value=-1).mul_(r)
+        grad2 = grad.reshape(normed.shape).to(normed.dtype)
+        grad_x, grad_weight = torch.empty_like(normed), torch.zeros_like(scale)
+        for rows in row_chunks(normed):
+            n, dy = normed[rows], grad2[rows]
+            grad_weight += (dy * n).sum(0)
+            gs = torch.mul(dy, scale, out=grad_x[rows])
+            gs.addcmul_(n, (gs * n).mean(-1, keepdim=True), value=-1).mul_(r[rows])
         x_dtype, w_dtype = ctx.dtypes
-        return grad_x.to(x_dtype), grad_weight.to(w_dtype), None
+        return grad_x.view(grad.shape).to(x_dtype), grad_weight.to(w_dtype), None
 
 
 class RMSNorm(nn.Module):
