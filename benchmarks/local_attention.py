@@ -1,7 +1,9 @@
 """Does a local layer cost O(T * W)? Forward + backward of one attention layer at long context,
-local (window W) against global, on this machine: time and activation memory.
+local (window W) against global, on this machine: time and activation memory, of the whole layer
+(projections, RoPE and attention) and of the attention alone (what the window changes).
 
     python benchmarks/local_attention.py                 # T = 4096, W = 512 (target: local <= 0.3x global)
+    python benchmarks/local_attention.py --backend eager  # the reference: a global layer builds all T x T scores
     python benchmarks/local_attention.py --seq 8192 --window 1024 --backend sdpa
 """
 
@@ -19,6 +21,7 @@ import torch  # noqa: E402
 from benchmarks.common import SavedActivations, machine, seconds_per_call, write_results  # noqa: E402
 from gemmalab.model import AttnConfig, ModelConfig, SoftcapConfig  # noqa: E402
 from gemmalab.model.attention import Attention  # noqa: E402
+from gemmalab.model.backends import BACKENDS, local_attention_in_blocks, resolve_backend  # noqa: E402
 from gemmalab.model.rope import rope_cos_sin  # noqa: E402
 
 
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--backend", default="eager", choices=("eager", "sdpa", "flex", "auto"))
+    p.add_argument("--backend", default="auto", choices=("auto", "eager", "sdpa", "flex", "blocked"))
     p.add_argument("--cap", type=float, default=50.0, help="attention soft-cap (sdpa needs --cap 0 for off)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path("runs/_benchmarks"))
@@ -45,25 +48,38 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     )  # fmt: skip
     x = torch.randn(args.batch, args.seq, args.d_model, device=device, requires_grad=True)
     cos, sin = rope_cos_sin(torch.arange(args.seq, device=device), cfg.head_dim, cfg.rope_theta, x.dtype)
+    q = torch.randn(args.batch, args.heads, args.seq, cfg.head_dim, device=device, requires_grad=True)
+    k, v = (torch.randn(args.batch, args.kv_heads, args.seq, cfg.head_dim, device=device, requires_grad=True)
+            for _ in range(2))  # fmt: skip
     rows = []
     for kind, local in (("global", False), ("local", True)):
         layer = Attention(cfg, local=local).to(device)
+        backend = resolve_backend(args.backend, device, cap)
+        window = args.window if local else None
 
-        def step(layer: Attention = layer) -> None:
-            layer(x, cos, sin).sum().backward()
+        def whole_layer(layer: Attention = layer) -> torch.Tensor:
+            return layer(x, cos, sin)
 
-        seconds = seconds_per_call(step, device, warmup=1, repeat=3)
-        with SavedActivations() as saved:
-            out = layer(x, cos, sin)
-        del out
-        rows.append({"layer": kind, "window": args.window if local else None, "seconds fwd+bwd": seconds,
-                     "activation MB": saved.nbytes / 1e6})  # fmt: skip
+        def scores_only(backend: str = backend, window: int | None = window, scale: float = layer.scale):
+            if window is not None and backend in ("eager", "sdpa"):
+                return local_attention_in_blocks(BACKENDS[backend], q, k, v, scale, cap, window)
+            return BACKENDS[backend](q, k, v, scale, cap, window)
+
+        row = {"layer": kind, "window": window, "backend": backend}
+        for part, forward in (("layer", whole_layer), ("attention", scores_only)):
+            row[f"{part} s fwd+bwd"] = seconds_per_call(lambda f=forward: f().sum().backward(), device, 1, 3)
+            with SavedActivations() as saved:
+                out = forward()
+            del out
+            row[f"{part} activation MB"] = saved.nbytes / 1e6
+        rows.append(row)
     table = pd.DataFrame(rows)
     g = table.set_index("layer")
-    table["time vs global"] = table["seconds fwd+bwd"] / g.loc["global", "seconds fwd+bwd"]
-    table["memory vs global"] = table["activation MB"] / g.loc["global", "activation MB"]
+    for part in ("layer", "attention"):
+        table[f"{part} time vs global"] = table[f"{part} s fwd+bwd"] / g.loc["global", f"{part} s fwd+bwd"]
+        table[f"{part} memory vs global"] = table[f"{part} activation MB"] / g.loc["global", f"{part} activation MB"]
     meta = {"machine": machine(), "T": args.seq, "W": args.window, "d_model": args.d_model, "heads": args.heads,
-            "kv_heads": args.kv_heads, "batch": args.batch, "backend": args.backend, "soft-cap": cap,
+            "kv_heads": args.kv_heads, "batch": args.batch, "soft-cap": cap,
             "target": "local <= 0.3x global in time and memory"}  # fmt: skip
     path = write_results("local_attention", table, meta, args.out)
     print(path.read_text())
