@@ -4,8 +4,9 @@
 
 The backward is written out (one autograd node instead of eight): with n = x * r and
 gs = dy * (1 + w),  dx = r * (gs - n * mean(gs * n))  and  dw = sum over rows of dy * n.
-Both passes run in row chunks (chunks.py). Together ~2x faster than autograd over the spelled-out
-ops on CPU, which matters: a dual-norm model runs four norms per layer.
+Both passes run in row chunks (chunks.py). On CPU together ~2x faster than autograd over the
+spelled-out ops, which matters: a dual-norm model runs four norms per layer. Other devices run the
+spelled-out ops.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .chunks import row_chunks
+
+
+def rms_norm_spelled_out(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    h = x.float()
+    return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + weight.float())).type_as(x)
 
 
 class _RMSNorm(torch.autograd.Function):
@@ -52,4 +58,6 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _RMSNorm.apply(x, self.weight, self.eps)
+        if x.device.type == "cpu":
+            return _RMSNorm.apply(x, self.weight, self.eps)
+        return rms_norm_spelled_out(x, self.weight, self.eps)  # torch.compile fuses it; chunks would be tiny kernels
