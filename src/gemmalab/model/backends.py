@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .blocked_attention import blocked_attention
-from .mask import allowed_keys
+from .mask import allowed_keys, query_blocks
 from .softcap import soft_cap
 
 
@@ -103,16 +103,10 @@ def local_attention_in_blocks(
     keys its window can reach (at most 1.5 W of them), never the full T x T score matrix. Exact:
     each block is the same backend on a slice whose queries are the slice's last positions."""
     outs = [
-        attend(q[:, :, q0:q1], k[:, :, k0:q1], v[:, :, k0:q1], scale, cap, window)
-        for q0, q1, k0 in _window_blocks(q.shape[2], window)
+        attend(q[:, :, q0:q1], k[:, :, k0:k1], v[:, :, k0:k1], scale, cap, window)
+        for q0, q1, k0, k1 in query_blocks(q.shape[2], q.shape[2], window, max(1, window // 2))
     ]
     return torch.cat(outs, dim=2)
-
-
-def _window_blocks(t: int, window: int) -> list[tuple[int, int, int]]:
-    """(first query, end of queries, first key) per block of W // 2 queries."""
-    block = max(1, window // 2)
-    return [(q0, min(t, q0 + block), max(0, q0 - window + 1)) for q0 in range(0, t, block)]
 
 
 BACKENDS = {"eager": eager_attention, "sdpa": sdpa_attention, "flex": flex_attention, "blocked": blocked_attention}
@@ -133,8 +127,8 @@ def max_attention_logit(q: torch.Tensor, k: torch.Tensor, scale: float, window: 
     local layers beyond twice their window are measured block by block, at O(T * W)."""
     if window is not None and q.shape[2] > 2 * window:
         return torch.stack([
-            max_attention_logit(q[:, :, q0:q1], k[:, :, k0:q1], scale, window)
-            for q0, q1, k0 in _window_blocks(q.shape[2], window)
+            max_attention_logit(q[:, :, q0:q1], k[:, :, k0:k1], scale, window)
+            for q0, q1, k0, k1 in query_blocks(q.shape[2], q.shape[2], window, max(1, window // 2))
         ]).amax()  # fmt: skip
     batch, n_heads, t, head_dim = q.shape
     kv_heads, s = k.shape[1], k.shape[2]

@@ -21,22 +21,14 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .mask import allowed_keys
+from .mask import allowed_keys, query_blocks
 
 QUERY_BLOCK = 64  # measured on 2 CPU cores: 32 and 64 equal at T=256, 128 is 15% slower, 256 is 50% slower
 
 
-def query_blocks(t: int, s: int, window: int | None) -> list[tuple[int, int, int, int]]:
-    """(first query, end of queries, first key, end of keys) per block; the t queries are the last t of
-    the s positions. A local block is at most W // 2 queries, so it reads at most 1.5 W keys."""
-    block = QUERY_BLOCK if window is None else max(1, min(QUERY_BLOCK, window // 2))
-    shift = s - t
-    blocks = []
-    for q0 in range(0, t, block):
-        q1 = min(t, q0 + block)
-        k0 = 0 if window is None else max(0, q0 + shift - window + 1)
-        blocks.append((q0, q1, k0, q1 + shift))
-    return blocks
+def query_block_size(window: int | None) -> int:
+    """Queries per block: QUERY_BLOCK, and at most W // 2 on a local layer (so <= 1.5 W keys per block)."""
+    return QUERY_BLOCK if window is None else max(1, min(QUERY_BLOCK, window // 2))
 
 
 class _BlockedAttention(torch.autograd.Function):
@@ -52,7 +44,7 @@ class _BlockedAttention(torch.autograd.Function):
         positions = torch.arange(s, device=q.device)
         out = torch.empty_like(qs)
         probs_per_block, sigma_per_block = [], []
-        blocks = query_blocks(t, s, window)
+        blocks = query_blocks(t, s, window, query_block_size(window))
         for q0, q1, k0, k1 in blocks:
             q_block = qs[:, :, q0:q1].reshape(batch * kv_heads, group * (q1 - q0), head_dim)
             scores = torch.bmm(q_block, ks[:, k0:k1].transpose(1, 2)).float()
