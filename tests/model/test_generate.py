@@ -26,7 +26,9 @@ def diverse_model(**overrides) -> Decoder:
 
 
 @pytest.mark.parametrize("pattern", ["alt", "local", "full"])
-@pytest.mark.parametrize("kv_heads, cap, backend", [(2, 50.0, "eager"), (1, None, "sdpa"), (4, None, "auto")])
+@pytest.mark.parametrize(
+    "kv_heads, cap, backend", [(2, 50.0, "eager"), (1, None, "sdpa"), (4, None, "auto"), (2, 50.0, "auto")]
+)
 def test_cached_greedy_generation_equals_recomputation(pattern, kv_heads, cap, backend):
     model = diverse_model(attn_pattern=pattern, attn_kv_heads=kv_heads, softcap_attn=cap, attn_backend=backend)
     prompt = torch.randint(0, 97, (3, 7), generator=torch.Generator().manual_seed(1))
