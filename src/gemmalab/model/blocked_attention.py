@@ -11,9 +11,10 @@ computed so that far less memory traffic goes through the T x S score matrix:
   derivative sigma * (1 - sigma) comes from the saved sigma without another transcendental;
 - the scale (and 2 / cap) folded into q, which is T x head_dim instead of T x S;
 - one autograd node whose backward accumulates dk, dv in place, instead of a dozen nodes each
-  keeping and re-reading a T x S tensor.
+  keeping and re-reading a T x S tensor; the softmax backward's row sums come from dout . out
+  (T x head_dim) rather than from the T x S matrices (the FlashAttention identity).
 Saved for backward per block: the sigmoid and the probabilities (float32), as eager keeps its tanh
-output and probabilities.
+output and probabilities; plus the output.
 """
 
 from __future__ import annotations
@@ -60,25 +61,27 @@ class _BlockedAttention(torch.autograd.Function):
             probs_per_block.append(probs)
             if sigma is not None:
                 sigma_per_block.append(sigma)
-        ctx.save_for_backward(qs, ks, vs, *probs_per_block, *sigma_per_block)
+        ctx.save_for_backward(qs, ks, vs, out, *probs_per_block, *sigma_per_block)
         ctx.blocks, ctx.cap, ctx.q_factor, ctx.shapes = blocks, cap, q_factor, (q.shape, k.shape)
         return out.view(batch, n_heads, t, head_dim)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        qs, ks, vs, *saved = ctx.saved_tensors
+        qs, ks, vs, out, *saved = ctx.saved_tensors
         n_blocks = len(ctx.blocks)
         probs_per_block, sigma_per_block = saved[:n_blocks], saved[n_blocks:] or [None] * n_blocks
         batch_kv, group, t, head_dim = qs.shape
         grad_out = grad_out.reshape(batch_kv, group, t, head_dim)
+        # softmax backward needs sum_k p_k dp_k = sum_k p_k (dout . v_k) = dout . out, per query: O(T * d)
+        dout_dot_out = (grad_out.float() * out.float()).sum(-1, keepdim=True)
         dq, dk, dv = torch.empty_like(qs), torch.zeros_like(ks), torch.zeros_like(vs)
         for (q0, q1, k0, k1), probs, sigma in zip(ctx.blocks, probs_per_block, sigma_per_block, strict=True):
             g_block = grad_out[:, :, q0:q1].reshape(batch_kv, group * (q1 - q0), head_dim)
             dv[:, k0:k1] += torch.bmm(probs.to(vs.dtype).transpose(1, 2), g_block)  # baddbmm_ on a slice loops
             dprobs = torch.bmm(g_block, vs[:, k0:k1].transpose(1, 2)).float()
             # softmax: dlogits = p * (dp - sum(dp * p))
-            dscores = dprobs.sub_((dprobs * probs).sum(-1, keepdim=True)).mul_(probs)
+            dscores = dprobs.sub_(dout_dot_out[:, :, q0:q1].reshape(batch_kv, -1, 1)).mul_(probs)
             if ctx.cap is not None:  # d/dz [2 cap * sigmoid(z)] = 2 cap * sigma * (1 - sigma)
                 dscores.mul_(sigma)
                 dscores.addcmul_(dscores, sigma, value=-1).mul_(2 * ctx.cap)
