@@ -24,26 +24,28 @@ def rms_norm_spelled_out(x: torch.Tensor, weight: torch.Tensor, eps: float) -> t
 
 
 class _RMSNorm(torch.autograd.Function):
+    # Saves x (alive anyway in the residual stream) and r, not the normalised x: n is recomputed
+    # per chunk in cache, which spares a full-size tensor of memory and a write + read of it.
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         h = x.reshape(-1, x.shape[-1]).to(torch.promote_types(x.dtype, torch.float32))
         scale = 1.0 + weight.to(h.dtype)
-        normed, r, out = torch.empty_like(h), h.new_empty(h.shape[0], 1), torch.empty_like(h)
+        r, out = h.new_empty(h.shape[0], 1), torch.empty_like(h)
         for rows in row_chunks(h):
             torch.rsqrt(h[rows].pow(2).mean(-1, keepdim=True).add_(eps), out=r[rows])
-            torch.mul(torch.mul(h[rows], r[rows], out=normed[rows]), scale, out=out[rows])
-        ctx.save_for_backward(normed, r, scale)
+            torch.mul(h[rows], r[rows], out=out[rows]).mul_(scale)
+        ctx.save_for_backward(h, r, scale)
         ctx.dtypes = (x.dtype, weight.dtype)
         return out.view(x.shape).to(x.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        normed, r, scale = ctx.saved_tensors
-        grad2 = grad.reshape(normed.shape).to(normed.dtype)
-        grad_x, grad_weight = torch.empty_like(normed), torch.zeros_like(scale)
-        for rows in row_chunks(normed):
-            n, dy = normed[rows], grad2[rows]
+        h, r, scale = ctx.saved_tensors
+        grad2 = grad.reshape(h.shape).to(h.dtype)
+        grad_x, grad_weight = torch.empty_like(h), torch.zeros_like(scale)
+        for rows in row_chunks(h):
+            n, dy = h[rows] * r[rows], grad2[rows]
             grad_weight += (dy * n).sum(0)
             gs = torch.mul(dy, scale, out=grad_x[rows])
             gs.addcmul_(n, (gs * n).mean(-1, keepdim=True), value=-1).mul_(r[rows])
