@@ -65,6 +65,22 @@ def test_bfloat16_under_autocast_keeps_float32_softmax_and_input_dtypes():
     torch.testing.assert_close(out.float(), expected, atol=3e-2, rtol=3e-2)
 
 
+def test_mixed_input_dtypes_under_autocast_as_in_bf16_mixed_training():
+    """Under bf16 autocast, RoPE's float32 cos/sin promote q and k to float32 while v stays bfloat16."""
+    q, k, v = qkv(t=40)
+    v_bf16 = v.detach().bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = blocked_attention(q, k, v_bf16, 0.3, 50.0, 16)
+        expected = eager_attention(q, k, v_bf16, 0.3, 50.0, 16)
+    grads = torch.autograd.grad(out.float().sum(), (q, k, v_bf16))
+    expected_grads = torch.autograd.grad(expected.float().sum(), (q, k, v_bf16))
+    assert out.dtype == expected.dtype == torch.bfloat16
+    assert [g.dtype for g in grads] == [torch.float32, torch.float32, torch.bfloat16]
+    torch.testing.assert_close(out, expected, atol=3e-2, rtol=3e-2)
+    for a, b in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
+
+
 def test_second_order_use_is_refused_rather_than_wrong():
     q, k, v = qkv(t=9)
     out = blocked_attention(q, k, v, 0.3, 50.0, None)

@@ -14,11 +14,11 @@ from gemmalab.runs.store import RunDir, RunStoreLogger
 from gemmalab.train import LMModule, OptimConfig, TrainerConfig, fit
 
 
-def train_briefly(tmp_path, optim: OptimConfig, steps: int = 1, stats_every: int = 1):
+def train_briefly(tmp_path, optim: OptimConfig, steps: int = 1, stats_every: int = 1, val_every: int | None = None):
     L.seed_everything(0, verbose=False)
     data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
-    trainer_cfg = TrainerConfig(max_steps=steps, val_every=steps, ckpt_every=steps, stats_every=stats_every,
-                                progress_bar=False)  # fmt: skip
+    trainer_cfg = TrainerConfig(max_steps=steps, val_every=val_every or steps, ckpt_every=steps,
+                                stats_every=stats_every, progress_bar=False)  # fmt: skip
     module = LMModule(preset("tiny"), optim, trainer_cfg)
     initial = copy.deepcopy(module.model)
     run = RunDir(tmp_path, "run")
@@ -65,6 +65,17 @@ def test_validation_loss_is_logged_at_initialisation(tmp_path):
     with torch.no_grad():
         expected = F.cross_entropy(initial(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
     assert metrics[0]["val/loss"] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_the_final_weights_are_validated_when_the_last_step_is_not_a_validation_step(tmp_path):
+    module, _, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=5, val_every=3)
+    validated = sorted(s for s in metrics if "val/loss" in metrics[s])
+    assert validated == [0, 2, 4]  # init, after step 3, after step 5 (Lightning's index: step - 1)
+    data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
+    (batch,) = LMDataModule(data, 0, 5, 256).val_dataloader()
+    with torch.no_grad():
+        expected = F.cross_entropy(module.model(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
+    assert metrics[4]["val/loss"] == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_z_loss_adds_the_log_z_penalty(tmp_path):

@@ -96,5 +96,10 @@ class _BlockedAttention(torch.autograd.Function):
 def blocked_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, cap: float | None, window: int | None
 ) -> torch.Tensor:
-    with torch.autocast(q.device.type, enabled=False):  # the block math fixes its own dtypes
-        return _BlockedAttention.apply(q, k, v, scale, cap, window)
+    device = q.device.type
+    if torch.is_autocast_enabled(device):  # matmuls in the autocast dtype, as eager's would be
+        dtype = torch.get_autocast_dtype(device)
+    else:
+        dtype = torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
+    with torch.autocast(device, enabled=False):  # the block math fixes its own dtypes: float32 scores
+        return _BlockedAttention.apply(q.to(dtype), k.to(dtype), v.to(dtype), scale, cap, window)

@@ -62,14 +62,15 @@ class LMModule(L.LightningModule):
         self._steps_above_runaway = 0
         self._step_started = 0.0
         self._val_sums: list[torch.Tensor] = []
+        self._validated_at_step: int | None = None
 
-    def _log_this_step_only(self, metrics: dict[str, torch.Tensor]) -> None:
+    def _log_this_step_only(self, metrics: dict[str, torch.Tensor], step: int | None = None) -> None:
         # self.log would repeat these values at every later step until they are logged again;
         # signals measured every k steps go straight to the loggers instead.
         if self.trainer.is_global_zero:
             values = {k: float(v) for k, v in metrics.items()}
             for logger in self.loggers:
-                logger.log_metrics(values, step=self.global_step)
+                logger.log_metrics(values, step=self.global_step if step is None else step)
 
     def on_fit_start(self) -> None:
         for teacher in self._teacher:
@@ -155,6 +156,14 @@ class LMModule(L.LightningModule):
         sums = torch.stack(self._val_sums).sum(0)
         self._val_sums.clear()
         self.log_dict(eval_metrics(sums), sync_dist=True, prog_bar=True)
+        self._validated_at_step = self.global_step
+
+    def on_train_end(self) -> None:
+        """Validate the final weights when the last step was not a validation step (max_steps not a
+        multiple of val_every), so that a run's val/loss, what the tables compare, is never stale."""
+        if self._validated_at_step != self.global_step and self.trainer.datamodule is not None:
+            # at the last step's index, where Lightning logs a validation that follows a step
+            self._log_this_step_only(self._evaluate(self.model), step=self.global_step - 1)
 
     def configure_optimizers(self):
         optimizer, schedule = build_optimizer(self.model, self.optim, self.max_steps)
