@@ -14,11 +14,14 @@ from gemmalab.runs.store import RunDir, RunStoreLogger
 from gemmalab.train import LMModule, OptimConfig, TrainerConfig, fit
 
 
-def train_briefly(tmp_path, optim: OptimConfig, steps: int = 1, stats_every: int = 1, val_every: int | None = None):
+def train_briefly(
+    tmp_path, optim: OptimConfig, steps: int = 1, stats_every: int = 1, val_every: int | None = None,
+    precision: str = "32-true",
+):  # fmt: skip
     L.seed_everything(0, verbose=False)
     data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
     trainer_cfg = TrainerConfig(max_steps=steps, val_every=val_every or steps, ckpt_every=steps,
-                                stats_every=stats_every, progress_bar=False)  # fmt: skip
+                                stats_every=stats_every, progress_bar=False, precision=precision)  # fmt: skip
     module = LMModule(preset("tiny"), optim, trainer_cfg)
     initial = copy.deepcopy(module.model)
     run = RunDir(tmp_path, "run")
@@ -76,6 +79,13 @@ def test_the_final_weights_are_validated_when_the_last_step_is_not_a_validation_
     with torch.no_grad():
         expected = F.cross_entropy(module.model(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
     assert metrics[4]["val/loss"] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_bf16_mixed_training_on_cpu_runs_every_kernel_and_learns(tmp_path):
+    module, initial, metrics, _ = train_briefly(tmp_path, OptimConfig(warmup_steps=0), steps=6, precision="bf16-mixed")
+    losses = [metrics[s]["train/loss"] for s in range(6)]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    assert all(p.dtype == torch.float32 for p in module.model.parameters())  # mixed: float32 master weights
 
 
 def test_z_loss_adds_the_log_z_penalty(tmp_path):
