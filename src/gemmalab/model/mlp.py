@@ -17,8 +17,8 @@ from torch.autograd.function import once_differentiable
 
 from .chunks import row_chunks
 
-_K = 2 * math.sqrt(2 / math.pi)  # 2u = _K * x * (1 + _A * x^2)
-_A = 0.044715
+_TWO_SQRT_2_OVER_PI = 2 * math.sqrt(2 / math.pi)  # 2u = _TWO_SQRT_2_OVER_PI * x * (1 + _CUBIC * x^2)
+_CUBIC = 0.044715
 
 
 class _GeGLU(torch.autograd.Function):
@@ -26,10 +26,10 @@ class _GeGLU(torch.autograd.Function):
     def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         gate2, up2 = gate.reshape(-1, gate.shape[-1]), up.reshape(-1, up.shape[-1])
         sigma, out = torch.empty_like(gate2), torch.empty_like(gate2)
-        k = gate.new_tensor(_K)
+        k = gate.new_tensor(_TWO_SQRT_2_OVER_PI)
         for rows in row_chunks(gate2):
             g, s = gate2[rows], sigma[rows]
-            torch.addcmul(k, g, g, value=_K * _A, out=s).mul_(g).sigmoid_()  # sigmoid(2u)
+            torch.addcmul(k, g, g, value=_TWO_SQRT_2_OVER_PI * _CUBIC, out=s).mul_(g).sigmoid_()  # sigmoid(2u)
             torch.mul(g, s, out=out[rows]).mul_(up2[rows])
         ctx.save_for_backward(gate2, up2, sigma)
         return out.view(gate.shape)
@@ -40,13 +40,13 @@ class _GeGLU(torch.autograd.Function):
         gate2, up2, sigma = ctx.saved_tensors
         grad2 = grad.reshape(gate2.shape)
         grad_gate, grad_up = torch.empty_like(gate2), torch.empty_like(gate2)
-        k = gate2.new_tensor(_K)
+        k = gate2.new_tensor(_TWO_SQRT_2_OVER_PI)
         for rows in row_chunks(gate2):
             g, s, dy = gate2[rows], sigma[rows], grad2[rows]
             gelu = torch.mul(g, s, out=grad_up[rows])
-            # gelu'(x) = s + x s (1 - s) * _K (1 + 3 _A x^2), with x s = gelu
+            # gelu'(x) = s + x s (1 - s) * d(2u)/dx, d(2u)/dx = _TWO_SQRT_2_OVER_PI (1 + 3 _CUBIC x^2), x s = gelu
             slope = torch.addcmul(gelu, gelu, s, value=-1, out=grad_gate[rows])
-            slope.mul_(torch.addcmul(k, g, g, value=3 * _K * _A)).add_(s).mul_(dy).mul_(up2[rows])
+            slope.mul_(torch.addcmul(k, g, g, value=3 * _TWO_SQRT_2_OVER_PI * _CUBIC)).add_(s).mul_(dy).mul_(up2[rows])
             gelu.mul_(dy)
         return grad_gate.view(grad.shape), grad_up.view(grad.shape)
 

@@ -19,6 +19,7 @@ from .chunks import row_chunks
 
 
 def rms_norm_spelled_out(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """The formula as plain ops: the reference, and the path off CPU."""
     h = x.float()
     return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + weight.float())).type_as(x)
 
