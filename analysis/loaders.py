@@ -18,7 +18,9 @@ import pandas as pd
 from gemmalab.runs.store import RunDir
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
-HEADLINE_PREFIXES = ("stability/", "attn/max_logit", "teacher/")
+HEADLINE_PREFIXES = (
+    "stability/", "attn/max_logit", "teacher/", "softcap/", "window/", "distill/", "val/accuracy", "val/queries",
+)  # fmt: skip
 HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init")
 # Config that says where and how a run was logged, not what it is.
 NOT_COLUMNS = ("logger.", "run_root", "group", "fault.", "hydra.", "trainer.progress_bar")

@@ -1,4 +1,6 @@
-"""Seaborn figures from the run store, each saved as PNG and PDF."""
+"""Seaborn figures from the run store, each saved as PNG and as PDF with embedded fonts, sized for a
+paper: one column (3.25 in) or the full width (6.75 in), 7-9 pt text, the colour-blind-safe
+palette with one fixed colour per setting in every figure of a report."""
 
 from __future__ import annotations
 
@@ -15,11 +17,26 @@ import seaborn as sns  # noqa: E402
 from gemmalab.runs.store import RunDir  # noqa: E402
 from gemmalab.train.stability import SpikeRule, series, spike_mask  # noqa: E402
 
+from .tables import without_ignored  # noqa: E402
+
+ONE_COLUMN, FULL_WIDTH = 3.25, 6.75  # inches: a two-column paper's column and text width
+plt.rcParams.update({
+    "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
+    "ytick.labelsize": 7, "figure.titlesize": 9, "pdf.fonttype": 42, "ps.fonttype": 42,  # TrueType, embedded
+})  # fmt: skip
+
+
+def colours(labels: pd.Series) -> dict[str, object]:
+    """One colour per setting, the same in every figure drawn from the same runs (sorted labels)."""
+    order = sorted(set(labels))
+    return dict(zip(order, sns.color_palette("colorblind", len(order)), strict=True))
+
 
 def label_of(frame: pd.DataFrame, by: list[str]) -> pd.Series:
     if not by:
         return pd.Series(["all runs"] * len(frame), index=frame.index)
-    return frame[by].astype(str).apply(lambda r: " ".join(f"{k}={v}" for k, v in zip(by, r, strict=True)), axis=1)
+    shown = without_ignored(frame[list(dict.fromkeys([*by, *(["attn.pattern"] if "attn.pattern" in frame else [])]))])
+    return shown[by].apply(lambda r: " ".join(f"{k}={v}" for k, v in zip(by, r, strict=True)), axis=1)
 
 
 def _steps(frame: pd.DataFrame, run_root: Path, by: list[str], key: str) -> pd.DataFrame:
@@ -43,8 +60,10 @@ def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
 def loss_curves(frame: pd.DataFrame, run_root: Path, by: list[str], rule: SpikeRule, out: Path) -> list[Path]:
     """Training loss per configuration (mean and 95% CI over seeds), loss spikes marked per run."""
     data = _steps(frame, run_root, by, "train/loss")
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    sns.lineplot(data=data, x="step", y="train/loss", hue="config", errorbar=("ci", 95), ax=ax, linewidth=1)
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 3.0))
+    palette = colours(label_of(frame, by))
+    sns.lineplot(data=data, x="step", y="train/loss", hue="config", errorbar=("ci", 95), ax=ax, linewidth=1,
+                 palette=palette, hue_order=list(palette))  # fmt: skip
     spikes = []
     for _, run in data.groupby("run_id"):
         spiking, _ = spike_mask(run["train/loss"].to_numpy(), rule)
@@ -53,18 +72,20 @@ def loss_curves(frame: pd.DataFrame, run_root: Path, by: list[str], rule: SpikeR
         ax.scatter(marked["step"], marked["train/loss"], marker="x", color="black", s=25, zorder=5,
                    label=f"spike ({rule.name})")  # fmt: skip
     ax.set_title(f"training loss; spikes: {rule.describe()}")
-    ax.legend(fontsize=7)
+    ax.legend()
     return _save(fig, out, "loss_curves")
 
 
 def grad_norm_distribution(frame: pd.DataFrame, run_root: Path, by: list[str], start: int, out: Path) -> list[Path]:
     data = _steps(frame, run_root, by, "train/grad_norm")
     data = data[data["step"] >= start]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    sns.boxplot(data=data, x="config", y="train/grad_norm", ax=ax)
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 3.0))
+    palette = colours(label_of(frame, by))
+    sns.boxplot(data=data, x="config", y="train/grad_norm", hue="config", ax=ax, palette=palette, order=list(palette),
+                hue_order=list(palette), legend=False)  # fmt: skip
     ax.set_yscale("log")
     ax.set_title(f"global gradient norm before clipping, steps >= {start}")
-    ax.tick_params(axis="x", rotation=20, labelsize=7)
+    ax.tick_params(axis="x", rotation=20)
     return _save(fig, out, "grad_norm_distribution")
 
 
@@ -76,28 +97,95 @@ def lr_vs_loss(frame: pd.DataFrame, by: list[str], out: Path) -> list[Path]:
         finished, np.minimum(data["val/loss"], data["val/loss_init"]), data["val/loss_init"]
     )
     data["config"] = label_of(data, [b for b in by if b != "optim.lr"])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=data, x="optim.lr", y="final val/loss", hue="config", marker="o", errorbar=("ci", 95), ax=ax)
+    fig, ax = plt.subplots(figsize=(ONE_COLUMN, 2.6))
+    palette = colours(data["config"])
+    sns.lineplot(data=data, x="optim.lr", y="final val/loss", hue="config", marker="o", errorbar=("ci", 95), ax=ax,
+                 palette=palette, hue_order=list(palette))  # fmt: skip
     diverged = data[~finished]
     if len(diverged):
         ax.scatter(
             diverged["optim.lr"], diverged["final val/loss"], marker="x", color="red", label="diverged", zorder=5
         )
     ax.set_xscale("log")
-    ax.legend(fontsize=7)
+    ax.legend()
     return _save(fig, out, "lr_vs_loss")
 
 
-def max_logit_over_training(frame: pd.DataFrame, run_root: Path, by: list[str], out: Path) -> list[Path]:
+def _per_layer(frame: pd.DataFrame, run_root: Path, by: list[str], prefix: str, ylabel: str) -> pd.DataFrame:
+    """One metric logged per layer (`<prefix><i>`), long form with a `layer` column."""
     logged = {k for run_id in frame["run_id"] for m in RunDir(run_root, run_id).metrics().values() for k in m}
-    layers = [k for k in logged if k.startswith("attn/max_logit/layer_")]
-    layers.sort(key=lambda k: int(k.rsplit("_", 1)[1]))
+    layers = sorted((k for k in logged if k.startswith(prefix)), key=lambda k: int(k.rsplit("_", 1)[1]))
+    parts = [
+        _steps(frame, run_root, by, key).rename(columns={key: ylabel}).assign(layer=key.rsplit("/", 1)[1])
+        for key in layers
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _layer_grid(
+    data: pd.DataFrame, palette: dict[str, object], ylabel: str, title: str, out: Path, name: str
+) -> list[Path]:
+    """One panel per layer, four to a row across the full text width; the legend under the panels."""
+    if data.empty:
+        return []
+    palette = {k: v for k, v in palette.items() if k in set(data["config"])}
+    grid = sns.relplot(data=data, x="step", y=ylabel, hue="config", col="layer", kind="line",
+                       col_wrap=min(4, data["layer"].nunique()), height=FULL_WIDTH / 4 * 0.9, aspect=1.0,
+                       errorbar=("ci", 95), palette=palette, hue_order=list(palette))  # fmt: skip
+    grid.set_titles("{col_name}")
+    sns.move_legend(grid, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, title=None, frameon=False)
+    grid.figure.suptitle(title, y=1.04)
+    return _save(grid.figure, out, name)
+
+
+def max_logit_over_training(frame: pd.DataFrame, run_root: Path, by: list[str], out: Path) -> list[Path]:
+    label = "max pre-cap logit"
+    data = _per_layer(frame, run_root, by, "attn/max_logit/layer_", label)
+    title = "maximum attention logit before the cap, per layer"
+    return _layer_grid(data, colours(label_of(frame, by)), label, title, out, "max_logit_per_layer")
+
+
+def engagement_over_training(frame: pd.DataFrame, run_root: Path, by: list[str], out: Path) -> list[Path]:
+    """Beside the max logit: the share of attention scores the cap bends (|s| > cap/2) per layer, and
+    the share of each global layer's attention beyond the local window."""
+    cap_label, mass_label = "% scores > cap/2", "% attention beyond W"
+    caps = _per_layer(frame, run_root, by, "softcap/attn/beyond_half/layer_", cap_label)
+    mass = _per_layer(frame, run_root, by, "window/mass_beyond/layer_", mass_label)
+    for data, label in ((caps, cap_label), (mass, mass_label)):
+        if not data.empty:
+            data[label] *= 100
+    palette = colours(label_of(frame, by))  # every run's setting: the same colours as the other figures
+    return _layer_grid(
+        caps, palette, cap_label, "attention scores bent by the cap (|s| > cap/2; off: against 50), per layer", out,
+        "cap_engagement_per_layer",
+    ) + _layer_grid(
+        mass, palette, mass_label, "global layers: attention on keys beyond the local window, per layer", out,
+        "window_mass_per_layer",
+    )  # fmt: skip
+
+
+def accuracy_by_distance(frame: pd.DataFrame, by: list[str], out: Path) -> list[Path]:
+    """Recall accuracy against key-to-query distance (bucket centres; mean and 95% CI over seeds), the
+    study's windows as dashed lines, chance (one of the vocabulary's values) dotted."""
+    from .studies import distance_buckets_of
+
     parts = []
-    for key in layers:
-        part = _steps(frame, run_root, by, key).rename(columns={key: "max pre-cap logit"})
-        parts.append(part.assign(layer=key.rsplit("/", 1)[1]))
+    for (_, run), label in zip(frame.iterrows(), label_of(frame, by), strict=True):
+        buckets = distance_buckets_of(run)
+        parts.append(buckets.assign(distance=(buckets["lo"] + 1 + buckets["hi"]) / 2, config=label))
     data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    grid = sns.relplot(data=data, x="step", y="max pre-cap logit", hue="config", col="layer", kind="line",
-                       col_wrap=min(4, max(1, len(layers))), height=2.6, errorbar=("ci", 95))  # fmt: skip
-    grid.figure.suptitle("maximum attention logit before the cap, per layer", y=1.02)
-    return _save(grid.figure, out, "max_logit_per_layer")
+    if data.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 3.0))
+    palette = colours(label_of(frame, by))
+    sns.lineplot(data=data, x="distance", y="accuracy", hue="config", marker="o", errorbar=("ci", 95), ax=ax,
+                 palette=palette, hue_order=list(palette))  # fmt: skip
+    for window in sorted({int(w) for w in frame["attn.window"].dropna()}):
+        ax.axvline(window + 0.5, color="grey", linestyle="--", linewidth=1)
+        ax.text(window + 0.5, 1.02, f"W={window}", ha="center", fontsize=7, transform=ax.get_xaxis_transform())
+    vocab = int(frame["model.vocab_size"].max())
+    ax.axhline(1 / (vocab - vocab // 2), color="black", linestyle=":", linewidth=1, label="chance")
+    ax.set_xlabel("key-to-query distance (tokens)")
+    ax.set_ylabel("query accuracy")
+    ax.legend()
+    return _save(fig, out, "accuracy_by_distance")

@@ -21,8 +21,10 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from analysis import plots, studies  # noqa: E402
+from analysis.engagement import engagement_lines, engagement_table  # noqa: E402
+from analysis.latex import build_pdf, report_document, to_latex  # noqa: E402
 from analysis.loaders import load_run_store, load_wandb_api, load_wandb_offline  # noqa: E402
-from analysis.tables import QUALITY, to_latex, to_markdown, varying_switches  # noqa: E402
+from analysis.tables import QUALITY, to_markdown, varying_switches  # noqa: E402
 from gemmalab.runs.store import RunDir  # noqa: E402
 from gemmalab.train.stability import StabilityConfig, spike_rule, stability_summary  # noqa: E402
 
@@ -65,11 +67,12 @@ def recount_spikes(frame: pd.DataFrame, run_root: Path, rule: str) -> pd.DataFra
     return frame
 
 
-def write_table(out: Path, name: str, table: pd.DataFrame, caption: str) -> str:
+def write_table(out: Path, name: str, table: pd.DataFrame, caption: str, label: str, notes: list[str] = ()) -> str:
+    """The table as Markdown, LaTeX and CSV; notes (engagement lines, warnings) go under it."""
     out.mkdir(parents=True, exist_ok=True)
-    markdown = to_markdown(table)
+    markdown = "\n\n".join([to_markdown(table), *notes])
     (out / f"{name}.md").write_text(markdown + "\n")
-    (out / f"{name}.tex").write_text(to_latex(table, caption) + "\n")
+    (out / f"{name}.tex").write_text(to_latex(table, caption, label, notes) + "\n")
     table.to_csv(out / f"{name}.csv", index=False)
     return markdown
 
@@ -122,26 +125,44 @@ def main(argv: list[str] | None = None) -> Path | None:
     if "optim.lr" in by and study != "lr_sensitivity":
         tables["lr_sensitivity"] = studies.lr_sensitivity(frame)
     main_name = study if study in tables else "runs"
-    sections = [f"# Report: {study or 'sweep'} ({group})", "",
-                f"{len(frame)} runs; switches that vary: {', '.join(by) or 'none'}; seeds: "
-                f"{sorted(frame['seed'].unique().tolist())}. Cells: mean ± 95% CI half-width over finished seeds "
-                "(Student t), n; diverged and failed runs are counted, never averaged in. "
-                "Δ: difference to the baseline row, Welch's t-test (* p<0.05, ** p<0.01, *** p<0.001). "
-                f"Quality: final {QUALITY}. Loss spikes: {rule.describe()} (distinct events).", ""]  # fmt: skip
-    for name, table in sorted(tables.items(), key=lambda kv: kv[0] != main_name):
-        markdown = write_table(out / "tables", name, table, f"{study or 'sweep'} {group}: {name}")
+    engaged, warnings = engagement_lines(frame, by)
+    if engaged:
+        tables["engagement"] = engagement_table(frame, by)
+    notes = {main_name: ["Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings]}
+    title = f"Report: {study or 'sweep'} ({group})"
+    intro = (f"{len(frame)} runs; switches that vary: {', '.join(by) or 'none'}; seeds: "
+             f"{sorted(frame['seed'].unique().tolist())}. Cells: mean ± 95% CI half-width over finished seeds "
+             "(Student t), n; diverged and failed runs are counted, never averaged in. "
+             "Δ: difference to the baseline row, Welch's t-test (* p<0.05, ** p<0.01, *** p<0.001); in LaTeX, "
+             "a bold mean is better than every other row at p<0.05 (Welch). "
+             f"Quality: final {QUALITY}. Loss spikes: {rule.describe()} (distinct events).")  # fmt: skip
+    sections = [f"# {title}", "", intro, ""]
+    ordered = sorted(tables.items(), key=lambda kv: kv[0] != main_name)
+    for name, table in ordered:
+        caption = (f"{study or 'sweep'}: {name}. Cells: mean ± 95% CI over finished seeds (Student t). "
+                   f"Runs: sweep group {group} ({len(frame)} runs).")  # fmt: skip
+        markdown = write_table(out / "tables", name, table, caption, f"tab:{study or 'sweep'}-{name}",
+                               [n for n in notes.get(name, []) if n])  # fmt: skip
         sections += [f"## {name}", "", markdown, ""]
     figures = plots.loss_curves(frame, args.run_root, by, rule, out / "figures")
     figures += plots.grad_norm_distribution(frame, args.run_root, by, int(frame["optim.warmup_steps"].max()),
                                             out / "figures")  # fmt: skip
     figures += plots.max_logit_over_training(frame, args.run_root, by, out / "figures")
+    figures += plots.engagement_over_training(frame, args.run_root, by, out / "figures")
     if "optim.lr" in by:
         figures += plots.lr_vs_loss(frame, by, out / "figures")
+    if any(c.startswith("val/accuracy_by_distance/") for c in frame.columns):
+        figures += plots.accuracy_by_distance(frame, by, out / "figures")
     sections += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
     benchmarks = sorted((args.run_root / "_benchmarks").glob("*.md"))  # written by benchmarks/*.py
     if benchmarks:
         sections += ["", "## Benchmarks", ""] + [p.read_text().replace("## ", "### ", 1) for p in benchmarks]
     (out / "report.md").write_text("\n".join(sections) + "\n")
+    tex = out / "report.tex"
+    tex.write_text(
+        report_document(title, intro, [(n, n) for n, _ in ordered], [p for p in figures if p.suffix == ".pdf"])
+    )
+    print(f"[gemmalab] {build_pdf(tex)}")
     if not args.no_wandb:
         log_to_wandb(tables, args.project, group, out)
     print(to_markdown(tables[main_name]))

@@ -201,7 +201,46 @@ def cascade(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def distance_buckets_of(row: pd.Series) -> pd.DataFrame:
+    """A recall run's accuracy by key-to-query distance: (lo, hi, accuracy, queries) per bucket."""
+    prefix = "val/accuracy_by_distance/"
+    rows = []
+    for key in row.index:
+        if isinstance(key, str) and key.startswith(prefix) and np.isfinite(row[key]):
+            span = key[len(prefix) :]
+            lo, hi = (int(x) for x in span.split("-"))
+            rows.append(
+                {"lo": lo - 1, "hi": hi, "accuracy": row[key], "queries": row[f"val/queries_by_distance/{span}"]}
+            )
+    return pd.DataFrame(rows, columns=["lo", "hi", "accuracy", "queries"])
+
+
+def mqar(frame: pd.DataFrame) -> pd.DataFrame:
+    """Associative recall per pattern and window: accuracy overall and in distance bands cut at the
+    study's windows (a bucket counts in the band that holds its upper edge; buckets have the windows
+    as edges), mean ± 95% CI over finished seeds, beside chance (one of the vocabulary's values)."""
+    windows = sorted({int(w) for w in frame["attn.window"].dropna()})
+    edges = [0, *windows, int(frame["data.seq_len"].max())]
+    bands = [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True) if hi > lo]
+    names = [f"acc. {lo} < d <= {hi}" if lo else f"acc. d <= {hi}" for lo, hi in bands]
+    frame = frame.copy()
+    for name, (lo, hi) in zip(names, bands, strict=True):
+        values = []
+        for _, row in frame.iterrows():
+            b = distance_buckets_of(row)
+            b = b[(b["hi"] > lo) & (b["hi"] <= hi)]
+            values.append(float(np.average(b["accuracy"], weights=b["queries"])) if len(b) else math.nan)
+        frame[name] = values
+    keys = ["attn.pattern", "attn.window", "attn.local_global_ratio"]
+    by = [k for k in keys if k in varying_switches(frame)] + [c for c in varying_switches(frame) if c not in keys]
+    table = display(aggregate(frame, by, ["val/accuracy", *names]))
+    vocab = frame["model.vocab_size"].astype(int).max()
+    table["chance"] = f"{1 / (vocab - vocab // 2):.3f}"
+    return table
+
+
 STUDY_TABLES = {
+    "mqar": mqar,
     "cascade": cascade,
     "softcap": softcap,
     "norm": norm,

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from gemmalab.runs.identity import IGNORED_BY_PATTERN
+
 # The switch columns a study can vary, in the order tables show them.
 SWITCHES = (
     "model.d_model", "model.n_layers", "attn.pattern", "attn.local_global_ratio", "attn.window", "attn.first",
@@ -29,6 +31,22 @@ STABILITY = ("stability/loss_spikes", "stability/grad_norm_var", "stability/grad
 def varying_switches(frame: pd.DataFrame) -> list[str]:
     # map(str): a switch that is off (None / NaN) is a value of its own, not a missing one
     return [c for c in SWITCHES if c in frame and frame[c].map(str).nunique() > 1]
+
+
+def without_ignored(frame: pd.DataFrame) -> pd.DataFrame:
+    """Switch columns as a reader should see them: a setting the run's attention pattern never reads
+    (the window of `full`, the ratio of `local`) shown as `–`; a switch set to null as `off`."""
+    out = frame.map(off_if_null).astype(object)
+    if "attn.pattern" in out:
+        for pattern, keys in IGNORED_BY_PATTERN.items():
+            columns = [c for c in (f"attn.{k}" for k in keys) if c in out]
+            out.loc[out["attn.pattern"] == pattern, columns] = "–"
+    return out
+
+
+def off_if_null(value: object) -> object:
+    """A switch set to null (None, or NaN once in pandas) is off: shown as `off`, never `nan` or a dash."""
+    return "off" if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def mean_ci(values: np.ndarray) -> tuple[float, float, int]:
@@ -107,6 +125,22 @@ def compare_to_baseline(agg: Aggregate, baseline: dict[str, object], metric: str
     return out
 
 
+HIGHER_IS_BETTER = ("val/accuracy",)
+
+
+def best_row(agg: Aggregate, metric: str) -> int | None:
+    """The row whose mean is best (lowest; highest for accuracies) when Welch's t-test puts it ahead of
+    every other row at p < 0.05; None when no row is significantly best."""
+    t = agg.frame
+    means = t[f"{metric}_mean"].to_numpy(dtype=np.float64)
+    if len(t) < 2 or not np.isfinite(means).any():
+        return None
+    sign = -1.0 if metric.startswith(HIGHER_IS_BETTER) else 1.0
+    best = int(np.nanargmin(sign * means))
+    others = [welch_p(t[f"{metric}_values"].iloc[best], v) for i, v in enumerate(t[f"{metric}_values"]) if i != best]
+    return best if all(np.isfinite(p) and p < 0.05 for p in others) else None
+
+
 def fmt(mean: float, ci: float, n: int, digits: int = 3) -> str:
     if n == 0 or not np.isfinite(mean):
         return "–"
@@ -118,7 +152,7 @@ def fmt(mean: float, ci: float, n: int, digits: int = 3) -> str:
 def display(agg: Aggregate, baseline: dict[str, object] | None = None, digits: int = 3) -> pd.DataFrame:
     """The human table: switches, run counts, mean ± CI per metric, and the comparison with the baseline."""
     t = agg.frame
-    out = t[agg.by].copy() if agg.by else pd.DataFrame(index=t.index)
+    out = without_ignored(t[agg.by]) if agg.by else pd.DataFrame(index=t.index)
     out["runs"] = [
         f"{r.runs}"
         + (f" ({r.diverged} diverged)" if r.diverged else "")
@@ -127,6 +161,7 @@ def display(agg: Aggregate, baseline: dict[str, object] | None = None, digits: i
     ]
     for m in agg.metrics:
         out[m] = [fmt(a, b, c, digits) for a, b, c in zip(t[f"{m}_mean"], t[f"{m}_ci"], t[f"{m}_n"], strict=True)]
+    out.attrs["best"] = {(i, m) for m in agg.metrics if (i := best_row(agg, m)) is not None}
     if baseline:
         cmp = compare_to_baseline(agg, baseline, QUALITY if QUALITY in agg.metrics else agg.metrics[0])
         out["Δ vs baseline"] = [
@@ -137,29 +172,14 @@ def display(agg: Aggregate, baseline: dict[str, object] | None = None, digits: i
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    cells = [[str(c) for c in table.columns]] + [[_cell(v) for v in row] for row in table.itertuples(index=False)]
+    cells = [[str(c) for c in table.columns]] + [[cell_text(v) for v in row] for row in table.itertuples(index=False)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
 
-def to_latex(table: pd.DataFrame, caption: str) -> str:
-    def esc(s: str) -> str:
-        for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
-            s = s.replace(a, b)
-        return s.replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
-
-    head = " & ".join(esc(str(c)) for c in table.columns) + r" \\"
-    body = [" & ".join(esc(_cell(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
-    return "\n".join([
-        r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}",
-        r"\begin{tabular}{" + "l" * len(table.columns) + "}", r"\toprule", head, r"\midrule", *body,
-        r"\bottomrule", r"\end{tabular}", r"\end{table}",
-    ])  # fmt: skip
-
-
-def _cell(value: object) -> str:
+def cell_text(value: object) -> str:
     if isinstance(value, float):
         return "–" if not np.isfinite(value) else f"{value:.4g}"
     return str(value)

@@ -95,7 +95,12 @@ def test_mqar_trains_with_loss_at_query_positions_only(tmp_path):
                             f"run_root={tmp_path}")  # fmt: skip
     summary = run_job(config, ["data=mqar"], group="test")
     assert summary["status"] == "finished" and summary["data/fingerprint"].startswith("mqar-")
-    assert 0.0 <= summary["final"]["val/accuracy"] <= 1.0
+    # the end of the run: accuracy per key-to-query distance bucket over every validation query
+    queries = {k: v for k, v in summary.items() if k.startswith("val/queries_by_distance/")}
+    assert sum(queries.values()) == 2 * 4 * 4  # data.val_batches x data.batch_size x data.n_pairs
+    assert {"val/accuracy_within_window", "val/accuracy_beyond_window"} <= summary.keys()
+    overall = sum(summary[k.replace("queries", "accuracy")] * n for k, n in queries.items()) / 32
+    assert overall == pytest.approx(summary["final"]["val/accuracy"])
 
 
 def test_optimizer_options_and_csv_logger(tmp_path):

@@ -42,12 +42,29 @@ def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep):
     for name in ("softcap", "runs"):
         for suffix in ("md", "tex", "csv"):
             assert (out / "tables" / f"{name}.{suffix}").stat().st_size > 0
-    for figure in ("loss_curves", "grad_norm_distribution", "max_logit_per_layer"):
+    # 30 steps of the tiny model: neither cap bends 1% of its inputs, and the report says so
+    assert "Warning: in no run did the attention cap reach 1%" in text
+    assert "Warning: in no run did the final-logit cap reach 1%" in text
+    assert "Warning" in (out / "tables" / "softcap.md").read_text()
+    for figure in ("loss_curves", "grad_norm_distribution", "max_logit_per_layer", "cap_engagement_per_layer",
+                   "window_mass_per_layer"):  # fmt: skip
         assert (out / "figures" / f"{figure}.png").exists() and (out / "figures" / f"{figure}.pdf").exists()
     table = pd.read_csv(out / "tables" / "softcap.csv").set_index("metric")
     assert table.loc["val/loss", "capping on"].endswith("(n=2)")
     (wandb_run,) = (out / "wandb").glob("offline-run-*")  # the tables, logged to the sweep's W&B group
     assert list(wandb_run.glob("*.wandb"))
+
+
+def test_a_cap_that_bends_scores_is_reported_engaged_without_a_warning(tmp_path, sweep):
+    result = sweep(tmp_path, "-m", "softcap.attn=0.5,50", "logger=none", *SHORT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    group = next((tmp_path / "_sweeps").iterdir()).name
+    out = report.main(["--run-root", str(tmp_path), "--group", group, "--no-wandb"])
+    text = (out / "report.md").read_text()
+    assert "Engaged: attention cap" in text and "attention cap reach" not in text
+    engaged = pd.read_csv(out / "tables" / "engagement.csv").set_index("softcap.attn")
+    share = engaged["attn scores > cap/2 (%)"].str.split(" ").str[0].astype(float)
+    assert share.loc[0.5] > 5 and share.loc[50.0] < 0.1
 
 
 @pytest.mark.slow

@@ -9,13 +9,13 @@ import pytest
 from scipy import stats
 
 from analysis import studies
+from analysis.latex import to_latex
 from analysis.loaders import load_run_store
 from analysis.tables import (
     aggregate,
     compare_to_baseline,
     display,
     mean_ci,
-    to_latex,
     to_markdown,
     varying_switches,
 )
@@ -120,5 +120,35 @@ def test_markdown_and_latex_render_every_cell():
     table = pd.DataFrame({"norm": ["pre", "dual"], "val/loss": ["2.1 ± 0.1 (n=3)", "2.0 ± 0.1 (n=3)"]})
     md = to_markdown(table).splitlines()
     assert md[0].startswith("| norm") and md[1].startswith("|---") and "2.0 ± 0.1" in md[3]
-    tex = to_latex(table, "norm_placement")
-    assert r"\toprule" in tex and r"2.0 $\pm$ 0.1 (n=3) \\" in tex and r"norm\_placement" in tex
+    tex = to_latex(table, "norm_placement", "tab:norm")
+    assert r"\toprule" in tex and r"norm\_placement" in tex and r"\label{tab:norm}" in tex
+    # mean and CI in two right/left columns joined at the ±, n once in the header
+    assert r"\begin{tabular}{lr@{\,\ensuremath{\pm}\,}l}" in tex and r"\multicolumn{2}{c}{val loss (n=3)}" in tex
+    assert r"dual & 2.0 & 0.1 \\" in tex
+
+
+def test_mqar_table_cuts_distance_bands_at_the_studys_windows(fake_store):
+    def recall(by_band: dict[str, tuple[float, int]]) -> dict:
+        summary = {"status": "finished", "val/loss": 1.0, "val/accuracy": 0.5}
+        for span, (accuracy, queries) in by_band.items():
+            summary[f"val/accuracy_by_distance/{span}"] = accuracy
+            summary[f"val/queries_by_distance/{span}"] = queries
+        return summary
+
+    base = {"data.source": "mqar", "data.seq_len": 64, "model.vocab_size": 64}
+    for seed in (0, 1):
+        fake_store.add(
+            {**base, "seed": seed, "attn.pattern": "local", "attn.window": 16},
+            recall({"1-8": (1.0, 10), "9-16": (0.8, 10), "17-48": (0.1, 30), "49-64": (0.0, 10)}),
+        )
+        fake_store.add(
+            {**base, "seed": seed, "attn.pattern": "local", "attn.window": 48},
+            recall({"1-16": (1.0, 20), "17-32": (0.9, 10), "33-48": (0.7, 10), "49-64": (0.2, 20)}),
+        )
+    # fmt: skip
+    table = studies.mqar(load_run_store(fake_store.root, "g")).set_index("attn.window")
+    assert list(table.columns[-4:]) == ["acc. d <= 16", "acc. 16 < d <= 48", "acc. 48 < d <= 64", "chance"]
+    assert table.loc[16, "acc. d <= 16"].startswith("0.900 ± 0.000 (n=2)")  # (1.0 * 10 + 0.8 * 10) / 20
+    assert table.loc[48, "acc. 16 < d <= 48"].startswith("0.800")  # 0.9 and 0.7, 10 queries each
+    assert table.loc[48, "acc. 48 < d <= 64"].startswith("0.200")
+    assert table.loc[16, "chance"] == "0.031"  # 32 values

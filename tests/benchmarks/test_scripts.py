@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks import inference, local_attention, train_throughput
+from benchmarks import diagnostics_overhead, inference, local_attention, train_throughput
 
 
 def test_local_attention_benchmark(tmp_path):
@@ -36,3 +36,10 @@ def test_inference_benchmark_measures_the_cache(tmp_path):
     assert cache[("full", "MHA (4)", 2)] == pytest.approx(2 * cache[("full", "MHA (4)", 1)])
     assert cache[("full", "MHA (4)", 1)] == pytest.approx(4 * cache[("full", "MQA (1)", 1)])
     assert cache[("local", "MHA (4)", 1)] == pytest.approx(cache[("full", "MHA (4)", 1)] * 8 / 20)  # W=8 of 20
+
+
+def test_diagnostics_overhead_benchmark(tmp_path):
+    table = diagnostics_overhead.main(["--model", "tiny", "--batch", "2", "--seq", "32", "--window", "8",
+                                       "--repeat", "2", "--out", str(tmp_path)])  # fmt: skip
+    assert table["extra on a stats step"].iloc[0].endswith("%")
+    assert (tmp_path / "diagnostics_overhead.md").read_text().startswith("## diagnostics_overhead")

@@ -7,7 +7,6 @@ from gemmalab.model.backends import (
     allowed_keys,
     eager_attention,
     flex_attention,
-    max_attention_logit,
     resolve_backend,
     sdpa_attention,
 )
@@ -95,28 +94,3 @@ def test_auto_choice():
     assert resolve_backend("auto", cpu, None) == "sdpa"
     assert resolve_backend("auto", cuda, 50.0) == "flex"
     assert resolve_backend("eager", cuda, None) == "eager"
-
-
-def test_max_logit_is_brute_force_max_over_allowed_keys():
-    q, k, _ = qkv(t=9, kv_heads=2)
-    expected = max(
-        float(q[b, h, i] @ k[b, h // 2, j]) * 0.5
-        for b in range(2)
-        for h in range(4)
-        for i in range(9)
-        for j in range(max(0, i - 2), i + 1)
-    )
-    assert float(max_attention_logit(q, k, 0.5, window=3)) == pytest.approx(expected, rel=1e-6)
-
-
-def test_max_logit_of_a_long_local_layer_is_measured_in_blocks_and_exact():
-    q, k, _ = qkv(t=60)
-    window = 7
-    expected = max(
-        float(q[b, h, i] @ k[b, h // 2, j]) * 0.5
-        for b in range(2)
-        for h in range(4)
-        for i in range(60)
-        for j in range(max(0, i - window + 1), i + 1)
-    )
-    assert float(max_attention_logit(q, k, 0.5, window)) == pytest.approx(expected, rel=1e-6)

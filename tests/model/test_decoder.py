@@ -161,8 +161,11 @@ def test_stats_are_off_by_default_and_match_brute_force_when_on():
     with torch.no_grad():
         logits, stats = model(IDS, with_stats=True)
         assert torch.equal(logits, model(IDS))
+    per_layer = ["attn/max_logit", "softcap/attn/beyond_half", "softcap/attn/max_ratio"]
     assert sorted(stats) == sorted(
-        [f"attn/max_logit/layer_{i}" for i in range(N_LAYERS)] + ["output/log_z", "output/max_abs_logit"]
+        [f"{name}/layer_{i}" for name in per_layer for i in range(N_LAYERS)]
+        + ["window/mass_beyond/layer_1"]  # the only global layer of alt with 3 layers
+        + ["output/log_z", "output/max_abs_logit", "softcap/final/beyond_half", "softcap/final/max_ratio"]
     )
     # brute force for layer 1 (global): max over s <= t of q_t . k_s / sqrt(head_dim), before the cap
     attn = model.layers[1].attn

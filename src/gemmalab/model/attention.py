@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .backends import BACKENDS, local_attention_in_blocks, max_attention_logit, resolve_backend
+from .backends import BACKENDS, local_attention_in_blocks, resolve_backend
 from .config import ModelConfig
+from .diagnostics import REFERENCE_CAPS, attention_diagnostics, reference_cap
 from .norm import RMSNorm
 from .rope import apply_rope
 
@@ -30,6 +31,8 @@ class Attention(nn.Module):
         self.window: int | None = cfg.attn.window if local else None
         self.scale = cfg.scale_denominator**-0.5
         self.cap = cfg.softcap.attn
+        self.reference_cap = reference_cap(cfg.softcap.attn, REFERENCE_CAPS.attn)  # diagnostics only
+        self.local_window = cfg.attn.window  # diagnostics of a global layer: what a local one would cut
         self.backend = cfg.attn.backend
         self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
         self.k_proj = nn.Linear(cfg.d_model, self.kv_heads * cfg.head_dim, bias=False)
@@ -45,7 +48,7 @@ class Attention(nn.Module):
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        max_logits: list[torch.Tensor] | None = None,
+        stats: list[dict[str, torch.Tensor]] | None = None,
         cache: LayerCache | None = None,
     ) -> torch.Tensor:
         batch, t, _ = x.shape
@@ -55,8 +58,10 @@ class Attention(nn.Module):
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if max_logits is not None:
-            max_logits.append(max_attention_logit(q, k, self.scale, self.window))
+        if stats is not None:
+            stats.append(
+                attention_diagnostics(q, k, self.scale, self.window, self.cap, self.reference_cap, self.local_window)
+            )
         backend = resolve_backend(self.backend, x.device, self.cap)
         attend = BACKENDS[backend]
         if cache is not None and cache.length > 0:  # decoding: one new token against the cached keys

@@ -119,21 +119,3 @@ def resolve_backend(requested: str, device: torch.device, cap: float | None) -> 
     if device.type == "cuda":
         return "flex"
     return "blocked" if cap is not None else "sdpa"
-
-
-@torch.no_grad()
-def max_attention_logit(q: torch.Tensor, k: torch.Tensor, scale: float, window: int | None) -> torch.Tensor:
-    """Largest pre-cap score q.k * scale over the positions the mask allows (a stability signal);
-    local layers beyond twice their window are measured block by block, at O(T * W)."""
-    if window is not None and q.shape[2] > 2 * window:
-        return torch.stack([
-            max_attention_logit(q[:, :, q0:q1], k[:, :, k0:k1], scale, window)
-            for q0, q1, k0, k1 in query_blocks(q.shape[2], q.shape[2], window, max(1, window // 2))
-        ]).amax()  # fmt: skip
-    batch, n_heads, t, head_dim = q.shape
-    kv_heads, s = k.shape[1], k.shape[2]
-    q = q.view(batch, kv_heads, n_heads // kv_heads, t, head_dim)
-    scores = torch.matmul(q.float(), k.float().unsqueeze(2).transpose(-1, -2)) * scale
-    positions = torch.arange(s, device=q.device)
-    allowed = allowed_keys(positions[s - t :], positions, window)
-    return scores.masked_fill(~allowed, float("-inf")).amax()

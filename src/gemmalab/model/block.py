@@ -50,10 +50,10 @@ class Block(nn.Module):
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        max_logits: list[torch.Tensor] | None = None,
+        stats: list[dict[str, torch.Tensor]] | None = None,
         cache: LayerCache | None = None,
     ) -> torch.Tensor:
-        attend = lambda h: self.attn(h, cos, sin, max_logits, cache)  # noqa: E731
+        attend = lambda h: self.attn(h, cos, sin, stats, cache)  # noqa: E731
         x = self._residual(x, attend, self.attn_in_norm, self.attn_out_norm)
         return self._residual(x, self.mlp, self.mlp_in_norm, self.mlp_out_norm)
 

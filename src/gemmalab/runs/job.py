@@ -27,6 +27,7 @@ from gemmalab.train.distill import (
     teacher_config,
     teacher_run_dir,
 )
+from gemmalab.train.engagement import engagement_summary
 
 from .aliases import ALIAS_PREFIX, resolve_teacher, write_alias
 from .identity import run_identity, run_name
@@ -141,7 +142,9 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str, swept: set
         "diverged_step": diverged_step,
         "val/loss": final.get("val/loss"),
         "val/loss_init": metrics.get(0, {}).get("val/loss"),
+        **{k: v for k, v in final.items() if k.startswith(("val/accuracy", "val/queries"))},
         **stability_summary(metrics, spec.stability, spec.optim.warmup_steps),
+        **engagement_summary(metrics),
     }
     if "teacher/val_loss" in metrics.get(0, {}):
         headline["teacher/val_loss"] = metrics[0]["teacher/val_loss"]

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from gemmalab.data.mqar import accuracy_by_distance
 from gemmalab.data.packing import IGNORE
 from gemmalab.model import Decoder, ModelConfig
 
@@ -160,10 +161,37 @@ class LMModule(L.LightningModule):
 
     def on_train_end(self) -> None:
         """Validate the final weights when the last step was not a validation step (max_steps not a
-        multiple of val_every), so that a run's val/loss, what the tables compare, is never stale."""
-        if self._validated_at_step != self.global_step and self.trainer.datamodule is not None:
-            # at the last step's index, where Lightning logs a validation that follows a step
-            self._log_this_step_only(self._evaluate(self.model), step=self.global_step - 1)
+        multiple of val_every), so that a run's val/loss, what the tables compare, is never stale; on a
+        recall task, also their accuracy by key-to-query distance."""
+        if self.trainer.datamodule is None:
+            return
+        at_last_step = self.global_step - 1  # where Lightning logs a validation that follows a step
+        if self._validated_at_step != self.global_step:
+            self._log_this_step_only(self._evaluate(self.model), step=at_last_step)
+        by_distance = self._accuracy_by_distance()
+        if by_distance:
+            self._log_this_step_only(by_distance, step=at_last_step)
+
+    @torch.no_grad()
+    def _accuracy_by_distance(self) -> dict[str, float]:
+        """Batches with a `distance` (data/mqar.py): accuracy per key-to-query distance bucket; else {}."""
+        distances, correct = [], []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for batch in self.trainer.datamodule.val_dataloader():
+                if "distance" not in batch:
+                    return {}
+                query = batch["targets"] != IGNORE
+                predicted = self.model(batch["input_ids"].to(self.device)).argmax(-1).cpu()
+                distances.append(batch["distance"][query])
+                correct.append((predicted == batch["targets"])[query])
+        finally:
+            self.model.train(was_training)
+        if not distances:
+            return {}
+        seq_len = self.trainer.datamodule.cfg.seq_len
+        return accuracy_by_distance(torch.cat(distances), torch.cat(correct), seq_len, self.model.cfg.attn.window)
 
     def configure_optimizers(self):
         optimizer, schedule = build_optimizer(self.model, self.optim, self.max_steps)

@@ -140,7 +140,7 @@ def stability_summary(
     out.update({f"stability/grad_norm_{k}": v for k, v in gstats.items() if k != "steps"})
     if len(steps):
         out["stability/grad_norm_window"] = f"steps {start}-{int(steps[-1])} ({gstats['steps']} values)"
-    layer_max = {k: series(metrics, k)[1] for k in _keys_with_prefix(metrics, "attn/max_logit/layer_")}
+    layer_max = {k: series(metrics, k)[1] for k in keys_with_prefix(metrics, "attn/max_logit/layer_")}
     if layer_max:
         peaks = {k: float(np.nanmax(v)) for k, v in layer_max.items()}
         top = max(peaks, key=peaks.get)
@@ -149,5 +149,5 @@ def stability_summary(
     return out
 
 
-def _keys_with_prefix(metrics: dict[int, dict[str, float]], prefix: str) -> list[str]:
+def keys_with_prefix(metrics: dict[int, dict[str, float]], prefix: str) -> list[str]:
     return sorted({k for m in metrics.values() for k in m if k.startswith(prefix)})

@@ -1,0 +1,60 @@
+"""Per-run engagement figures: did the caps, the window and the teacher change anything?
+
+Read from the diagnostics logged on the stats steps (model/diagnostics.py). A figure "of the
+trained model" is the mean over the stats steps in the second half of training (at
+initialisation attention is near-uniform, which would flatter the window and hide growth of the
+logits); a peak is the largest value at any stats step and layer.
+
+    softcap/attn/beyond_half       share of visible attention scores with |s| > cap / 2, all layers
+    softcap/attn/beyond_half_peak  the same at its worst layer and step
+    softcap/attn/max_ratio         largest |s| / cap, any layer and step
+    softcap/final/...              the same for the final logits
+    window/mass_beyond             attention probability of the global layers on keys further back
+                                   than attn.window: what local layers there would cut
+    distill/gap_init, gap_final    student val/loss - teacher val/loss at step 0 and at the end
+    distill/gap_closed             1 - gap_final / gap_init
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .stability import keys_with_prefix, series
+
+ENGAGED = {  # summary figure and the level below which a switch is reported as not engaged
+    "softcap/attn/beyond_half": 0.01,
+    "softcap/final/beyond_half": 0.01,
+    "window/mass_beyond": 0.05,
+}
+
+
+def _trained_and_peak(metrics: dict[int, dict[str, float]], prefix: str) -> tuple[float, float]:
+    """(mean over the second half's stats steps and the layers, max over every step and layer)."""
+    keys = keys_with_prefix(metrics, prefix)
+    if not keys:
+        return float("nan"), float("nan")
+    last = max(metrics)
+    steps = np.concatenate([series(metrics, k)[0] for k in keys])
+    values = np.concatenate([series(metrics, k)[1] for k in keys])
+    late = values[steps >= last / 2]
+    return float(np.mean(late)) if len(late) else float("nan"), float(np.max(values))
+
+
+def engagement_summary(metrics: dict[int, dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for cap in ("attn", "final"):
+        trained, peak = _trained_and_peak(metrics, f"softcap/{cap}/beyond_half")
+        if np.isfinite(trained):
+            out[f"softcap/{cap}/beyond_half"], out[f"softcap/{cap}/beyond_half_peak"] = trained, peak
+            out[f"softcap/{cap}/max_ratio"] = _trained_and_peak(metrics, f"softcap/{cap}/max_ratio")[1]
+    mass, _ = _trained_and_peak(metrics, "window/mass_beyond/layer_")
+    if np.isfinite(mass):
+        out["window/mass_beyond"] = mass
+    start = metrics.get(0, {})
+    if "teacher/val_loss" in start and "val/loss" in start:
+        teacher = start["teacher/val_loss"]
+        final = series(metrics, "val/loss")[1][-1]
+        out["distill/gap_init"] = start["val/loss"] - teacher
+        out["distill/gap_final"] = float(final) - teacher
+        out["distill/gap_closed"] = 1.0 - out["distill/gap_final"] / out["distill/gap_init"]
+    return out
