@@ -12,7 +12,7 @@ import pandas as pd
 from gemmalab.model.diagnostics import REFERENCE_CAPS
 from gemmalab.train.engagement import ENGAGED
 
-from .tables import aggregate, fmt
+from .tables import aggregate, fmt, without_ignored
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def engagement_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     metrics = [m for m in COLUMNS if m in frame and frame[m].notna().any()]
     scaled = frame.assign(**{m: frame[m] * 100 for m in metrics if m in PERCENT})
     agg = aggregate(scaled, by, metrics).frame
-    out = agg[by].copy() if by else pd.DataFrame(index=agg.index)
+    out = without_ignored(agg[by]) if by else pd.DataFrame(index=agg.index)
     for m in metrics:
         cells = zip(agg[f"{m}_mean"], agg[f"{m}_ci"], agg[f"{m}_n"], strict=True)
         out[COLUMNS[m]] = [fmt(mean, ci, n, 2) for mean, ci, n in cells]

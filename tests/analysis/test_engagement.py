@@ -34,3 +34,12 @@ def test_the_engagement_table_shows_shares_in_percent_per_setting():
     row = table.set_index("softcap.attn").loc[1.0]
     assert row["attn scores > cap/2 (%)"].startswith("30.00 ± ") and row["attn scores > cap/2 (%)"].endswith("(n=2)")
     assert row["global attn beyond W (%)"].startswith("20.00")
+
+
+def test_a_window_the_global_layers_barely_reach_past_is_warned_about_in_a_pattern_study():
+    runs = frame([0.2, 0.2], [50.0, 50.0]).assign(**{"attn.window": [64, 128], "window/mass_beyond": [0.03, 0.01]})
+    lines, warnings = engagement_lines(runs, ["attn.window"])
+    assert any(line.startswith("window: 2.00% of the global layers' attention") for line in lines)
+    assert len(warnings) == 1 and "window reach 5%" in warnings[0]
+    runs["window/mass_beyond"] = [0.30, 0.01]
+    assert engagement_lines(runs, ["attn.window"])[1] == []
