@@ -52,7 +52,11 @@ def softcap(frame: pd.DataFrame) -> pd.DataFrame:
     capped = frame["softcap.attn"].notna() | frame["softcap.final"].notna()
     frame = frame.assign(capping=np.where(capped, "on", "off"))
     agg = aggregate(frame, ["capping"], [*BRIEF_SOFTCAP])
-    rows = []
+    counts = agg.frame.set_index("capping")
+    rows = [{"metric": "runs (diverged, failed)", **{
+        f"capping {c}": f"{counts.loc[c, 'runs']} ({counts.loc[c, 'diverged']}, {counts.loc[c, 'failed']})"
+        if c in counts.index else "–" for c in ("off", "on")
+    }}]  # fmt: skip
     for metric, (claim_off, claim_on, claim_change) in BRIEF_SOFTCAP.items():
         t = agg.frame.set_index("capping")
         cmp = compare_to_baseline(agg, {"capping": "off"}, metric).set_index(agg.frame["capping"])
@@ -133,6 +137,7 @@ def lr_sensitivity(frame: pd.DataFrame) -> pd.DataFrame:
             "LR sensitivity": fmt(mean, ci, n),
             "best LR (per seed)": ", ".join(f"{lr:g}" for lr in best_lrs),
             "diverged": f"{int(runs['status'].astype(str).str.startswith('diverged').sum())}/{len(runs)}",
+            "failed": f"{int(runs['status'].astype(str).str.startswith('failed').sum())}/{len(runs)}",
         })  # fmt: skip
         rows.append(row)
     return pd.DataFrame(rows)

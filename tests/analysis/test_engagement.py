@@ -43,3 +43,13 @@ def test_a_window_the_global_layers_barely_reach_past_is_warned_about_in_a_patte
     assert len(warnings) == 1 and "window reach 5%" in warnings[0]
     runs["window/mass_beyond"] = [0.30, 0.01]
     assert engagement_lines(runs, ["attn.window"])[1] == []
+
+
+def test_distillation_line_and_a_teacher_with_nothing_left_to_teach():
+    runs = pd.DataFrame({"distill/gap_init": [3.0, 3.0], "distill/gap_final": [0.3, 0.1]})
+    lines, warnings = engagement_lines(runs, ["distill.enabled"])
+    assert lines == ["distillation: student val/loss - teacher val/loss +3.000 at step 0, +0.200 at the end "
+                     "(mean over distilled runs; 93% of the gap closed)"]  # fmt: skip
+    assert warnings == []
+    runs["distill/gap_final"] = [-0.1, 0.0]
+    assert "nothing left to teach" in engagement_lines(runs, ["distill.enabled"])[1][0]

@@ -51,6 +51,8 @@ def test_softcap_table_from_a_hand_made_store(fake_store):
     half_off = 4.302652729911275 * 0.1 / math.sqrt(3)
     assert table.loc["val/loss", "capping on"] == f"2.200 ± {half_on:.3f} (n=3)"
     assert table.loc["val/loss", "capping off"] == f"2.600 ± {half_off:.3f} (n=3)"  # the diverged run is not in it
+    assert table.loc["runs (diverged, failed)", "capping off"] == "4 (1, 0)"  # ... but counted beside the means
+    assert table.loc["runs (diverged, failed)", "capping on"] == "3 (0, 0)"
     assert table.loc["stability/loss_spikes", "capping off"] == "3.000 ± 0.000 (n=3)"
     assert table.loc["stability/grad_norm_var", "change"] == "-75.0%"  # identical seeds: no test possible
     se2 = 0.04 / 3 + 0.01 / 3
@@ -89,9 +91,18 @@ def test_lr_sensitivity_counts_a_diverged_run_as_the_initial_loss(fake_store):
                                                                "val/loss": None, "val/loss_init": 5.5}  # fmt: skip
             fake_store.add({"seed": seed, "optim.lr": lr}, summary)
     table = studies.lr_sensitivity(load_run_store(fake_store.root, "g"))
+    assert table.loc[0, "failed"] == "0/6"
     mean, half, n = mean_ci(np.array([1.5, (1.0 + 0 + 3.3) / 3]))
     assert table.loc[0, "LR sensitivity"] == f"{mean:.3f} ± {half:.3f} (n=2)"
     assert table.loc[0, "best LR (per seed)"] == "0.01, 0.01" and table.loc[0, "diverged"] == "1/6"
+
+
+def test_lr_sensitivity_counts_failed_runs(fake_store):
+    for lr in (1e-3, 1e-2):
+        fake_store.add({"seed": 0, "optim.lr": lr}, finished(2.0))
+    fake_store.add({"seed": 0, "optim.lr": 1e-1}, {"status": "failed: RuntimeError: boom", "val/loss_init": 5.5})
+    table = studies.lr_sensitivity(load_run_store(fake_store.root, "g"))
+    assert table.loc[0, "failed"] == "1/3" and table.loc[0, "diverged"] == "0/3"
 
 
 def test_kv_and_pattern_tables_read_sizes_off_the_module_tree(fake_store):

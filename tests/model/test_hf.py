@@ -71,3 +71,9 @@ def test_non_alternating_layer_types_are_refused():
     ref = reference_model(layer_types=["full_attention"] * 4)
     with pytest.raises(ConfigError, match="layer_types"):
         from_hf_gemma2(ref)
+
+
+def test_exact_gelu_is_refused_not_approximated():
+    ref = reference_model(hidden_activation="gelu")
+    with pytest.raises(ConfigError, match=r"hidden_activation='gelu' is not supported \(allowed: gelu_pytorch_tanh"):
+        from_hf_gemma2(ref)

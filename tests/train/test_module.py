@@ -93,3 +93,13 @@ def test_z_loss_adds_the_log_z_penalty(tmp_path):
     with torch.no_grad():
         log_z = torch.logsumexp(initial(batch["input_ids"]), dim=-1)
     assert metrics[0]["train/z_loss"] == pytest.approx(1e-2 * log_z.square().mean().item(), rel=1e-5)
+
+
+def test_the_initial_validation_loss_keeps_its_own_record_when_validating_every_step(tmp_path):
+    _, initial, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=3, val_every=1)
+    data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
+    (batch,) = LMDataModule(data, 0, 3, 256).val_dataloader()
+    with torch.no_grad():
+        expected = F.cross_entropy(initial(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
+    assert metrics[0]["val/loss_init"] == pytest.approx(expected.item(), rel=1e-6)
+    assert metrics[0]["val/loss"] != pytest.approx(expected.item(), rel=1e-6)  # overwritten by the step-0 validation

@@ -8,7 +8,9 @@ from .config import AttnConfig, ConfigError, ModelConfig, SoftcapConfig
 from .decoder import Decoder
 from .pattern import layer_is_local
 
-_ACTIVATIONS = {"gelu_pytorch_tanh": "geglu", "gelu": "geglu", "silu": "swiglu"}
+# transformers' "gelu" is the exact erf GELU; GeGLU here is the tanh approximation (Gemma 2's
+# gelu_pytorch_tanh), ~7e-4 apart in the logits, so "gelu" is refused rather than mapped.
+_ACTIVATIONS = {"gelu_pytorch_tanh": "geglu", "silu": "swiglu"}
 
 # ours -> transformers, inside model.layers.{i}.
 _LAYER_WEIGHTS = {

@@ -27,7 +27,7 @@ from gemmalab.train.distill import (
     teacher_config,
     teacher_run_dir,
 )
-from gemmalab.train.engagement import engagement_summary
+from gemmalab.train.engagement import engagement_summary, initial_val_loss
 
 from .aliases import ALIAS_PREFIX, resolve_teacher, write_alias
 from .identity import run_identity, run_name
@@ -141,7 +141,7 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str, swept: set
         "diverged": diverged_step is not None,
         "diverged_step": diverged_step,
         "val/loss": final.get("val/loss"),
-        "val/loss_init": metrics.get(0, {}).get("val/loss"),
+        "val/loss_init": initial_val_loss(metrics),
         **{k: v for k, v in final.items() if k.startswith(("val/accuracy", "val/queries"))},
         **stability_summary(metrics, spec.stability, spec.optim.warmup_steps),
         **engagement_summary(metrics),

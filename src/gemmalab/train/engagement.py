@@ -40,6 +40,12 @@ def _trained_and_peak(metrics: dict[int, dict[str, float]], prefix: str) -> tupl
     return float(np.mean(late)) if len(late) else float("nan"), float(np.max(values))
 
 
+def initial_val_loss(metrics: dict[int, dict[str, float]]) -> float | None:
+    """The validation loss at initialisation (runs logged before it had its own record: step 0's val/loss)."""
+    start = metrics.get(0, {})
+    return start.get("val/loss_init", start.get("val/loss"))
+
+
 def engagement_summary(metrics: dict[int, dict[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for cap in ("attn", "final"):
@@ -50,11 +56,11 @@ def engagement_summary(metrics: dict[int, dict[str, float]]) -> dict[str, float]
     mass, _ = _trained_and_peak(metrics, "window/mass_beyond/layer_")
     if np.isfinite(mass):
         out["window/mass_beyond"] = mass
-    start = metrics.get(0, {})
-    if "teacher/val_loss" in start and "val/loss" in start:
+    start, initial = metrics.get(0, {}), initial_val_loss(metrics)
+    if "teacher/val_loss" in start and initial is not None:
         teacher = start["teacher/val_loss"]
         final = series(metrics, "val/loss")[1][-1]
-        out["distill/gap_init"] = start["val/loss"] - teacher
+        out["distill/gap_init"] = initial - teacher
         out["distill/gap_final"] = float(final) - teacher
         out["distill/gap_closed"] = 1.0 - out["distill/gap_final"] / out["distill/gap_init"]
     return out

@@ -94,6 +94,8 @@ class LMModule(L.LightningModule):
         if self.global_step > 0 or self.trainer.datamodule is None:
             return
         metrics = self._evaluate(self.model)
+        # its own record: with val_every=1 the validation after step 0 is logged at step 0 as well
+        metrics["val/loss_init"] = metrics["val/loss"]
         for teacher in self._teacher:
             metrics["teacher/val_loss"] = self._evaluate(teacher)["val/loss"]
         self._log_this_step_only(metrics)
