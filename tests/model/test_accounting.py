@@ -63,11 +63,14 @@ def test_kv_cache_of_9b_at_8k_in_bf16():
 
 def test_attention_score_entries_per_layer():
     entries = attention_score_entries(meta_model("gemma2-2b"), 8192)
-    assert entries[:2] == [8192 * 4096, 8192 * 8192]
+    # causal: a global layer's query i sees i + 1 keys, a local layer's min(i + 1, 4096)
+    assert entries[:2] == [4096 * 4097 // 2 + 4096 * 4096, 8192 * 8193 // 2]
+    assert entries[:2] == [sum(min(i + 1, 4096) for i in range(8192)), sum(i + 1 for i in range(8192))]
     assert len(entries) == 26
     full = attention_score_entries(meta_model("gemma1-2b"), 8192)
-    assert set(full) == {8192 * 8192}
-    assert attention_score_entries(meta_model("gemma2-2b"), 1024)[0] == 1024 * 1024  # window beyond context
+    assert set(full) == {8192 * 8193 // 2}
+    assert 1 - (entries[0] + entries[1]) / (2 * full[0]) == pytest.approx(0.125, abs=1e-3)  # alternating saves 12.5%
+    assert attention_score_entries(meta_model("gemma2-2b"), 1024)[0] == 1024 * 1025 // 2  # window beyond context
 
 
 def test_laptop_presets_build_and_run():

@@ -39,7 +39,14 @@ def kv_cache_bytes(
     return total * batch
 
 
+def causal_score_entries(t: int, window: int | None) -> int:
+    """Score entries of one head over t queries when a kernel computes only the unmasked ones: query i
+    sees min(i + 1, W) keys, so t(t+1)/2 for a global layer."""
+    w = t if window is None else min(t, window)
+    return w * (w + 1) // 2 + (t - w) * w
+
+
 def attention_score_entries(model: nn.Module, context: int) -> list[int]:
-    """Per layer, the query-key score entries one head needs at this context when a layer computes
-    only what its mask can allow: T * T for global layers, T * min(T, W) for local ones."""
-    return [context * (context if a.window is None else min(context, a.window)) for a in _attention_layers(model)]
+    """Per layer, the query-key score entries one head computes at this context, counted the way a kernel
+    that skips masked entries works (causal for every layer, the window for local ones)."""
+    return [causal_score_entries(context, a.window) for a in _attention_layers(model)]
