@@ -24,6 +24,7 @@ from analysis import plots, studies  # noqa: E402
 from analysis.engagement import engagement_lines, engagement_table  # noqa: E402
 from analysis.latex import build_pdf, report_document, to_latex  # noqa: E402
 from analysis.loaders import load_run_store, load_wandb_api, load_wandb_offline  # noqa: E402
+from analysis.power import power_note  # noqa: E402
 from analysis.tables import QUALITY, to_markdown, varying_switches  # noqa: E402
 from gemmalab.runs.store import RunDir  # noqa: E402
 from gemmalab.train.stability import StabilityConfig, spike_rule, stability_summary  # noqa: E402
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     engaged, warnings = engagement_lines(frame, by)
     if engaged:
         tables["engagement"] = engagement_table(frame, by)
-    notes = {main_name: ["Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings]}
+    power = power_note(frame, by, [QUALITY, "stability/loss_spikes", "stability/grad_norm_var"], QUALITY) if by else ""
+    notes = {main_name: [power, "Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings]}
     title = f"Report: {study or 'sweep'} ({group})"
     intro = (f"{len(frame)} runs; switches that vary: {', '.join(by) or 'none'}; seeds: "
              f"{sorted(frame['seed'].unique().tolist())}. Cells: mean ± 95% CI half-width over finished seeds "

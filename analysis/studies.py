@@ -29,6 +29,14 @@ BRIEF_SOFTCAP = {  # brief-claims.md: without, with, stated change
 }
 
 
+NORM_PLACEMENTS = {  # the brief's "post-norm only: poor (loss spikes)" is the original post-LN, `postln`
+    "pre": "x + f(norm(x)) (Gemma 1)",
+    "post": "x + norm(f(x)) (OLMo 2's reordered norm)",
+    "dual": "x + norm(f(norm(x))) (Gemma 2)",
+    "postln": "norm(x + f(x)) (original post-LN)",
+}
+
+
 def model_of(row: pd.Series) -> Decoder:
     """The run's model on the meta device: sizes read off the real module tree, no weights allocated."""
     prefix = {k: row[k] for k in row.index if isinstance(k, str) and "." in k and is_identity_key(k)}
@@ -74,7 +82,9 @@ def softcap(frame: pd.DataFrame) -> pd.DataFrame:
 def norm(frame: pd.DataFrame) -> pd.DataFrame:
     by = ["norm", *[c for c in varying_switches(frame) if c != "norm"]]
     baseline = {"norm": "pre"} if by == ["norm"] and "pre" in set(frame["norm"]) else None
-    return display(aggregate(frame, by, [QUALITY, *STABILITY]), baseline)
+    table = display(aggregate(frame, by, [QUALITY, *STABILITY]), baseline)
+    table.insert(1, "sub-layer f, stream x", table["norm"].map(NORM_PLACEMENTS))
+    return table
 
 
 def kv_heads(frame: pd.DataFrame) -> pd.DataFrame:

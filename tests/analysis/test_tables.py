@@ -76,6 +76,7 @@ def test_significance_markers_and_a_missing_baseline(fake_store):
         fake_store.add({"seed": seed, "norm": "dual"}, finished(2.0 + 0.01 * seed))
     frame = load_run_store(fake_store.root, "g")
     table = studies.norm(frame).set_index("norm")
+    assert table.loc["dual", "sub-layer f, stream x"].startswith("x + norm(f(norm(x)))")
     assert table.loc["dual", "Δ vs baseline"].endswith("***")
     agg = aggregate(frame, ["norm"], ["val/loss"])
     with pytest.raises(ValueError, match="baseline {'norm': 'post'} matches 0 rows"):
