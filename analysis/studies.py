@@ -260,7 +260,29 @@ def mqar(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+PAPER_DEEP_WIDE = {"wide": "50.8", "deep": "52.0"}  # Gemma 2 Table 9, 9B, average benchmark score
+
+
+def deep_wide(frame: pd.DataFrame) -> pd.DataFrame:
+    """Gemma 2's Table 9 in miniature: the two shapes' non-embedding parameters (shown, and their gap
+    to the wide shape's), val/loss with its difference to the wide shape (Welch), beside the paper's."""
+    by = ["model.n_layers", "model.d_ff"]
+    agg = aggregate(frame, by, [QUALITY])
+    wide = agg.frame["model.n_layers"].min()
+    table = display(agg, {"model.n_layers": wide})
+    firsts = frame.groupby(by, sort=True).head(1).sort_values(by)
+    params = [count_parameters(model_of(r), include_embedding=False) for _, r in firsts.iterrows()]
+    shapes = ["wide" if n == wide else "deep" for n in agg.frame["model.n_layers"]]
+    table.insert(0, "shape", shapes)
+    table.insert(3, "non-embedding parameters", [f"{p:,}" for p in params])
+    table.insert(4, "vs wide", [f"{100 * (p / params[shapes.index('wide')] - 1):+.2f}%" for p in params])
+    table[f"ppl ({QUALITY})"] = [f"{math.exp(m):.2f}" if np.isfinite(m) else "–" for m in agg.frame[f"{QUALITY}_mean"]]
+    table["paper: 9B avg. score"] = [PAPER_DEEP_WIDE[s] for s in shapes]
+    return table
+
+
 STUDY_TABLES = {
+    "deep_wide": deep_wide,
     "mqar": mqar,
     "cascade": cascade,
     "softcap": softcap,

@@ -166,3 +166,15 @@ def test_mqar_table_cuts_distance_bands_at_the_studys_windows(fake_store):
     assert table.loc[48, "acc. 16 < d <= 48"].startswith("0.800")  # 0.9 and 0.7, 10 queries each
     assert table.loc[48, "acc. 48 < d <= 64"].startswith("0.200")
     assert table.loc[16, "chance"] == "0.031"  # 32 values
+
+
+def test_deep_wide_table_shows_equal_parameter_counts_beside_the_paper(fake_store):
+    for seed in range(2):
+        fake_store.add({"seed": seed, "model.n_layers": 2, "model.d_ff": 256}, finished(3.0 + 0.01 * seed))
+        fake_store.add({"seed": seed, "model.n_layers": 3, "model.d_ff": 152}, finished(2.9 + 0.01 * seed))
+    table = studies.deep_wide(load_run_store(fake_store.root, "g")).set_index("shape")
+    wide = int(table.loc["wide", "non-embedding parameters"].replace(",", ""))
+    deep = int(table.loc["deep", "non-embedding parameters"].replace(",", ""))
+    assert table.loc["deep", "vs wide"] == f"{100 * (deep / wide - 1):+.2f}%" and abs(deep / wide - 1) < 0.02
+    assert table.loc["deep", "paper: 9B avg. score"] == "52.0" and table.loc["wide", "Δ vs baseline"] == ""
+    assert table.loc["deep", "Δ vs baseline"].startswith("-0.100")
