@@ -35,7 +35,8 @@ def colours(labels: pd.Series) -> dict[str, object]:
 def label_of(frame: pd.DataFrame, by: list[str]) -> pd.Series:
     if not by:
         return pd.Series(["all runs"] * len(frame), index=frame.index)
-    shown = without_ignored(frame[list(dict.fromkeys([*by, *(["attn.pattern"] if "attn.pattern" in frame else [])]))])
+    columns = list(dict.fromkeys([*by, "attn.pattern"])) if "attn.pattern" in frame else by
+    shown = without_ignored(frame[columns])  # so a pattern's ignored settings read `–`
     return shown[by].apply(lambda r: " ".join(f"{k}={v}" for k, v in zip(by, r, strict=True)), axis=1)
 
 
