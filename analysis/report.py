@@ -22,6 +22,7 @@ import yaml  # noqa: E402
 
 from analysis import plots, studies  # noqa: E402
 from analysis.engagement import engagement_lines, engagement_table  # noqa: E402
+from analysis.evaluate import inference_table  # noqa: E402
 from analysis.latex import build_pdf, report_document, to_latex  # noqa: E402
 from analysis.loaders import load_run_store, load_wandb_api, load_wandb_offline  # noqa: E402
 from analysis.power import power_note  # noqa: E402
@@ -125,7 +126,10 @@ def main(argv: list[str] | None = None) -> Path | None:
         tables[study] = studies.STUDY_TABLES[study](frame)
     if "optim.lr" in by and study != "lr_sensitivity":
         tables["lr_sensitivity"] = studies.lr_sensitivity(frame)
-    main_name = study if study in tables else "runs"
+    evaluated = inference_table(frame, args.run_root, [b for b in by if b != "attn.window"])
+    if evaluated is not None:  # analysis/evaluate.py scored these runs at other settings
+        tables["inference_settings"] = evaluated
+    main_name = study if study in tables else "inference_settings" if study == "window_at_inference" else "runs"
     engaged, warnings = engagement_lines(frame, by)
     if engaged:
         tables["engagement"] = engagement_table(frame, by)

@@ -42,6 +42,14 @@ def eval_metrics(sums: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"val/loss": loss, "val/ppl": loss.exp(), "val/accuracy": correct / count}
 
 
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Validation metrics of `model` over `loader`, reduced in the validation loop's order (per-batch sums
+    stacked, then summed), so a later evaluation of the same weights gives the logged figures exactly."""
+    sums = [eval_sums(model(b["input_ids"].to(device)), b["targets"].to(device)) for b in loader]
+    return eval_metrics(torch.stack(sums).sum(0))
+
+
 class LMModule(L.LightningModule):
     def __init__(
         self,
@@ -77,16 +85,12 @@ class LMModule(L.LightningModule):
         for teacher in self._teacher:
             teacher.to(self.device).eval()
 
-    @torch.no_grad()
     def _evaluate(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         was_training = model.training
         model.eval()
-        sums = sum(
-            eval_sums(model(batch["input_ids"].to(self.device)), batch["targets"].to(self.device))
-            for batch in self.trainer.datamodule.val_dataloader()
-        )
+        metrics = evaluate(model, self.trainer.datamodule.val_dataloader(), self.device)
         model.train(was_training)
-        return eval_metrics(sums)
+        return metrics
 
     def on_train_start(self) -> None:
         """Validation loss at initialisation (Wortsman et al.'s l0; the start of every val curve), and

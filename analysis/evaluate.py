@@ -1,0 +1,155 @@
+"""Evaluate finished runs at other values of switches that change no parameter, without retraining
+(Gemma 2's Table 10: the sliding window changed at inference only).
+
+    python analysis/evaluate.py --group G attn.window=16,8          # each finished run of sweep G, W 16 and 8
+    python analysis/evaluate.py --group G attn.pattern=full softcap.attn=null
+
+Each run's final checkpoint is loaded into a model built with the overrides and scored on the run's
+own validation batches; the figures go to <run>/evals/<setting>.json, beside the run and never over
+its own summary. An evaluation that exists is skipped. Every run is also evaluated as trained, which
+must give its logged val/loss exactly (the line printed says whether it does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `analysis` importable from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from analysis.loaders import group_run_ids  # noqa: E402
+from analysis.tables import aggregate, display  # noqa: E402
+from gemmalab.data import DataConfig, LMDataModule  # noqa: E402
+from gemmalab.model import ConfigError, Decoder  # noqa: E402
+from gemmalab.runs.job import JobSpec  # noqa: E402
+from gemmalab.runs.store import FINISHED, RunDir  # noqa: E402
+from gemmalab.train.module import evaluate  # noqa: E402
+
+# Switches read at run time only: no parameter depends on them, so a trained checkpoint serves them all.
+NO_PARAMETER_SWITCHES = (
+    "attn.window", "attn.pattern", "attn.local_global_ratio", "attn.first", "softcap.attn", "softcap.final",
+)  # fmt: skip
+AS_TRAINED = "as-trained"
+
+
+def parse_overrides(items: list[str]) -> list[dict[str, Any]]:
+    """`key=a,b key2=c` -> every combination as {key: value}; values read as YAML (16, null, full)."""
+    axes = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or key not in NO_PARAMETER_SWITCHES:
+            raise ConfigError(f"{item!r} is not allowed (allowed: key=v1,v2 with key one of "
+                              f"{', '.join(NO_PARAMETER_SWITCHES)})")  # fmt: skip
+        axes.append([(key, yaml.safe_load(v)) for v in values.split(",")])
+    return [dict(combo) for combo in itertools.product(*axes)]
+
+
+def setting_name(overrides: dict[str, Any]) -> str:
+    return " ".join(f"{k}={'null' if v is None else v}" for k, v in sorted(overrides.items())) or AS_TRAINED
+
+
+def evaluate_run(run: RunDir, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The run's final weights, built with `overrides`, on its own validation batches."""
+    config = yaml.safe_load(run.config_path.read_text())
+    for key, value in overrides.items():
+        group, field = key.split(".")
+        config[group][field] = value
+    spec = JobSpec.from_config(config)  # validates the overridden setting like a training job
+    checkpoint = torch.load(run.checkpoint_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    model = Decoder(spec.model)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()})
+    model.eval()
+    data = LMDataModule(DataConfig(**config["data"]), spec.seed, spec.trainer.max_steps, spec.model.vocab_size)
+    metrics = {k: float(v) for k, v in evaluate(model, data.val_dataloader()).items()}
+    return {"evaluated_with": overrides, "checkpoint_step": checkpoint["global_step"], **metrics}
+
+
+PAPER_TABLE_10 = {1.0: "1.63", 0.5: "1.63", 0.25: "1.64"}  # Gemma 2 Table 10: perplexity, trained at W=4096,
+# evaluated at 4096 / 2048 / 1024; keyed by evaluated / trained window
+
+
+def evaluations(frame: pd.DataFrame, run_root: Path) -> pd.DataFrame:
+    """One row per stored evaluation of the frame's runs: the run's columns plus `evaluated with` and
+    the evaluation's val/loss, val/ppl (the run's own figures replaced, never mixed)."""
+    rows = []
+    for _, run in frame.iterrows():
+        for path in sorted((run_root / run["run_id"] / "evals").glob("*.json")):
+            record = json.loads(path.read_text())
+            rows.append(
+                {
+                    **run.to_dict(),
+                    "evaluated with": record["setting"],
+                    "val/loss": record["val/loss"],
+                    "val/ppl": record["val/ppl"],
+                    "eval/window": record["evaluated_with"].get("attn.window"),
+                }
+            )
+    return pd.DataFrame(rows)  # fmt: skip
+
+
+def inference_table(frame: pd.DataFrame, run_root: Path, by: list[str]) -> pd.DataFrame | None:
+    """Trained with / evaluated with / val loss / ppl, mean ± 95% CI over seeds; with the window changed,
+    beside Gemma 2's Table 10 (matched by the ratio of evaluated to trained window)."""
+    evals = evaluations(frame, run_root)
+    if evals.empty:
+        return None
+    evals["val/ppl"] = np.exp(evals["val/loss"])
+    table = display(aggregate(evals, [*by, "attn.window", "evaluated with"], ["val/loss", "val/ppl"]))
+    table = table.rename(columns={"attn.window": "trained: attn.window"})
+    if evals["eval/window"].notna().any():
+        ratio = (evals["eval/window"].fillna(evals["attn.window"]) / evals["attn.window"]).round(4)
+        ratio[evals["attn.pattern"] != "alt"] = np.nan  # the paper's model alternates local and global layers
+        keys = [*by, "attn.window", "evaluated with"]  # aggregate's rows: the same sorted groups
+        ratios = evals.assign(ratio=ratio).groupby(keys, sort=True, dropna=False)["ratio"].first()
+        table["paper ppl (Table 10)"] = [PAPER_TABLE_10.get(float(r), "–") for r in ratios]
+    return table
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-root", default="runs", type=Path)
+    parser.add_argument("--group", required=True, help="the sweep group sweep.py printed")
+    parser.add_argument("overrides", nargs="*", help="switch=v1,v2 (switches that change no parameter)")
+    args = parser.parse_args(argv)
+    try:
+        settings = [{}, *parse_overrides(args.overrides)]
+        ids = group_run_ids(args.run_root, args.group)
+    except (ConfigError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+    written = []
+    for run_id in ids:
+        run = RunDir(args.run_root, run_id)
+        summary = run.summary() or {}
+        if summary.get("status") != FINISHED:
+            print(f"[gemmalab] skip {run_id}: {summary.get('status', 'no summary')} (only finished runs)")
+            continue
+        for overrides in settings:
+            path = run.path / "evals" / f"{setting_name(overrides).replace(' ', '_')}.json"
+            if path.exists():
+                print(f"[gemmalab] skip {run_id} {setting_name(overrides)}: evaluated ({path})")
+                continue
+            record = {"run_id": run_id, "setting": setting_name(overrides), **evaluate_run(run, overrides)}
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(record, indent=2))
+            written.append(path)
+            line = f"[gemmalab] {run_id} {record['setting']}: val/loss={record['val/loss']:.4f}"
+            if not overrides:
+                same = record["val/loss"] == summary.get("val/loss")
+                line += f" ({'equals' if same else 'DIFFERS from'} the run's logged {summary.get('val/loss')})"
+            print(line)
+    print(f"[gemmalab] {len(written)} evaluation(s) written; table: python analysis/report.py --group {args.group}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
