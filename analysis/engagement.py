@@ -48,7 +48,7 @@ COLUMNS = {  # engagement table: run figure -> header
     "distill/gap_init": "student - teacher, start",
     "distill/gap_final": "student - teacher, end",
 }
-PERCENT = {"softcap/attn/beyond_half", "softcap/final/beyond_half", "window/mass_beyond"}
+PERCENT = set(ENGAGED)  # the shares, shown in %
 
 
 def engagement_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:

@@ -70,6 +70,6 @@ class Decoder(nn.Module):
             final = final_logit_diagnostics(logits, reference_cap(self.cfg.softcap.final, REFERENCE_CAPS.final))
             stats["softcap/final/beyond_half"] = final["cap_beyond_half"]
             stats["softcap/final/max_ratio"] = final["cap_max_ratio"]
-            stats["output/max_abs_logit"] = logits.detach().abs().amax().float()
+            stats["output/max_abs_logit"] = final["max_abs"]
             stats["output/log_z"] = torch.logsumexp(capped.detach().float(), dim=-1).mean()
         return capped, stats

@@ -75,9 +75,11 @@ def attention_diagnostics(
 
 @torch.no_grad()
 def final_logit_diagnostics(logits: torch.Tensor, ref_cap: float) -> dict[str, torch.Tensor]:
-    """The pre-cap output logits (B, T, vocab): share of |z| > ref_cap / 2 and max |z| / ref_cap."""
+    """The pre-cap output logits (B, T, vocab): largest |z|, share of |z| > ref_cap / 2, max |z| / ref_cap."""
     magnitude = logits.detach().float().abs()
+    max_abs = magnitude.amax()
     return {
+        "max_abs": max_abs,
         "cap_beyond_half": (magnitude > ref_cap / 2).float().mean(),
-        "cap_max_ratio": magnitude.amax() / ref_cap,
+        "cap_max_ratio": max_abs / ref_cap,
     }

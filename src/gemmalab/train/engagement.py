@@ -34,8 +34,7 @@ def _trained_and_peak(metrics: dict[int, dict[str, float]], prefix: str) -> tupl
     if not keys:
         return float("nan"), float("nan")
     last = max(metrics)
-    steps = np.concatenate([series(metrics, k)[0] for k in keys])
-    values = np.concatenate([series(metrics, k)[1] for k in keys])
+    steps, values = (np.concatenate(parts) for parts in zip(*(series(metrics, k) for k in keys), strict=True))
     late = values[steps >= last / 2]
     return float(np.mean(late)) if len(late) else float("nan"), float(np.max(values))
 
