@@ -28,7 +28,7 @@ from analysis.loaders import load_run_store, load_wandb_api, load_wandb_offline 
 from analysis.power import power_note  # noqa: E402
 from analysis.tables import QUALITY, to_markdown, varying_switches  # noqa: E402
 from gemmalab.runs.store import RunDir  # noqa: E402
-from gemmalab.train.stability import StabilityConfig, spike_rule, stability_summary  # noqa: E402
+from gemmalab.train.stability import SpikeRule, StabilityConfig, spike_rule, stability_summary  # noqa: E402
 
 
 def latest_group(run_root: Path, study: str) -> str:
@@ -67,6 +67,20 @@ def recount_spikes(frame: pd.DataFrame, run_root: Path, rule: str) -> pd.DataFra
         for key, value in summary.items():
             frame.loc[i, key] = value
     return frame
+
+
+def rule_of_runs(frame: pd.DataFrame) -> SpikeRule:
+    """The spike rule the runs were counted with (their stability.* config; the first run's if they differ,
+    which the caption then shows)."""
+    row = frame.iloc[0]
+
+    def setting(key: str) -> object:
+        value = row.get(key)
+        return None if value is None or pd.isna(value) else value
+
+    window = setting("stability.spike_window")
+    return spike_rule(setting("stability.spike_rule") or "absolute", window and int(window),
+                      setting("stability.spike_threshold"))  # fmt: skip
 
 
 def write_table(out: Path, name: str, table: pd.DataFrame, caption: str, label: str, notes: list[str] = ()) -> str:
@@ -114,9 +128,10 @@ def main(argv: list[str] | None = None) -> Path | None:
     frame = load(args, args.run_root, group)
     if frame.empty:
         raise SystemExit(f"error: group {group} has no runs with a summary in {args.run_root}")
-    rule = spike_rule(args.spike_rule or "absolute")
     if args.spike_rule:
         frame = recount_spikes(frame, args.run_root, args.spike_rule)
+    rule = spike_rule(args.spike_rule) if args.spike_rule else rule_of_runs(frame)
+    rules = sorted(frame["stability/spike_rule"].dropna().unique()) if "stability/spike_rule" in frame else []
     out = args.out or args.run_root / "_reports" / group
     by = varying_switches(frame)
     baseline = dict(kv.split("=", 1) for kv in args.baseline) or None
@@ -141,7 +156,8 @@ def main(argv: list[str] | None = None) -> Path | None:
              "(Student t), n; diverged and failed runs are counted, never averaged in. "
              "Δ: difference to the baseline row, Welch's t-test (* p<0.05, ** p<0.01, *** p<0.001); in LaTeX, "
              "a bold mean is better than every other row at p<0.05 (Welch). "
-             f"Quality: final {QUALITY}. Loss spikes: {rule.describe()} (distinct events).")  # fmt: skip
+             f"Quality: final {QUALITY}. Loss spikes: {'; '.join(rules) or rule.describe()} (distinct events; "
+             "'not evaluable': the run is shorter than the rule's window).")  # fmt: skip
     sections = [f"# {title}", "", intro, ""]
     ordered = sorted(tables.items(), key=lambda kv: kv[0] != main_name)
     for name, table in ordered:

@@ -141,6 +141,10 @@ def best_row(agg: Aggregate, metric: str) -> int | None:
     return best if all(np.isfinite(p) and p < 0.05 for p in others) else None
 
 
+# A stability figure every finished run has as NaN: the run was shorter than its rule's window.
+NOT_EVALUABLE = "not evaluable"
+
+
 def fmt(mean: float, ci: float, n: int, digits: int = 3) -> str:
     if n == 0 or not np.isfinite(mean):
         return "–"
@@ -160,7 +164,10 @@ def display(agg: Aggregate, baseline: dict[str, object] | None = None, digits: i
         for r in t.itertuples()
     ]
     for m in agg.metrics:
-        out[m] = [fmt(a, b, c, digits) for a, b, c in zip(t[f"{m}_mean"], t[f"{m}_ci"], t[f"{m}_n"], strict=True)]
+        out[m] = [
+            NOT_EVALUABLE if n == 0 and done and m.startswith("stability/") else fmt(mean, ci, n, digits)
+            for mean, ci, n, done in zip(t[f"{m}_mean"], t[f"{m}_ci"], t[f"{m}_n"], t["finished"], strict=True)
+        ]
     out.attrs["best"] = {(i, m) for m in agg.metrics if (i := best_row(agg, m)) is not None}
     if baseline:
         cmp = compare_to_baseline(agg, baseline, QUALITY if QUALITY in agg.metrics else agg.metrics[0])

@@ -56,12 +56,16 @@ def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep):
 
 
 def test_a_cap_that_bends_scores_is_reported_engaged_without_a_warning(tmp_path, sweep):
-    result = sweep(tmp_path, "-m", "softcap.attn=0.5,50", "logger=none", *SHORT)
+    result = sweep(tmp_path, "-m", "softcap.attn=0.5,50", "logger=none", "stability.spike_rule=olmo_core", *SHORT)
     assert result.returncode == 0, result.stderr[-2000:]
     group = next((tmp_path / "_sweeps").iterdir()).name
     out = report.main(["--run-root", str(tmp_path), "--group", group, "--no-wandb"])
     text = (out / "report.md").read_text()
     assert "Engaged: attention cap" in text and "attention cap reach" not in text
+    # the caption names the rule the runs counted with; 30 steps are fewer than its 128-step window
+    assert "Loss spikes: olmo_core: >= 6 std above the mean of previous 128" in text
+    runs = pd.read_csv(out / "tables" / "runs.csv")
+    assert (runs["stability/loss_spikes"] == "not evaluable").all()
     engaged = pd.read_csv(out / "tables" / "engagement.csv").set_index("softcap.attn")
     share = engaged["attn scores > cap/2 (%)"].str.split(" ").str[0].astype(float)
     assert share.loc[0.5] > 5 and share.loc[50.0] < 0.1

@@ -178,3 +178,12 @@ def test_deep_wide_table_shows_equal_parameter_counts_beside_the_paper(fake_stor
     assert table.loc["deep", "vs wide"] == f"{100 * (deep / wide - 1):+.2f}%" and abs(deep / wide - 1) < 0.02
     assert table.loc["deep", "paper: 9B avg. score"] == "52.0" and table.loc["wide", "Δ vs baseline"] == ""
     assert table.loc["deep", "Δ vs baseline"].startswith("-0.100")
+
+
+def test_a_spike_count_no_run_could_evaluate_reads_not_evaluable(fake_store):
+    for seed in range(2):  # olmo2's 1000-step window on a short run: NaN, not 0 spikes
+        fake_store.add({"seed": seed, "norm": "pre"}, {**finished(3.0), "stability/loss_spikes": math.nan})
+        fake_store.add({"seed": seed, "norm": "dual"}, finished(3.0, spikes=1))
+    frame = load_run_store(fake_store.root, "g")
+    cells = display(aggregate(frame, ["norm"], ["stability/loss_spikes"])).set_index("norm")["stability/loss_spikes"]
+    assert cells["pre"] == "not evaluable" and cells["dual"].startswith("1.000 ± ")

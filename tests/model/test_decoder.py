@@ -34,6 +34,32 @@ def logits_with_weights_of(reference: Decoder, **overrides) -> torch.Tensor:
         return model(IDS)
 
 
+def unchanged_weights(a: Decoder, b: Decoder) -> set[str]:
+    """Parameters both models have, with the same shape and the same values."""
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    return {n for n in pa.keys() & pb.keys() if pa[n].shape == pb[n].shape and torch.equal(pa[n], pb[n])}
+
+
+@pytest.mark.parametrize("overrides", [dict(attn_kv_heads=1), dict(activation="gelu")], ids=["kv_heads", "activation"])
+def test_paired_init_keeps_every_weight_a_switch_does_not_reshape(overrides):
+    base, other = build(), build(**overrides)
+    assert unchanged_weights(base, other) == set(shapes(base)).intersection(shapes(other)) - changed_parameters(
+        base, other
+    )
+    assert any(p.abs().sum() > 0 for n, p in base.named_parameters() if n.endswith("q_proj.weight"))
+
+
+def test_shared_init_redraws_every_weight_when_one_shape_changes():
+    base, other = build(init="shared"), build(init="shared", attn_kv_heads=1)
+    assert all(n.endswith("norm.weight") for n in unchanged_weights(base, other))  # zeros: the same anyway
+
+
+def test_paired_init_follows_the_seed():
+    torch.manual_seed(1)
+    assert not torch.equal(Decoder(tiny_config()).embed.weight, build().embed.weight)
+    assert torch.equal(build().embed.weight, build().embed.weight)
+
+
 def test_kv_heads_changes_only_the_kv_projections():
     mha, mqa = build(attn_kv_heads=4), build(attn_kv_heads=1)
     assert {n.rsplit(".", 2)[-2] for n in changed_parameters(mha, mqa)} == {"k_proj", "v_proj"}

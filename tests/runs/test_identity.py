@@ -56,3 +56,8 @@ def test_run_name_from_overrides():
     assert run_name(["+ablation=softcap", "seed=2", "softcap=off"], 2) == "softcap=off seed=2"
     assert run_name(["model=tiny", "norm=pre", "trainer.progress_bar=false"], 1, swept={"norm"}) == "norm=pre seed=1"
     assert run_name(["trainer.max_steps=6", "trainer.max_steps=10"], 0) == "trainer.max_steps=10 seed=0"
+
+
+def test_shared_init_keeps_the_run_ids_from_before_model_init_existed():
+    assert run_identity(changed(model__init="shared")) == run_identity(CONFIG)
+    assert run_identity(changed(model__init="paired")) != run_identity(CONFIG)

@@ -10,6 +10,7 @@ from gemmalab.train.stability import (
     SPIKE_RULES,
     StabilityConfig,
     count_events,
+    olmo_core_spike_score,
     grad_norm_stats,
     spike_mask,
     spike_rule,
@@ -52,6 +53,22 @@ def test_olmo_core_rule_is_one_sided_six_sigma_over_128():
     assert stats["events"] == 2 and stats["evaluable_steps"] == 400 - 128
 
 
+def test_olmo_core_rule_sees_no_spike_on_a_flat_history():
+    x = np.ones(200)
+    x[150] = 1.0 + 1e-6  # any rise is > 6 * 0 std: OLMo-core refuses to call it a spike
+    assert not spike_mask(x, SPIKE_RULES["olmo_core"])[0].any()
+
+
+def test_olmo_core_total_score_counts_a_step_once_over_all_steps():
+    loss, grad = wavy(300), 1.0 + 0.1 * np.cos(np.arange(300))
+    loss[150] += 1.0
+    grad[150] += 1.0  # the same step: counted once
+    grad[200] += 1.0
+    rule = SPIKE_RULES["olmo_core"]
+    assert olmo_core_spike_score(loss, grad, rule) == pytest.approx(2 / 300)  # over all 300 steps, not 172
+    assert np.isnan(olmo_core_spike_score(loss[:100], grad[:100], rule))
+
+
 def test_olmo2_rule_is_two_sided_seven_sigma_over_1000():
     x = wavy(1500)
     x[1100] += 1.0
@@ -85,7 +102,8 @@ def test_summary_from_logged_metrics():
         metrics[s].update({"attn/max_logit/layer_0": 3.0 + s, "attn/max_logit/layer_1": 40.0 - s})
     out = stability_summary(metrics, StabilityConfig(), warmup_steps=10)
     assert out["stability/loss_spikes"] == 1 == out["stability/loss_spikes/absolute"]
-    assert out["stability/loss_spikes/olmo_core"] == 0  # 60 steps: never a full 128-step window
+    assert np.isnan(out["stability/loss_spikes/olmo_core"])  # 60 steps: never a full 128-step window
+    assert np.isnan(out["stability/loss_spike_score/olmo2"]) and np.isnan(out["stability/spike_score/olmo_core_total"])
     assert out["stability/grad_norm_var"] == pytest.approx(np.var(grad[10:]))
     assert out["stability/grad_norm_window"] == "steps 10-59 (50 values)"
     assert out["attn/max_logit"] == 40.0 and out["attn/max_logit_layer"] == 1

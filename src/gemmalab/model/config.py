@@ -14,6 +14,9 @@ FIRST_LAYER_KINDS = ("local", "global")
 NORM_PLACEMENTS = ("pre", "post", "dual", "postln")
 ACTIVATIONS = ("geglu", "swiglu", "gelu")
 ATTN_BACKENDS = ("auto", "eager", "sdpa", "flex", "blocked")
+# paired: each weight drawn from its own generator seeded by (seed, parameter name); shared: one stream
+# in module order (before paired init existed; a switch that changes one shape then redraws every weight)
+INIT_SCHEMES = ("paired", "shared")
 
 
 class ConfigError(ValueError):
@@ -51,6 +54,7 @@ class ModelConfig:
     norm: str = "dual"
     norm_eps: float = 1e-6
     init_std: float = 0.02
+    init: str = "paired"
     attn: AttnConfig = field(default_factory=AttnConfig)
     softcap: SoftcapConfig = field(default_factory=SoftcapConfig)
 
@@ -85,6 +89,7 @@ class ModelConfig:
         _require_choice("attn.backend", self.attn.backend, ATTN_BACKENDS)
         _require_choice("norm", self.norm, NORM_PLACEMENTS)
         _require_choice("model.activation", self.activation, ACTIVATIONS)
+        _require_choice("model.init", self.init, INIT_SCHEMES)
         if self.n_heads % self.attn.kv_heads:
             raise ConfigError(
                 f"attn.kv_heads={self.attn.kv_heads} must divide model.n_heads={self.n_heads} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -28,15 +29,26 @@ class Decoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Normal(0, init_std) for weights; residual output projections scaled by 1/sqrt(2 * n_layers)."""
-        std = self.cfg.init_std
+        """Normal(0, init_std) for weights; residual output projections scaled by 1/sqrt(2 * n_layers);
+        norm gains 0 (the norm multiplies by 1 + weight).
+
+        model.init=paired draws each weight from its own generator, seeded by (torch's seed, the
+        parameter's name): a switch that changes some shapes (attn.kv_heads, model.activation) leaves
+        every other weight identical under the same seed, so the runs it compares are paired."""
+        seed = torch.initial_seed()  # the run's seed: Lightning's seed_everything sets it
         for name, param in self.named_parameters():
             if name.endswith("norm.weight"):
                 nn.init.zeros_(param)
-            elif name.endswith(("o_proj.weight", "down_proj.weight")):
-                nn.init.normal_(param, 0.0, std / math.sqrt(2 * self.cfg.n_layers))
-            else:
+                continue
+            std = self.cfg.init_std
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                std /= math.sqrt(2 * self.cfg.n_layers)
+            if self.cfg.init == "shared":
                 nn.init.normal_(param, 0.0, std)
+            elif not param.is_meta:
+                generator = torch.Generator().manual_seed(parameter_seed(seed, name))
+                with torch.no_grad():
+                    param.copy_(torch.randn(param.shape, generator=generator) * std)
 
     def forward(
         self, input_ids: torch.Tensor, with_stats: bool = False, cache: DecoderCache | None = None
@@ -73,3 +85,9 @@ class Decoder(nn.Module):
             stats["output/max_abs_logit"] = final["max_abs"]
             stats["output/log_z"] = torch.logsumexp(capped.detach().float(), dim=-1).mean()
         return capped, stats
+
+
+def parameter_seed(seed: int, name: str) -> int:
+    """A 63-bit seed for one parameter: stable across processes and Python versions (not hash())."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1

@@ -33,6 +33,8 @@ def run_identity(config: dict[str, Any]) -> str:
     attn = relevant.get("attn", {})
     for key in IGNORED_BY_PATTERN.get(attn.get("pattern"), ()):
         attn.pop(key, None)
+    if relevant.get("model", {}).get("init") == "shared":  # how every run was initialised before model.init
+        relevant["model"].pop("init")
     for key in NOT_IDENTITY:
         *parents, leaf = key.split(".")
         node = relevant

@@ -4,8 +4,14 @@ Spike rules (reference-stability.md), each applied to a series x[0..n):
   absolute   x[t] > median(x[t-k..t-1]) + threshold       (the brief's "spikes > 0.5"; k=20, 0.5 nats)
   olmo_core  x[t] > mean + 6 * std of x[t-128..t-1]       (one-sided, population std)
   olmo2      |x[t] - mean| >= 7 * std of x[t-1000..t-1]   (OLMo 2's spike score)
-A step is evaluable once its rule has a full window of history. Consecutive spiking
-steps are one event; the spike score is the fraction of evaluable steps that spike.
+A step is evaluable once its rule has a full window of history; a run shorter than the
+window has no evaluable step, and its spike figures are NaN ("not evaluable"), never 0.
+Consecutive spiking steps are one event; the per-series spike score is the fraction of
+evaluable steps that spike.
+
+OLMo-core's own score (its StabilityMonitorCallback) is also recorded, exactly as it counts:
+a step counts when the loss or the gradient norm spikes (olmo_core rule; never on a history
+with std < 1e-10), divided by all steps seen, reported once the run has a window of steps.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ SPIKE_RULES = {
 }
 
 
+FLAT_STD = 1e-10  # OLMo-core's guard against a zero-variance history
+
+
 def spike_rule(name: str, window: int | None = None, threshold: float | None = None) -> SpikeRule:
     if name not in SPIKE_RULES:
         raise ConfigError(f"stability.spike_rule={name!r} is not allowed (allowed: {', '.join(SPIKE_RULES)})")
@@ -57,8 +66,9 @@ def spike_mask(values: np.ndarray, rule: SpikeRule) -> tuple[np.ndarray, np.ndar
         evaluable[t] = True
         if rule.kind == "median_jump":
             spiking[t] = x[t] > np.median(history) + rule.threshold
-        elif rule.kind == "sigma_above":
-            spiking[t] = x[t] - history.mean() > rule.threshold * history.std()
+        elif rule.kind == "sigma_above":  # OLMo-core: a (near) flat history makes no spike
+            std = history.std()
+            spiking[t] = std >= FLAT_STD and x[t] - history.mean() > rule.threshold * std
         else:  # a flat history (std 0) makes only a real change a spike
             deviation = abs(x[t] - history.mean())
             spiking[t] = deviation > 0 and deviation >= rule.threshold * history.std()
@@ -75,10 +85,22 @@ def spike_stats(values: np.ndarray, rule: SpikeRule) -> dict[str, float]:
     spiking, evaluable = spike_mask(values, rule)
     n = int(evaluable.sum())
     return {
-        "events": count_events(spiking),
+        "events": count_events(spiking) if n else float("nan"),
         "score": float(spiking.sum() / n) if n else float("nan"),
         "evaluable_steps": n,
     }
+
+
+def olmo_core_spike_score(loss: np.ndarray, grad_norm: np.ndarray, rule: SpikeRule) -> float:
+    """OLMo-core's SpikeScore (total): steps where the loss or the gradient norm spikes, over all
+    steps; NaN before the run has `rule.window` steps (OLMo-core reports nothing then)."""
+    n = max(len(loss), len(grad_norm))
+    if n < rule.window:
+        return float("nan")
+    spiking = np.zeros(n, dtype=bool)
+    for values in (loss, grad_norm):
+        spiking[: len(values)] |= spike_mask(values, rule)[0]
+    return float(spiking.sum() / n)
 
 
 def grad_norm_stats(grad_norms: np.ndarray, start: int) -> dict[str, float]:
@@ -134,6 +156,8 @@ def stability_summary(
             stats = spike_stats(values, rule)
             out[f"stability/{label}/{name}"] = stats["events"]
             out[f"stability/{label.replace('spikes', 'spike_score')}/{name}"] = stats["score"]
+    olmo_core = chosen if chosen.name == "olmo_core" else SPIKE_RULES["olmo_core"]
+    out["stability/spike_score/olmo_core_total"] = olmo_core_spike_score(loss, grad, olmo_core)
     out["stability/loss_spikes"] = out[f"stability/loss_spikes/{chosen.name}"]
     out["stability/grad_norm_spikes"] = out[f"stability/grad_norm_spikes/{chosen.name}"]
     gstats = grad_norm_stats(grad, int(np.searchsorted(steps, start)))
