@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gemmalab.model import ConfigError
+from gemmalab.runs.console import quiet
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import register_resolvers, validate_all_jobs
 from gemmalab.runs.store import record_sweep_member
@@ -53,6 +54,7 @@ if __name__ == "__main__":
     # Own W&B service per sweep process: one inherited from a parent process would outlive a killed
     # job and keep holding its run id, so the job could not resume into the same W&B run.
     os.environ.pop("WANDB_SERVICE", None)
+    quiet()
     try:
         _, outcome["swept"] = validate_all_jobs(sys.argv[1:], config_dir=Path(__file__).parent / "conf")
     except ConfigError as err:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from gemmalab.runs.store import RunDir
+from gemmalab.runs.store import DamagedFile, RunDir
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
 HEADLINE_PREFIXES = (
@@ -67,36 +68,60 @@ def group_run_ids(run_root: str | Path, group: str) -> list[str]:
 
 
 def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFrame:
-    """Rows from <run_root>/<run_id>/{config.yaml,summary.json}; all runs, or those a sweep group asked for."""
+    """Rows from <run_root>/<run_id>/{config.yaml,summary.json}; all runs, or those a sweep group asked for.
+    A run that cannot be read (no directory, no summary yet, a damaged file) is no row: it is listed in
+    frame.attrs["missing"] as "run_id: reason", so a report can say what it left out."""
     import yaml
 
     root = Path(run_root)
     ids = (
         group_run_ids(root, group) if group else sorted(p.name for p in root.iterdir() if (p / "summary.json").exists())
     )
-    rows = []
+    rows, missing = [], []
     for run_id in ids:
         run = RunDir(root, run_id)
-        summary = run.summary()
-        if summary is None:
+        try:
+            summary = run.summary()
+            if summary is None:
+                missing.append(f"{run_id}: no summary.json (never started, or its directory is gone)")
+                continue
+            config = yaml.safe_load(run.config_path.read_text())
+        except (DamagedFile, OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            missing.append(f"{run_id}: {' '.join(str(err).split())}")
             continue
-        config = yaml.safe_load(run.config_path.read_text())
         rows.append(run_row(run_id, summary.get("name", run_id), config, summary))
-    return _frame(rows)
+    frame = _frame(rows)
+    frame.attrs["missing"] = missing
+    return frame
+
+
+def wandb_cli() -> str:
+    """The `wandb` command installed beside the running interpreter (a virtual environment that is not
+    activated has it there, not on PATH); PATH's otherwise."""
+    beside = Path(sys.executable).parent / "wandb"
+    return str(beside) if beside.exists() else "wandb"
 
 
 def load_wandb_offline(run_dirs: list[str | Path]) -> pd.DataFrame:
     """Rows from offline W&B run directories (offline-run-*), via `wandb leet inspect --summary --json`.
-    A run resumed after a kill has one directory per attempt: the latest attempt's summary counts."""
+    A run resumed after a kill has one directory per attempt: the latest attempt's summary counts.
+    A directory the CLI cannot read is listed in frame.attrs["missing"]."""
     latest: dict[str, dict[str, Any]] = {}
+    missing = []
     for path in sorted(map(str, run_dirs)):  # offline-run-<date>_<time>-<id>: sorted = chronological
         out = subprocess.run(
-            ["wandb", "leet", "inspect", "--summary", "--json", path], capture_output=True, text=True, check=True
+            [wandb_cli(), "leet", "inspect", "--summary", "--json", path], capture_output=True, text=True
         )
-        record = json.loads(out.stdout)
+        try:
+            record = json.loads(out.stdout)
+        except json.JSONDecodeError:
+            missing.append(f"{path}: unreadable W&B run ({' '.join((out.stderr or 'no output').split())[:200]})")
+            continue
         latest[record["run_id"]] = record
     rows = [run_row(r["run_id"], r["name"], r["config"], r["summary"]) for r in latest.values()]
-    return _frame(rows)
+    frame = _frame(rows)
+    frame.attrs["missing"] = missing
+    return frame
 
 
 def load_wandb_api(project: str, group: str, entity: str | None = None) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -59,8 +60,11 @@ def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
 
 
 def loss_curves(frame: pd.DataFrame, run_root: Path, by: list[str], rule: SpikeRule, out: Path) -> list[Path]:
-    """Training loss per configuration (mean and 95% CI over seeds), loss spikes marked per run."""
+    """Training loss per configuration (mean and 95% CI over seeds), loss spikes marked per run. A log axis
+    when the losses span more than a factor of 20 (a diverged run at 1e8 would flatten every healthy
+    curve); a diverged run's last step is marked."""
     data = _steps(frame, run_root, by, "train/loss")
+    data = data[np.isfinite(data["train/loss"])]
     fig, ax = plt.subplots(figsize=(FULL_WIDTH, 3.0))
     palette = colours(label_of(frame, by))
     sns.lineplot(data=data, x="step", y="train/loss", hue="config", errorbar=("ci", 95), ax=ax, linewidth=1,
@@ -72,6 +76,13 @@ def loss_curves(frame: pd.DataFrame, run_root: Path, by: list[str], rule: SpikeR
     if spikes and len(marked := pd.concat(spikes)):
         ax.scatter(marked["step"], marked["train/loss"], marker="x", color="black", s=25, zorder=5,
                    label=f"spike ({rule.name})")  # fmt: skip
+    diverged = frame.loc[frame["status"].astype(str).str.startswith("diverged"), "run_id"]
+    ends = data[data["run_id"].isin(diverged)].groupby("run_id").tail(1)
+    if len(ends):
+        ax.scatter(ends["step"], ends["train/loss"], marker="v", color="red", s=30, zorder=6, label="diverged")
+    losses = data["train/loss"]
+    if len(losses) and losses.min() > 0 and losses.max() / losses.min() > 20:
+        ax.set_yscale("log")
     ax.set_title(f"training loss; spikes: {rule.describe()}")
     ax.legend()
     return _save(fig, out, "loss_curves")
@@ -132,9 +143,12 @@ def _layer_grid(
     palette = {k: v for k, v in palette.items() if k in set(data["config"])}
     grid = sns.relplot(data=data, x="step", y=ylabel, hue="config", col="layer", kind="line",
                        col_wrap=min(4, data["layer"].nunique()), height=FULL_WIDTH / 4 * 0.9, aspect=1.0,
-                       errorbar=("ci", 95), palette=palette, hue_order=list(palette))  # fmt: skip
+                       errorbar=("ci", 95), palette=palette, hue_order=list(palette), legend=False)  # fmt: skip
     grid.set_titles("{col_name}")
-    sns.move_legend(grid, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, title=None, frameon=False)
+    # the legend under the panels, drawn here: seaborn's own makes room on the right, and a long legend
+    # beside two narrow panels leaves them no width at all
+    handles = [Line2D([0], [0], color=colour) for colour in palette.values()]
+    grid.figure.legend(handles, list(palette), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
     grid.figure.suptitle(title, y=1.04)
     return _save(grid.figure, out, name)
 

@@ -27,7 +27,7 @@ from analysis.latex import build_pdf, report_document, to_latex  # noqa: E402
 from analysis.loaders import load_run_store, load_wandb_api, load_wandb_offline  # noqa: E402
 from analysis.power import power_note  # noqa: E402
 from analysis.tables import QUALITY, to_markdown, varying_switches  # noqa: E402
-from gemmalab.runs.store import RunDir  # noqa: E402
+from gemmalab.runs.store import RunDir, line_numbers  # noqa: E402
 from gemmalab.train.stability import SpikeRule, StabilityConfig, spike_rule, stability_summary  # noqa: E402
 
 
@@ -49,21 +49,70 @@ def study_of(run_root: Path, group: str) -> str | None:
     return names[0] if names else None
 
 
-def load(args: argparse.Namespace, run_root: Path, group: str) -> pd.DataFrame:
+def load(args: argparse.Namespace, run_root: Path, group: str) -> tuple[pd.DataFrame, list[str]]:
+    """The group's runs from the chosen source, and a line for each run it could not read (a damaged or
+    missing file, a W&B run directory that is gone, the run store and W&B disagreeing)."""
+    store = load_run_store(run_root, group)
+    missing = list(store.attrs["missing"])
+    if args.source == "runstore":
+        return store, missing
     if args.source == "wandb":
-        return load_wandb_api(args.project, group, args.entity)
-    if args.source == "wandb-offline":
-        ids = load_run_store(run_root, group)["run_id"]
-        return load_wandb_offline([d for i in ids for d in (run_root / i / "wandb").glob("offline-run-*")])
-    return load_run_store(run_root, group)
+        frame = load_wandb_api(args.project, group, args.entity)
+    else:
+        dirs = {i: sorted((run_root / i / "wandb").glob("offline-run-*")) for i in store["run_id"]}
+        missing += [f"{i}: no W&B offline run in {run_root / i / 'wandb'}" for i, found in dirs.items() if not found]
+        frame = load_wandb_offline([d for found in dirs.values() for d in found])
+        missing += frame.attrs["missing"]
+    return frame, missing + disagreements(store, frame)
+
+
+def disagreements(store: pd.DataFrame, other: pd.DataFrame) -> list[str]:
+    """Runs whose status or val/loss differ between the run store and W&B (e.g. the W&B directory of the
+    latest attempt is gone, and an earlier attempt's summary is read instead)."""
+    if store.empty or other.empty:
+        return []
+    ours, theirs = store.set_index("run_id"), other.set_index("run_id")
+    lines = []
+    for run_id in ours.index.intersection(theirs.index):
+        for key in ("status", "val/loss"):
+            a, b = (f.at[run_id, key] if key in f else None for f in (ours, theirs))
+            if str(a) != str(b) and not (pd.isna(a) and pd.isna(b)):
+                lines.append(f"{run_id}: the run store and W&B disagree on {key} ({a} vs {b})")
+    return lines
+
+
+def integrity_notes(frame: pd.DataFrame, missing: list[str], run_root: Path) -> list[str]:
+    """Lines under the main table: the runs left out and why, and metric lines skipped as damaged."""
+    notes = []
+    if missing:
+        notes.append(f"Missing: {len(missing)} of {len(frame) + len(missing)} runs are not in these tables: "
+                     + "; ".join(missing) + ".")  # fmt: skip
+    for run_id in frame["run_id"]:
+        if lines := RunDir(run_root, run_id).damaged_metric_lines():
+            notes.append(f"Damaged: {len(lines)} line(s) of {run_root / run_id / 'metrics.jsonl'} skipped "
+                         f"({line_numbers(lines)}).")  # fmt: skip
+    return notes
+
+
+def check_baseline(pairs: list[str], by: list[str], group: str) -> dict[str, str] | None:
+    """--baseline key=value ... as a dict; every key must be a switch the group varies."""
+    if bad := [p for p in pairs if "=" not in p]:
+        raise SystemExit(f"error: --baseline {bad[0]} is not allowed (allowed: key=value, e.g. norm=pre)")
+    baseline = dict(p.split("=", 1) for p in pairs)
+    for key in baseline:
+        if key not in by:
+            raise SystemExit(f"error: --baseline {key}={baseline[key]}: {key} does not vary in group {group} "
+                             f"(allowed keys: {', '.join(by) or 'none: nothing varies'})")  # fmt: skip
+    return baseline or None
 
 
 def recount_spikes(frame: pd.DataFrame, run_root: Path, rule: str) -> pd.DataFrame:
     """Stability figures recomputed from metrics.jsonl with another spike rule."""
     frame = frame.copy()
     for i, row in frame.iterrows():
-        summary = stability_summary(RunDir(run_root, row["run_id"]).metrics(), StabilityConfig(spike_rule=rule),
-                                    int(row.get("optim.warmup_steps", 0)))  # fmt: skip
+        cfg = StabilityConfig(spike_rule=rule, diverge_factor=float(row.get("stability.diverge_factor", 2.0)))
+        summary = stability_summary(RunDir(run_root, row["run_id"]).metrics(), cfg,
+                                    int(row.get("optim.warmup_steps", 0)), int(row["model.vocab_size"]))  # fmt: skip
         for key, value in summary.items():
             frame.loc[i, key] = value
     return frame
@@ -114,6 +163,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     parser.add_argument("--baseline", nargs="*", default=[], help="key=value: the row others are compared with")
     parser.add_argument("--spike-rule", help="recount spikes with this rule (absolute, olmo_core, olmo2)")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the tables to W&B")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="exit 0 even when some runs of the group could not be read (they are listed)")
     parser.add_argument("--real-scale", action="store_true", help="print the analytic real-scale table and exit")
     args = parser.parse_args(argv)
 
@@ -125,18 +176,24 @@ def main(argv: list[str] | None = None) -> Path | None:
         parser.error("give --group (printed by sweep.py) or --study NAME")
     group = args.group or latest_group(args.run_root, args.study)
     study = args.study or study_of(args.run_root, group)
-    frame = load(args, args.run_root, group)
+    try:
+        frame, missing = load(args, args.run_root, group)
+    except FileNotFoundError as err:  # an unknown group: the message lists the known ones
+        raise SystemExit(f"error: {err}") from None
     if frame.empty:
-        raise SystemExit(f"error: group {group} has no runs with a summary in {args.run_root}")
+        raise SystemExit(f"error: group {group} has no readable runs in {args.run_root}"
+                         + (f" ({'; '.join(missing)})" if missing else ""))  # fmt: skip
     if args.spike_rule:
         frame = recount_spikes(frame, args.run_root, args.spike_rule)
     rule = spike_rule(args.spike_rule) if args.spike_rule else rule_of_runs(frame)
     rules = sorted(frame["stability/spike_rule"].dropna().unique()) if "stability/spike_rule" in frame else []
     out = args.out or args.run_root / "_reports" / group
     by = varying_switches(frame)
-    baseline = dict(kv.split("=", 1) for kv in args.baseline) or None
-
-    tables = {"runs": studies.generic(frame, baseline)}
+    baseline = check_baseline(args.baseline, by, group)
+    try:
+        tables = {"runs": studies.generic(frame, baseline)}
+    except ValueError as err:  # the baseline names no row, or several
+        raise SystemExit(f"error: --baseline {' '.join(args.baseline)}: {err}") from None
     if study in studies.STUDY_TABLES:
         tables[study] = studies.STUDY_TABLES[study](frame)
     if "optim.lr" in by and study != "lr_sensitivity":
@@ -149,7 +206,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     if engaged:
         tables["engagement"] = engagement_table(frame, by)
     power = power_note(frame, by, [QUALITY, "stability/loss_spikes", "stability/grad_norm_var"], QUALITY) if by else ""
-    notes = {main_name: [power, "Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings]}
+    notes = {main_name: [power, "Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings,
+                         *integrity_notes(frame, missing, args.run_root)]}  # fmt: skip
     title = f"Report: {study or 'sweep'} ({group})"
     intro = (f"{len(frame)} runs; switches that vary: {', '.join(by) or 'none'}; seeds: "
              f"{sorted(frame['seed'].unique().tolist())}. Cells: mean ± 95% CI half-width over finished seeds "
@@ -189,6 +247,11 @@ def main(argv: list[str] | None = None) -> Path | None:
         log_to_wandb(tables, args.project, group, out)
     print(to_markdown(tables[main_name]))
     print(f"\n[gemmalab] report: {out / 'report.md'} (tables: {out / 'tables'}, figures: {out / 'figures'})")
+    if missing:
+        print(f"[gemmalab] {len(missing)} run(s) of group {group} are not in the report:\n  " + "\n  ".join(missing),
+              file=sys.stderr)  # fmt: skip
+        if not args.allow_missing:
+            raise SystemExit(f"error: {len(missing)} run(s) missing from the report (--allow-missing to accept)")
     return out
 
 

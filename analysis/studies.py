@@ -280,7 +280,41 @@ def deep_wide(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+# Wortsman et al. 2023 and Rybakov et al. 2024 (reference-stability.md), per mitigation
+PAPER_INSTABILITY = {
+    "none": "attention logits grow; every run past 1e4 diverged",
+    "qk_norm": "qk-layernorm widens the stable LR range",
+    "z_loss": "z-loss fixes output-logit divergence",
+    "softcap": "cap 50 + QK-norm: 1.5x the LR of QK-norm alone",
+}
+INSTABILITY = (
+    "stability/blowup_steps", "stability/loss_peak", "attn/max_logit", "stability/grad_norm_spikes", QUALITY,
+)  # fmt: skip
+
+
+def mitigation_of(row: pd.Series) -> str:
+    """The mitigations a run has on (conf/mitigation/), joined by +; `none` for the bare model."""
+    on = {
+        "qk_norm": bool(row["attn.qk_norm"]),
+        "z_loss": float(row["optim.z_loss"]) > 0,
+        "softcap": any(pd.notna(row[c]) for c in ("softcap.attn", "softcap.final")),
+    }
+    return "+".join(name for name, active in on.items() if active) or "none"
+
+
+def instability(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per learning rate and mitigation: blow-up steps (loss above twice a uniform guess), peak training
+    loss, peak attention logit, gradient-norm spikes and final val/loss, beside the papers' findings."""
+    frame = frame.assign(mitigation=[mitigation_of(r) for _, r in frame.iterrows()])
+    by = ["optim.lr", "mitigation"] if frame["optim.lr"].nunique() > 1 else ["mitigation"]
+    agg = aggregate(frame, by, list(INSTABILITY))
+    table = display(agg)
+    table["paper"] = [PAPER_INSTABILITY.get(m, "") for m in agg.frame["mitigation"]]
+    return table
+
+
 STUDY_TABLES = {
+    "instability": instability,
     "deep_wide": deep_wide,
     "mqar": mqar,
     "cascade": cascade,

@@ -111,7 +111,7 @@ def compare_to_baseline(agg: Aggregate, baseline: dict[str, object], metric: str
     table = agg.frame
     mask = np.ones(len(table), dtype=bool)
     for key, value in baseline.items():
-        mask &= table[key].map(str).to_numpy() == str(value)
+        mask &= table[key].map(lambda stored: same_value(stored, value)).to_numpy(dtype=bool)
     if mask.sum() != 1:
         options = sorted(table[list(baseline)].map(str).agg(" ".join, axis=1))
         raise ValueError(f"baseline {baseline} matches {int(mask.sum())} rows (allowed: one of {options})")
@@ -123,6 +123,19 @@ def compare_to_baseline(agg: Aggregate, baseline: dict[str, object], metric: str
     out["sig"] = [marker(p) for p in out["p_welch"]]
     out.loc[mask, ["sig"]] = "(baseline)"
     return out
+
+
+def same_value(stored: object, given: object) -> bool:
+    """A stored switch value against one typed on the command line: numbers as numbers (3e-3 is 0.003),
+    null / off for a switch that is off, anything else as text."""
+    if isinstance(given, str) and given.lower() in ("null", "none", "off"):
+        return off_if_null(stored) == "off"
+    if isinstance(stored, (int, float, np.number)) and not isinstance(stored, bool):
+        try:
+            return math.isclose(float(stored), float(given), rel_tol=1e-9)
+        except (TypeError, ValueError):
+            return False
+    return str(stored) == str(given)
 
 
 HIGHER_IS_BETTER = ("val/accuracy",)

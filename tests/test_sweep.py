@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from gemmalab.model import ConfigError
+from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import RunDir
+
+from .conftest import REPO, TINY
 
 
 def run_dirs(root: Path) -> list[RunDir]:
@@ -69,20 +76,26 @@ def test_wandb_offline_files_agree_with_the_run_store(tmp_path, sweep):
     assert compared >= 6 * 3 + 2
 
 
-def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, sweep):
-    longer = ["trainer.max_steps=10", "trainer.ckpt_every=4", "trainer.val_every=5"]
+def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_path, sweep):
+    longer = ["trainer.max_steps=10", "trainer.ckpt_every=2", "trainer.val_every=5"]
     killed = sweep(tmp_path / "a", *longer, "fault.kill_at_step=6")
     assert killed.returncode == -signal.SIGKILL
     (run,) = run_dirs(tmp_path / "a")
-    assert run.summary()["status"] == "running" and run.last_checkpoint() is not None
-    # killed in the 6th step, before its metrics were written; the checkpoint was taken after 4 steps,
-    # so the row of step 4 comes again from the resumed run
+    assert run.summary()["status"] == "running"
+    # killed in the 6th step before its checkpoint and metrics: last.ckpt holds step 4, previous.ckpt step 2
     assert max(run.metrics()) == 4
+    last = run.checkpoint_dir / "last.ckpt"
+    last.write_bytes(os.urandom(last.stat().st_size))  # damaged on disk for real: random bytes
+    (run.path / "error.txt").write_text("from an earlier attempt\n")
 
     resumed = sweep(tmp_path / "a", *longer)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "[gemmalab] resume" in resumed.stdout
-    assert run.summary()["status"] == "finished" and run.summary()["resumed_from"].endswith("last.ckpt")
+    assert f"[gemmalab] damaged: {last} is damaged (not a complete torch checkpoint" in resumed.stdout
+    assert "from previous.ckpt" in resumed.stdout
+    summary = run.summary()
+    assert summary["status"] == "finished" and summary["resumed_from"].endswith("previous.ckpt")
+    assert (run.checkpoint_dir / "last.ckpt.damaged").exists() and len(summary["damaged"]) == 1
+    assert not (run.path / "error.txt").exists()  # stale: this attempt succeeded
     assert len(list((run.path / "wandb").glob(f"offline-run-*-{run.run_id}"))) == 2  # the same W&B run id
 
     straight = sweep(tmp_path / "b", *longer)
@@ -96,14 +109,26 @@ def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, sweep
     assert curves(run) == curves(reference)  # identical, not close: CPU, same seed
     assert sorted(curves(run)) == list(range(10))
 
+    # a finished run whose summary is cut short and whose metrics gained two bad lines: the rerun names
+    # both files, rebuilds the summary from the metrics and ends with the same figures
+    before = reference.summary()
+    reference.summary_path.write_text(reference.summary_path.read_text()[:50])
+    with reference.metrics_path.open("ab") as f:
+        f.write(b'{"train/loss": 1.0}\n\xff\xfe not utf-8\n')
+    rebuilt = sweep(tmp_path / "b", *longer)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert f"[gemmalab] damaged: {reference.summary_path} is damaged (JSONDecodeError" in rebuilt.stdout
+    assert f"{reference.metrics_path}: 2 line(s) skipped" in rebuilt.stdout
+    after = reference.summary()
+    assert after["status"] == "finished" and after["damaged_metric_lines"] == 2
+    assert after["val/loss"] == before["val/loss"] and after["final"] == before["final"]
+    assert (reference.path / "summary.json.damaged").exists()
 
-def test_a_bad_override_fails_before_any_work_in_one_line(tmp_path, sweep):
-    for args, message in [
-        (["attn.kv_heads=3"], "error: attn.kv_heads=3 must divide model.n_heads=4 (allowed: 1, 2, 4)"),
+
+def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep):
+    for args, message in [  # as a user sees them: exit code 2, one line on stderr, nothing trained
         (["-m", "attn.kv_heads=1,3"], "error: attn.kv_heads=3 must divide model.n_heads=4"),
-        (["softcap.attn=-1"], "error: softcap.attn=-1 is not allowed (allowed: a number > 0, or null for off)"),
-        (["norm=sandwich"], "error: In 'config': Could not find 'norm/sandwich'"),
-        (["optim.lr=fast"], "error: optim.lr='fast' is not allowed (allowed: a number > 0)"),
+        (["+foo=1"], "error: foo is not a known setting (allowed top-level keys: model, attn,"),
     ]:
         result = sweep(tmp_path, *args)
         assert result.returncode == 2, (args, result.stderr[-2000:])
@@ -111,6 +136,29 @@ def test_a_bad_override_fails_before_any_work_in_one_line(tmp_path, sweep):
         assert len(last) == 1 and last[0].startswith(message), (args, result.stderr[-2000:])
         assert "[gemmalab] train" not in result.stdout
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["attn.kv_heads=3"], "attn.kv_heads=3 must divide model.n_heads=4 (allowed: 1, 2, 4)"),
+        (["softcap.attn=-1"], "softcap.attn=-1 is not allowed (allowed: a number > 0, or null for off)"),
+        (["norm=sandwich"], "In 'config': Could not find 'norm/sandwich'"),
+        (["optim.lr=fast"], "optim.lr='fast' is not allowed (allowed: a finite number > 0)"),
+        (["optim.lr=nan"], "optim.lr=nan is not allowed (allowed: a finite number > 0)"),
+        (["seed=-1"], "seed=-1 is not allowed (allowed: an integer from 0 to 2**32 - 1)"),
+        (["logger.mode=foo"], "logger.mode='foo' is not allowed (allowed: offline, online, disabled)"),
+        (["+attn.bogus=1"], "attn.bogus is not a known setting (allowed: pattern, "),
+        (["data=files", "data.files=[no/such.txt]"], "data.files entry 'no/such.txt' is not a file"),
+        (["data.tokenizer=no/such/dir"], "data.tokenizer='no/such/dir' is not allowed (allowed: bytes, or a local"),
+        (["-m", "seed=0,1", "optim.z_loss=0,nan"], "optim.z_loss=nan is not allowed (allowed: a number >= 0)"),
+    ],
+)
+def test_every_bad_value_is_found_before_the_first_job(overrides, message):
+    """What sweep.py checks before Hydra launches anything (the two cases above go through it for real)."""
+    with pytest.raises(ConfigError) as err:
+        validate_all_jobs([*TINY, *overrides], REPO / "conf")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, sweep):

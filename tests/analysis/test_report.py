@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import shutil
+
 import pandas as pd
 import pytest
 
 from analysis import report
 from analysis.loaders import load_run_store, load_wandb_offline
 from gemmalab.runs.preflight import validate_all_jobs
+from gemmalab.runs.store import RunDir
 
 from ..conftest import REPO
 
@@ -31,6 +35,12 @@ def test_run_store_and_wandb_offline_give_the_same_frame(tmp_path, sweep):
     from_wandb = load_wandb_offline(offline)
     assert len(from_store) == 2 and "stability/loss_spikes" in from_store and "attn.pattern" in from_store
     pd.testing.assert_frame_equal(from_store, from_wandb[from_store.columns], check_dtype=False)
+
+    # one run's W&B files deleted: the report's loader names it, never silently reports n=1
+    gone = from_store["run_id"][0]
+    shutil.rmtree(tmp_path / gone / "wandb")
+    frame, missing = report.load(argparse.Namespace(source="wandb-offline"), tmp_path, group)
+    assert len(frame) == 1 and missing == [f"{gone}: no W&B offline run in {tmp_path / gone / 'wandb'}"]
 
 
 def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep):
@@ -80,7 +90,37 @@ def test_every_study_produces_its_report_at_tiny_scale(tmp_path, sweep, study):
     assert (out / "tables" / f"{study}.md").exists() and (out / "report.md").exists()
 
 
-def test_report_refuses_an_unknown_group(tmp_path):
+def test_report_refuses_an_unknown_group_in_one_line(tmp_path):
     (tmp_path / "_sweeps").mkdir()
-    with pytest.raises(FileNotFoundError, match="--group 'nope' has no runs"):
+    with pytest.raises(SystemExit, match="^error: --group 'nope' has no runs"):
         report.main(["--run-root", str(tmp_path), "--group", "nope"])
+
+
+def test_a_report_names_what_it_left_out_and_fails_unless_allowed(fake_store):
+    ids = [fake_store.add({"seed": seed, "norm": norm}, {"status": "finished", "val/loss": 3.0 + seed / 10})
+           for seed in range(2) for norm in ("pre", "dual")]  # fmt: skip
+    damaged = RunDir(fake_store.root, ids[0])
+    damaged.summary_path.write_bytes(b'{"status": "fini')
+    with RunDir(fake_store.root, ids[1]).metrics_path.open("ab") as f:
+        f.write(b"\xff\xfe\n")
+    args = ["--run-root", str(fake_store.root), "--group", "g", "--no-wandb"]
+    with pytest.raises(SystemExit, match="^error: 1 run\\(s\\) missing from the report"):
+        report.main(args)
+    text = (report.main([*args, "--allow-missing"]) / "report.md").read_text()
+    assert f"Missing: 1 of 4 runs are not in these tables: {ids[0]}: {damaged.summary_path} is damaged" in text
+    assert f"Damaged: 1 line(s) of {fake_store.root / ids[1] / 'metrics.jsonl'} skipped (lines 4)." in text
+
+
+def test_report_argument_errors_are_one_line(fake_store):
+    for seed in range(2):
+        for lr, loss in ((0.003, 3.0), (0.01, 3.1)):
+            fake_store.add({"seed": seed, "optim.lr": lr}, {"status": "finished", "val/loss": loss, "val/loss_init": 5.5})
+    args = ["--run-root", str(fake_store.root), "--group", "g", "--no-wandb"]
+    with pytest.raises(SystemExit, match="^error: --baseline norm=pre: norm does not vary in group g "
+                                         "\\(allowed keys: optim.lr\\)$"):  # fmt: skip
+        report.main([*args, "--baseline", "norm=pre"])
+    with pytest.raises(SystemExit, match="^error: --baseline optim.lr=0.1: baseline .* matches 0 rows"):
+        report.main([*args, "--baseline", "optim.lr=0.1"])
+    out = report.main([*args, "--baseline", "optim.lr=3e-3"])  # typed: 3e-3 is the stored 0.003
+    delta = pd.read_csv(out / "tables" / "runs.csv").set_index("optim.lr")["Δ vs baseline"]
+    assert delta.loc[0.01].startswith("+0.100 (+3.3%)") and pd.isna(delta.loc[0.003])

@@ -27,8 +27,12 @@ def test_layer_kinds(attn, expected):
 
 
 def test_matches_transformers_layer_types():
-    """transformers: layer_types[i] = 'sliding_attention' if (i + 1) % 2 else 'full_attention'."""
-    reference = [bool((i + 1) % 2) for i in range(12)]
-    assert layer_is_local(AttnConfig(pattern="alt"), 12) == reference
-    gemma3 = [(i + 1) % 6 != 0 for i in range(12)]
-    assert layer_is_local(AttnConfig(pattern="alt", local_global_ratio=5), 12) == gemma3
+    """transformers' own layer_types for Gemma 2 (alternating, local first) and Gemma 3 (5 local : 1 global)."""
+    transformers = pytest.importorskip("transformers")
+
+    def local_layers(config) -> list[bool]:
+        return [kind == "sliding_attention" for kind in config.layer_types]
+
+    assert layer_is_local(AttnConfig(pattern="alt"), 12) == local_layers(transformers.Gemma2Config(num_hidden_layers=12))
+    gemma3 = transformers.Gemma3TextConfig(num_hidden_layers=12)
+    assert layer_is_local(AttnConfig(pattern="alt", local_global_ratio=5), 12) == local_layers(gemma3)

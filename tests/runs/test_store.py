@@ -2,8 +2,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
-from gemmalab.runs.store import RunDir, RunStoreLogger, last_values, record_sweep_member
+import pytest
+import torch
+
+from gemmalab.runs.store import (
+    DamagedFile,
+    RunDir,
+    RunStoreLogger,
+    checkpoint_problem,
+    last_values,
+    record_sweep_member,
+)
+from gemmalab.train.fit import SafeCheckpointIO
 
 
 def test_metrics_keep_the_last_value_per_step_and_survive_a_cut_line(tmp_path):
@@ -47,3 +59,70 @@ def test_sweep_members_append(tmp_path):
     record_sweep_member(tmp_path, "g", {"run_id": "a"})
     path = record_sweep_member(tmp_path, "g", {"run_id": "b"})
     assert [json.loads(line)["run_id"] for line in path.read_text().splitlines()] == ["a", "b"]
+
+
+def test_damaged_metric_lines_are_skipped_and_numbered(tmp_path):
+    run = RunDir(tmp_path, "abc")
+    run.create("seed: 0\n")
+    run.metrics_path.write_bytes(
+        b'{"step": 0, "train/loss": 3.0}\n'
+        b'\xff\xfe{"step": 1}\n'  # bytes that are not UTF-8
+        b'{"train/loss": 2.0}\n'  # no step
+        b'{"step": 1, "train/loss": "fast"}\n'  # not a number
+        b'[1, 2]\n'  # not an object
+        b'{"step": 2, "train/loss": 2.5}\n'
+    )
+    assert run.metrics() == {0: {"train/loss": 3.0}, 2: {"train/loss": 2.5}}
+    assert run.damaged_metric_lines() == [2, 3, 4, 5]
+
+
+def test_a_damaged_summary_is_named_and_set_aside(tmp_path):
+    run = RunDir(tmp_path, "abc")
+    run.create("seed: 0\n")
+    run.update_summary(status="finished", name="x")
+    run.summary_path.write_text(run.summary_path.read_text()[:10])
+    with pytest.raises(DamagedFile, match=f"^{run.summary_path} is damaged \\(JSONDecodeError"):
+        run.summary()
+    (note,) = run.repair_summary()
+    assert note.endswith("moved to summary.json.damaged") and run.summary() is None
+    run.summary_path.write_text('"finished"')  # JSON, but not a summary
+    with pytest.raises(DamagedFile, match="not a run summary"):
+        run.summary()
+    run.repair_summary()
+    assert (run.path / "summary.json.damaged-1").exists()  # the first one is kept too
+
+
+def save_two(directory) -> tuple:
+    io = SafeCheckpointIO()
+    last = directory / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.arange(4000.0)}, last)
+    io.save_checkpoint({"step": 2, "w": torch.arange(4000.0) * 2}, last)
+    return last, directory / "previous.ckpt"
+
+
+def test_checkpoints_are_written_atomically_and_the_one_before_is_kept(tmp_path):
+    last, previous = save_two(tmp_path)
+    assert torch.load(last)["step"] == 2 and torch.load(previous)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "previous.ckpt"]  # no temporary left
+
+
+@pytest.mark.parametrize("damage", ["truncate", "random", "flip"])
+def test_a_damaged_checkpoint_is_found_without_unpickling_it(tmp_path, damage):
+    last, previous = save_two(tmp_path)
+    data = bytearray(last.read_bytes())
+    if damage == "truncate":
+        last.write_bytes(data[: len(data) // 2])
+    elif damage == "random":
+        last.write_bytes(os.urandom(len(data)))
+    else:  # one byte inside the tensor data: the archive still opens, the CRC does not match
+        data[len(data) // 2] ^= 0xFF
+        last.write_bytes(data)
+    assert checkpoint_problem(previous) is None and checkpoint_problem(last) is not None
+    run = RunDir(tmp_path, "run")
+    run.checkpoint_dir.mkdir(parents=True)
+    for p in (last, previous):
+        p.rename(run.checkpoint_dir / p.name)
+    (note,) = run.repair_checkpoints()
+    assert note.startswith(f"{run.checkpoint_dir / 'last.ckpt'} is damaged (")
+    assert run.last_checkpoint() == run.checkpoint_dir / "previous.ckpt"
+    assert (run.checkpoint_dir / "last.ckpt.damaged").exists()

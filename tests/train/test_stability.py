@@ -97,11 +97,13 @@ def test_grad_norm_statistics_after_warmup():
 def test_summary_from_logged_metrics():
     loss, grad = wavy(60), 1.0 + 0.1 * np.cos(np.arange(60))
     loss[45] += 1.0
+    loss[[2, 3]] = 12.0  # above 2 x ln(256) = 11.09: two blow-up steps
     metrics = {s: {"train/loss": loss[s], "train/grad_norm": grad[s]} for s in range(60)}
     for s in (0, 10, 20):
         metrics[s].update({"attn/max_logit/layer_0": 3.0 + s, "attn/max_logit/layer_1": 40.0 - s})
-    out = stability_summary(metrics, StabilityConfig(), warmup_steps=10)
+    out = stability_summary(metrics, StabilityConfig(), warmup_steps=10, vocab_size=256)
     assert out["stability/loss_spikes"] == 1 == out["stability/loss_spikes/absolute"]
+    assert out["stability/loss_peak"] == 12.0 and out["stability/blowup_steps"] == 2
     assert np.isnan(out["stability/loss_spikes/olmo_core"])  # 60 steps: never a full 128-step window
     assert np.isnan(out["stability/loss_spike_score/olmo2"]) and np.isnan(out["stability/spike_score/olmo_core_total"])
     assert out["stability/grad_norm_var"] == pytest.approx(np.var(grad[10:]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from gemmalab.model.config import ConfigError
 
@@ -41,6 +42,13 @@ class DataConfig:
             raise ConfigError("data.name=None is not allowed with data.source=hf (allowed: a dataset name or path)")
         if self.source == "files" and not self.files:
             raise ConfigError("data.files=None is not allowed with data.source=files (allowed: a list of paths)")
+        for path in self.files if self.source == "files" else []:
+            if not Path(path).is_file():
+                raise ConfigError(f"data.files entry {path!r} is not a file (allowed: paths of existing text, "
+                                  "json, jsonl or parquet files)")  # fmt: skip
+        if self.tokenizer != "bytes" and not Path(self.tokenizer).is_dir():
+            raise ConfigError(f"data.tokenizer={self.tokenizer!r} is not allowed (allowed: bytes, or a local "
+                              "directory holding a Hugging Face tokenizer)")  # fmt: skip
         if self.source == "mqar" and self.tokenizer != "bytes":
             raise ConfigError(
                 f"data.tokenizer={self.tokenizer!r} is not allowed with data.source=mqar (allowed: bytes)"

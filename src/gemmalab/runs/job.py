@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import time
 import traceback
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import yaml
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from gemmalab.data import DataConfig, LMDataModule
-from gemmalab.model import ConfigError, ModelConfig, count_parameters
+from gemmalab.model import AttnConfig, ConfigError, ModelConfig, SoftcapConfig, count_parameters
 from gemmalab.train import Diverged, LMModule, OptimConfig, StabilityConfig, TrainerConfig, fit, stability_summary
 from gemmalab.train.distill import (
     DistillConfig,
@@ -27,11 +28,12 @@ from gemmalab.train.distill import (
     teacher_config,
     teacher_run_dir,
 )
-from gemmalab.train.engagement import engagement_summary, initial_val_loss
+from gemmalab.train.engagement import engagement_summary, initial_val_loss, trained_val_loss
 
 from .aliases import ALIAS_PREFIX, resolve_teacher, write_alias
 from .identity import run_identity, run_name
-from .store import FINISHED, RunDir, RunStoreLogger, last_values, record_sweep_member
+from .store import FINISHED, RunDir, RunStoreLogger, last_values, line_numbers, read_metrics, record_sweep_member
+from .wandb_logger import MODES as WANDB_MODES
 from .wandb_logger import finish_wandb, make_wandb_logger
 
 LOGGER_KINDS = ("wandb", "csv", "none")
@@ -50,11 +52,16 @@ class JobSpec:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> JobSpec:
         """Every config object built and validated; raises ConfigError naming the first bad key."""
+        check_known_keys(config)
         model = ModelConfig(**config["model"], norm=config["norm"], attn=config["attn"], softcap=config["softcap"])
-        if not isinstance(config.get("seed"), int):
-            raise ConfigError(f"seed={config.get('seed')!r} is not allowed (allowed: an integer)")
+        seed = config.get("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+            raise ConfigError(f"seed={seed!r} is not allowed (allowed: an integer from 0 to 2**32 - 1)")
         if config["logger"]["kind"] not in LOGGER_KINDS:
             raise ConfigError(f"logger.kind={config['logger']['kind']!r} is not allowed (allowed: wandb, csv, none)")
+        if config["logger"]["kind"] == "wandb" and config["logger"].get("mode") not in WANDB_MODES:
+            raise ConfigError(f"logger.mode={config['logger'].get('mode')!r} is not allowed "
+                              f"(allowed: {', '.join(WANDB_MODES)})")  # fmt: skip
         distill = DistillConfig(**{k: v for k, v in config["distill"].items() if k != "teacher_run"})
         if distill.enabled and not distill.teacher.startswith(ALIAS_PREFIX):  # an alias may not exist yet
             check_teacher_compatible(teacher_config(distill.teacher), config)
@@ -69,6 +76,36 @@ class JobSpec:
         )
 
 
+def _fields(cls: type, *without: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in without)
+
+
+# Every key a job's config may hold, per section; anything else is a typo (`+attn.bogus=1`, `+foo=1`)
+# that would otherwise fail deep inside, or train a duplicate run under a new identity.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "model": _fields(ModelConfig, "attn", "softcap", "norm"),
+    "attn": _fields(AttnConfig),
+    "softcap": _fields(SoftcapConfig),
+    "optim": _fields(OptimConfig),
+    "trainer": _fields(TrainerConfig),
+    "data": _fields(DataConfig),
+    "stability": _fields(StabilityConfig),
+    "distill": (*_fields(DistillConfig), "teacher_run"),
+    "logger": ("kind", "mode", "project", "entity"),
+    "fault": ("kill_at_step",),
+    "cascade": ("size", "training"),
+}
+TOP_LEVEL_KEYS = (*KNOWN_KEYS, "norm", "seed", "run_root", "group", "alias", "ablation")
+
+
+def check_known_keys(config: dict[str, Any]) -> None:
+    if unknown := sorted(set(config) - set(TOP_LEVEL_KEYS)):
+        raise ConfigError(f"{unknown[0]} is not a known setting (allowed top-level keys: {', '.join(TOP_LEVEL_KEYS)})")
+    for section, allowed in KNOWN_KEYS.items():
+        if unknown := sorted(set(config.get(section) or {}) - set(allowed)):
+            raise ConfigError(f"{section}.{unknown[0]} is not a known setting (allowed: {', '.join(allowed)})")
+
+
 def switch_tags(model: ModelConfig) -> list[str]:
     """The Gemma 2 switches of a run, as W&B tags (filterable in the dashboard)."""
     a, s = model.attn, model.softcap
@@ -80,19 +117,17 @@ def switch_tags(model: ModelConfig) -> list[str]:
 
 
 def run_job(config: dict[str, Any], overrides: list[str], group: str, swept: set[str] | None = None) -> dict[str, Any]:
-    """Train one run (or skip / resume it); returns its summary. Raises ConfigError before any work."""
+    """Train one run (or skip / resume it); returns its summary. Raises ConfigError before any work.
+    The steps: resolve the run's identity, skip it if done, start an attempt (set damaged files aside,
+    pick the checkpoint to resume from), fit, summarise from the logged metrics."""
     spec = JobSpec.from_config(config)
     root = Path(config["run_root"])
     if spec.distill.enabled:
-        spec.distill.teacher = resolve_teacher(root, spec.distill.teacher)
-        check_teacher_compatible(teacher_config(spec.distill.teacher), config)
-        # identity follows the teacher run (and checkpoint), wherever its run store lies
-        checkpoint = Path(spec.distill.teacher).name if spec.distill.teacher.endswith(".ckpt") else "last.ckpt"
-        teacher_run = f"{teacher_run_dir(spec.distill.teacher).name}/{checkpoint}"
-        config["distill"] = {**config["distill"], "teacher": spec.distill.teacher, "teacher_run": teacher_run}
+        pin_teacher(spec, config, root)
     run = RunDir(root, run_identity(config))
     name = run_name(overrides, spec.seed, swept)
     member = {"run_id": run.run_id, "name": name, "overrides": overrides}
+    damage = run.repair_summary()
     if run.is_done():
         summary = run.summary()
         if config.get("alias") and summary["status"] == FINISHED:
@@ -101,14 +136,59 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str, swept: set
         record_sweep_member(root, group, {**member, "status": summary["status"], "skipped": True})
         return summary
 
-    run.create(yaml.safe_dump(config, sort_keys=False))
-    resume_from = run.last_checkpoint()
     started = time.time()
+    resume_from = start_attempt(run, config, name, group, damage)
+    status, diverged_step, wandb_logger = train(run, spec, config, name, group, resume_from)
+    headline = summarise(run, spec, status, diverged_step)
+    summary = run.update_summary(**headline, wall_seconds=time.time() - started)  # this attempt only
+    if config.get("alias") and status == FINISHED:
+        write_alias(root, config["alias"], run.run_id)
+    if wandb_logger is not None:
+        finish_wandb(wandb_logger, {k: v for k, v in headline.items() if k != "final"})
+    if status == FINISHED and (run.path / "error.txt").exists():  # from an earlier attempt that failed
+        (run.path / "error.txt").unlink()
+    record_sweep_member(root, group, {**member, "status": status})
+    loss, step = headline["val/loss"], headline["val/loss_step"]
+    shown = "none after step 0" if loss is None else f"{loss:.4f}"
+    after = f" (step {step}, the last before it diverged)" if diverged_step is not None and step else ""
+    print(f"[gemmalab] {status}: {name}  val/loss={shown}{after}")
+    return summary
+
+
+def pin_teacher(spec: JobSpec, config: dict[str, Any], root: Path) -> None:
+    """Resolve a student's teacher (an alias, a run, a checkpoint) and record which run and checkpoint it
+    is in the config: the student's identity follows the teacher, wherever its run store lies."""
+    spec.distill.teacher = resolve_teacher(root, spec.distill.teacher)
+    check_teacher_compatible(teacher_config(spec.distill.teacher), config)
+    checkpoint = Path(spec.distill.teacher).name if spec.distill.teacher.endswith(".ckpt") else "last.ckpt"
+    teacher_run = f"{teacher_run_dir(spec.distill.teacher).name}/{checkpoint}"
+    config["distill"] = {**config["distill"], "teacher": spec.distill.teacher, "teacher_run": teacher_run}
+
+
+def start_attempt(run: RunDir, config: dict[str, Any], name: str, group: str, damage: list[str]) -> Path | None:
+    """Create the run directory, set damaged checkpoints aside and say what this attempt does; returns
+    the checkpoint to resume from (None: from scratch)."""
+    run.create(yaml.safe_dump(config, sort_keys=False))
+    damage = damage + run.repair_checkpoints()
+    resume_from = run.last_checkpoint()
+    for line in damage:
+        print(f"[gemmalab] damaged: {line}")
     run.update_summary(
         status="running", run_id=run.run_id, name=name, group=group,
         resumed_from=str(resume_from) if resume_from else None,
+        damaged=(run.summary() or {}).get("damaged", []) + damage,
     )  # fmt: skip
-    print(f"[gemmalab] {'resume' if resume_from else 'train'} {name} -> {run.path}")
+    how = f"resume {name} from {resume_from.name}" if resume_from else f"train {name}"
+    scratch = " from scratch (no intact checkpoint)" if damage and not resume_from else ""
+    print(f"[gemmalab] {how}{scratch} -> {run.path}")
+    return resume_from
+
+
+def train(
+    run: RunDir, spec: JobSpec, config: dict[str, Any], name: str, group: str, resume_from: Path | None
+) -> tuple[str, int | None, WandbLogger | None]:
+    """Fit the run; (status, divergence step, the W&B logger to finish). A failure is recorded with its
+    traceback in error.txt, so the other jobs of a sweep still run."""
     wandb_logger = None
     try:
         L.seed_everything(spec.seed, workers=True, verbose=False)
@@ -128,31 +208,36 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str, swept: set
             loggers.append(CSVLogger(str(run.path), name="csv", version=""))
         fit(module, datamodule, spec.trainer, run.checkpoint_dir, loggers, resume_from,
             config.get("fault", {}).get("kill_at_step"))  # fmt: skip
-        status, diverged_step = FINISHED, None
+        return FINISHED, None, wandb_logger
     except Diverged as err:
-        status, diverged_step = f"diverged at step {err.step}", err.step
-    except Exception as err:  # recorded, so the other jobs of a sweep still run
-        status, diverged_step = f"failed: {type(err).__name__}: {err}".splitlines()[0], None
+        return f"diverged at step {err.step}", err.step, wandb_logger
+    except Exception as err:
         (run.path / "error.txt").write_text(traceback.format_exc())
-    metrics = run.metrics()
+        return f"failed: {type(err).__name__}: {err}".splitlines()[0], None, wandb_logger
+
+
+def summarise(run: RunDir, spec: JobSpec, status: str, diverged_step: int | None) -> dict[str, Any]:
+    """The run's headline figures, from metrics.jsonl alone (damaged lines skipped and counted)."""
+    damaged_lines: list[int] = []
+    metrics = read_metrics(run.metrics_path, damaged_lines)
+    if damaged_lines:
+        print(f"[gemmalab] damaged: {run.metrics_path}: {len(damaged_lines)} line(s) skipped "
+              f"({line_numbers(damaged_lines)})")  # fmt: skip
     final = last_values(metrics)
+    val_loss, val_step = trained_val_loss(metrics)
     headline = {
         "status": status,
         "diverged": diverged_step is not None,
         "diverged_step": diverged_step,
-        "val/loss": final.get("val/loss"),
+        "val/loss": val_loss,  # a diverged run: the last one before it diverged, if any
+        "val/loss_step": val_step,
         "val/loss_init": initial_val_loss(metrics),
+        "damaged_metric_lines": len(damaged_lines),
         **{k: v for k, v in final.items() if k.startswith(("val/accuracy", "val/queries"))},
-        **stability_summary(metrics, spec.stability, spec.optim.warmup_steps),
+        **stability_summary(metrics, spec.stability, spec.optim.warmup_steps, spec.model.vocab_size),
         **engagement_summary(metrics),
+        "final": final,
     }
     if "teacher/val_loss" in metrics.get(0, {}):
         headline["teacher/val_loss"] = metrics[0]["teacher/val_loss"]
-    summary = run.update_summary(**headline, wall_seconds=time.time() - started, final=final)  # this attempt only
-    if config.get("alias") and status == FINISHED:
-        write_alias(root, config["alias"], run.run_id)
-    if wandb_logger is not None:
-        finish_wandb(wandb_logger, headline)
-    record_sweep_member(root, group, {**member, "status": status})
-    print(f"[gemmalab] {status}: {name}  val/loss={final.get('val/loss', float('nan')):.4f}")
-    return summary
+    return headline

@@ -3,12 +3,16 @@
     <root>/<run_id>/config.yaml     the resolved config
     <root>/<run_id>/metrics.jsonl   every logged metric, one JSON line per logging call, append-only
     <root>/<run_id>/summary.json    status (running, finished, diverged at step N, failed: reason), final values
-    <root>/<run_id>/checkpoints/    last.ckpt, for resuming
+    <root>/<run_id>/checkpoints/    last.ckpt and previous.ckpt (the one before), for resuming
     <root>/<run_id>/wandb/          the W&B run files (offline mode)
     <root>/_sweeps/<group>/members.jsonl   which runs a sweep asked for, with their outcome
 
 A resumed run logs again the steps after its checkpoint; readers keep the last value
 written for each (step, metric), so a resumed run reads exactly like an uninterrupted one.
+
+Damage (a file cut short, overwritten or not what it should be) is named, never read as if
+whole: a damaged summary or checkpoint is set aside as <name>.damaged[-k] (kept, never read
+again) by the job that would use it, and damaged metric lines are skipped and counted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +33,42 @@ RUNNING = "running"
 TERMINAL_PREFIXES = (FINISHED, "diverged")  # rerunning these would only repeat them
 
 
+class DamagedFile(ValueError):
+    """A run-store file that cannot be what was written; the message names the file and the cause."""
+
+
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
+    """Write to a temporary name unique to this writer, flush it to disk, then rename over `path`:
+    a reader (or a kill) sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file to <name>.damaged (or .damaged-k) beside it; returns the new path."""
+    aside, k = path.with_name(path.name + ".damaged"), 0
+    while aside.exists():
+        k += 1
+        aside = path.with_name(f"{path.name}.damaged-{k}")
+    os.replace(path, aside)
+    return aside
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint cannot be trusted, or None when it is intact: torch.save writes a zip archive
+    whose members carry CRCs, so a cut-short or overwritten file fails this without being unpickled."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return "not a complete torch checkpoint (cut short or overwritten)"
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        return f"checksum mismatch in {bad}" if bad else None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:  # e.g. a member cut short
+        return f"unreadable ({type(err).__name__}: {err})"
 
 
 def _json_value(value: Any) -> Any:
@@ -56,7 +94,16 @@ class RunDir:
             _write_atomic(self.config_path, config_yaml)
 
     def summary(self) -> dict[str, Any] | None:
-        return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else None
+        """The run's summary, None before it has one; raises DamagedFile when it is not readable JSON."""
+        if not self.summary_path.exists():
+            return None
+        try:
+            summary = json.loads(self.summary_path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise DamagedFile(f"{self.summary_path} is damaged ({type(err).__name__}: {err})") from None
+        if not isinstance(summary, dict) or "status" not in summary:
+            raise DamagedFile(f"{self.summary_path} is damaged (not a run summary: no status)")
+        return summary
 
     def update_summary(self, **fields: Any) -> dict[str, Any]:
         summary = {**(self.summary() or {}), **fields}
@@ -67,9 +114,34 @@ class RunDir:
         status = (self.summary() or {}).get("status", "")
         return status.startswith(TERMINAL_PREFIXES)
 
+    def checkpoints(self) -> list[Path]:
+        """Checkpoints to resume from, newest first (train/fit.py keeps the one before last.ckpt)."""
+        return [p for p in (self.checkpoint_dir / n for n in ("last.ckpt", "previous.ckpt")) if p.exists()]
+
     def last_checkpoint(self) -> Path | None:
-        path = self.checkpoint_dir / "last.ckpt"
-        return path if path.exists() else None
+        return next(iter(self.checkpoints()), None)
+
+    def repair_summary(self) -> list[str]:
+        """Set a damaged summary aside (the rerun resumes or retrains, and rebuilds it from metrics.jsonl);
+        one line saying so, or none."""
+        try:
+            self.summary()
+            return []
+        except DamagedFile as err:
+            return [f"{err}: moved to {set_aside(self.summary_path).name}"]
+
+    def repair_checkpoints(self) -> list[str]:
+        """Set damaged checkpoints aside, so that resuming reads the newest intact one; a line per file."""
+        return [
+            f"{path} is damaged ({problem}): moved to {set_aside(path).name}"
+            for path in self.checkpoints()
+            if (problem := checkpoint_problem(path))
+        ]
+
+    def damaged_metric_lines(self) -> list[int]:
+        damaged: list[int] = []
+        read_metrics(self.metrics_path, damaged)
+        return damaged
 
     def metrics(self) -> dict[int, dict[str, float]]:
         """{step: {metric: value}}, the last value written for each (step, metric)."""
@@ -84,19 +156,29 @@ def last_values(metrics: dict[int, dict[str, float]]) -> dict[str, float]:
     return final
 
 
-def read_metrics(path: Path) -> dict[int, dict[str, float]]:
+def line_numbers(numbers: list[int], shown: int = 10) -> str:
+    """`lines 3, 9` (the first `shown` of them, then `...`)."""
+    return "lines " + ", ".join(map(str, numbers[:shown])) + (" ..." if len(numbers) > shown else "")
+
+
+def read_metrics(path: Path, damaged: list[int] | None = None) -> dict[int, dict[str, float]]:
+    """{step: {metric: value}}. A line that is not a JSON object of numbers with a step (cut short by a
+    kill, bytes that are not UTF-8, edited by hand) is skipped and its number appended to `damaged`."""
     by_step: dict[int, dict[str, float]] = {}
     if not path.exists():
         return by_step
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a kill: everything before it stands
+            row = json.loads(line.decode("utf-8"))
+            step = int(row.pop("step"))
+            values = {k: float(v) for k, v in row.items()}
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            if damaged is not None:
+                damaged.append(number)
             continue
-        step = int(row.pop("step"))
-        by_step.setdefault(step, {}).update({k: float(v) for k, v in row.items()})
+        by_step.setdefault(step, {}).update(values)
     return by_step
 
 

@@ -25,7 +25,7 @@ def make_wandb_logger(
 ) -> WandbLogger:
     if mode not in MODES:
         raise ConfigError(f"logger.mode={mode!r} is not allowed (allowed: {', '.join(MODES)})")
-    return WandbLogger(
+    logger = WandbLogger(
         id=run_id,  # the run identity: a resumed job continues the same W&B run
         name=name,
         project=project,
@@ -38,6 +38,10 @@ def make_wandb_logger(
         resume="allow",
         log_model=False,
     )
+    # Lightning passes anonymous=None, which W&B warns about on every run ("has no effect"); not passing
+    # it at all is what W&B asks for.
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def finish_wandb(logger: WandbLogger, summary: dict[str, Any]) -> None:

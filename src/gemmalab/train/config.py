@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from gemmalab.model.config import ConfigError
@@ -29,9 +30,9 @@ class OptimConfig:
             _positive(f"optim.{key}", getattr(self, key))
         if self.grad_clip is not None:
             _positive("optim.grad_clip", self.grad_clip)
-        if not isinstance(self.z_loss, (int, float)) or self.z_loss < 0:
+        if not isinstance(self.z_loss, (int, float)) or not 0 <= self.z_loss < math.inf:
             raise ConfigError(f"optim.z_loss={self.z_loss!r} is not allowed (allowed: a number >= 0)")
-        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+        if not isinstance(self.weight_decay, (int, float)) or not 0 <= self.weight_decay < math.inf:
             raise ConfigError(f"optim.weight_decay={self.weight_decay!r} is not allowed (allowed: a number >= 0)")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ConfigError(f"optim.warmup_steps={self.warmup_steps!r} is not allowed (allowed: an integer >= 0)")
@@ -70,5 +71,5 @@ class TrainerConfig:
 
 
 def _positive(key: str, value: object) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{key}={value!r} is not allowed (allowed: a number > 0)")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+        raise ConfigError(f"{key}={value!r} is not allowed (allowed: a finite number > 0)")

@@ -17,6 +17,8 @@ logits); a peak is the largest value at any stats step and layer.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .stability import keys_with_prefix, series
@@ -43,6 +45,13 @@ def initial_val_loss(metrics: dict[int, dict[str, float]]) -> float | None:
     """The validation loss at initialisation (runs logged before it had its own record: step 0's val/loss)."""
     start = metrics.get(0, {})
     return start.get("val/loss_init", start.get("val/loss"))
+
+
+def trained_val_loss(metrics: dict[int, dict[str, float]]) -> tuple[float | None, int | None]:
+    """(val/loss, step) of the last finite validation after training began; (None, None) when the run
+    stopped (diverged, failed) before any, so that the loss at initialisation never reads as a result."""
+    steps = [s for s, m in metrics.items() if s > 0 and math.isfinite(m.get("val/loss", math.nan))]
+    return (metrics[max(steps)]["val/loss"], max(steps)) if steps else (None, None)
 
 
 def engagement_summary(metrics: dict[int, dict[str, float]]) -> dict[str, float]:

@@ -142,14 +142,22 @@ def series(metrics: dict[int, dict[str, float]], key: str) -> tuple[np.ndarray, 
 
 
 def stability_summary(
-    metrics: dict[int, dict[str, float]], cfg: StabilityConfig, warmup_steps: int
+    metrics: dict[int, dict[str, float]], cfg: StabilityConfig, warmup_steps: int, vocab_size: int
 ) -> dict[str, float | int | str]:
-    """Every per-run stability figure, from the logged metrics alone (so diverged runs have them too)."""
+    """Every per-run stability figure, from the logged metrics alone (so diverged runs have them too).
+    Besides the spikes: the peak training loss and the blow-up steps, those with a loss above
+    diverge_factor * ln(vocab) (worse than twice a uniform guess): what the divergence rule watches, counted
+    even when the run recovers."""
     chosen = spike_rule(cfg.spike_rule, cfg.spike_window, cfg.spike_threshold)
     _, loss = series(metrics, "train/loss")
+    finite = loss[np.isfinite(loss)]
     steps, grad = series(metrics, "train/grad_norm")
     start = warmup_steps if cfg.grad_norm_from is None else cfg.grad_norm_from
-    out: dict[str, float | int | str] = {"stability/spike_rule": chosen.describe()}
+    out: dict[str, float | int | str] = {
+        "stability/spike_rule": chosen.describe(),
+        "stability/loss_peak": float(finite.max()) if len(finite) else float("nan"),
+        "stability/blowup_steps": int(np.sum(finite > cfg.diverge_factor * np.log(vocab_size))),
+    }
     for name in SPIKE_RULES:
         rule = chosen if name == chosen.name else SPIKE_RULES[name]
         for label, values in (("loss_spikes", loss), ("grad_norm_spikes", grad)):
