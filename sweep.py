@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gemmalab.model import ConfigError
+from gemmalab.errors import ConfigError
 from gemmalab.runs.console import quiet
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import register_resolvers, validate_all_jobs

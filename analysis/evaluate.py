@@ -24,15 +24,16 @@ if __package__ in (None, ""):  # run as a script: make `analysis` importable fro
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from analysis.loaders import group_run_ids  # noqa: E402
 from analysis.tables import aggregate, display  # noqa: E402
 from gemmalab.data import DataConfig, LMDataModule  # noqa: E402
-from gemmalab.model import ConfigError, Decoder  # noqa: E402
+from gemmalab.errors import ConfigError  # noqa: E402
+from gemmalab.model import Decoder  # noqa: E402
 from gemmalab.runs.job import JobSpec  # noqa: E402
 from gemmalab.runs.store import FINISHED, RunDir  # noqa: E402
+from gemmalab.train.checkpoints import load_checkpoint  # noqa: E402
 from gemmalab.train.module import evaluate  # noqa: E402
 
 # Switches read at run time only: no parameter depends on them, so a trained checkpoint serves them all.
@@ -65,7 +66,7 @@ def evaluate_run(run: RunDir, overrides: dict[str, Any]) -> dict[str, Any]:
         group, field = key.split(".")
         config[group][field] = value
     spec = JobSpec.from_config(config)  # validates the overridden setting like a training job
-    checkpoint = torch.load(run.checkpoint_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(run.checkpoint_dir / "last.ckpt")
     model = Decoder(spec.model)
     model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()})
     model.eval()

@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from gemmalab.runs.store import DamagedFile, RunDir
+from gemmalab.errors import DamagedFile
+from gemmalab.runs.store import RunDir
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
 HEADLINE_PREFIXES = (

@@ -10,10 +10,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from gemmalab.runs.store import RunDir  # noqa: E402
 from gemmalab.train.stability import SpikeRule, series, spike_mask  # noqa: E402

@@ -163,8 +163,11 @@ def main(argv: list[str] | None = None) -> Path | None:
     parser.add_argument("--baseline", nargs="*", default=[], help="key=value: the row others are compared with")
     parser.add_argument("--spike-rule", help="recount spikes with this rule (absolute, olmo_core, olmo2)")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the tables to W&B")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="exit 0 even when some runs of the group could not be read (they are listed)")
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="exit 0 even when some runs of the group could not be read (they are listed)",
+    )
     parser.add_argument("--real-scale", action="store_true", help="print the analytic real-scale table and exit")
     args = parser.parse_args(argv)
 

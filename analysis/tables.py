@@ -111,7 +111,7 @@ def compare_to_baseline(agg: Aggregate, baseline: dict[str, object], metric: str
     table = agg.frame
     mask = np.ones(len(table), dtype=bool)
     for key, value in baseline.items():
-        mask &= table[key].map(lambda stored: same_value(stored, value)).to_numpy(dtype=bool)
+        mask &= np.array([same_value(stored, value) for stored in table[key]], dtype=bool)
     if mask.sum() != 1:
         options = sorted(table[list(baseline)].map(str).agg(" ".join, axis=1))
         raise ValueError(f"baseline {baseline} matches {int(mask.sum())} rows (allowed: one of {options})")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gemmalab.model import ConfigError
+from gemmalab.errors import ConfigError
 from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import RunDir
 

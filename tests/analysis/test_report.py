@@ -114,7 +114,8 @@ def test_a_report_names_what_it_left_out_and_fails_unless_allowed(fake_store):
 def test_report_argument_errors_are_one_line(fake_store):
     for seed in range(2):
         for lr, loss in ((0.003, 3.0), (0.01, 3.1)):
-            fake_store.add({"seed": seed, "optim.lr": lr}, {"status": "finished", "val/loss": loss, "val/loss_init": 5.5})
+            summary = {"status": "finished", "val/loss": loss, "val/loss_init": 5.5}
+            fake_store.add({"seed": seed, "optim.lr": lr}, summary)
     args = ["--run-root", str(fake_store.root), "--group", "g", "--no-wandb"]
     with pytest.raises(SystemExit, match="^error: --baseline norm=pre: norm does not vary in group g "
                                          "\\(allowed keys: optim.lr\\)$"):  # fmt: skip

@@ -33,6 +33,7 @@ def test_matches_transformers_layer_types():
     def local_layers(config) -> list[bool]:
         return [kind == "sliding_attention" for kind in config.layer_types]
 
-    assert layer_is_local(AttnConfig(pattern="alt"), 12) == local_layers(transformers.Gemma2Config(num_hidden_layers=12))
+    gemma2 = transformers.Gemma2Config(num_hidden_layers=12)
+    assert layer_is_local(AttnConfig(pattern="alt"), 12) == local_layers(gemma2)
     gemma3 = transformers.Gemma3TextConfig(num_hidden_layers=12)
     assert layer_is_local(AttnConfig(pattern="alt", local_global_ratio=5), 12) == local_layers(gemma3)

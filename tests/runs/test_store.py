@@ -7,15 +7,9 @@ import os
 import pytest
 import torch
 
-from gemmalab.runs.store import (
-    DamagedFile,
-    RunDir,
-    RunStoreLogger,
-    checkpoint_problem,
-    last_values,
-    record_sweep_member,
-)
-from gemmalab.train.fit import SafeCheckpointIO
+from gemmalab.errors import DamagedFile
+from gemmalab.runs.store import RunDir, RunStoreLogger, last_values, record_sweep_member
+from gemmalab.train.checkpoints import SafeCheckpointIO, checkpoint_problem, load_checkpoint
 
 
 def test_metrics_keep_the_last_value_per_step_and_survive_a_cut_line(tmp_path):
@@ -69,7 +63,7 @@ def test_damaged_metric_lines_are_skipped_and_numbered(tmp_path):
         b'\xff\xfe{"step": 1}\n'  # bytes that are not UTF-8
         b'{"train/loss": 2.0}\n'  # no step
         b'{"step": 1, "train/loss": "fast"}\n'  # not a number
-        b'[1, 2]\n'  # not an object
+        b"[1, 2]\n"  # not an object
         b'{"step": 2, "train/loss": 2.5}\n'
     )
     assert run.metrics() == {0: {"train/loss": 3.0}, 2: {"train/loss": 2.5}}
@@ -118,6 +112,8 @@ def test_a_damaged_checkpoint_is_found_without_unpickling_it(tmp_path, damage):
         data[len(data) // 2] ^= 0xFF
         last.write_bytes(data)
     assert checkpoint_problem(previous) is None and checkpoint_problem(last) is not None
+    with pytest.raises(DamagedFile, match=f"^{last} is damaged"):  # teachers and evaluations load through it
+        load_checkpoint(last)
     run = RunDir(tmp_path, "run")
     run.checkpoint_dir.mkdir(parents=True)
     for p in (last, previous):

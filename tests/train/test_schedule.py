@@ -37,7 +37,7 @@ def test_weight_decay_on_matrices_only_and_independent_of_lr(independent, expect
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: OptimConfig(lr=0), "optim.lr=0 is not allowed (allowed: a number > 0)"),
+        (lambda: OptimConfig(lr=0), "optim.lr=0 is not allowed (allowed: a finite number > 0)"),
         (lambda: OptimConfig(grad_clip=-1.0), "optim.grad_clip=-1.0 is not allowed"),
         (lambda: OptimConfig(betas=[0.9, 1.0]), "optim.betas=[0.9, 1.0] is not allowed"),
         (lambda: TrainerConfig(max_steps=0), "trainer.max_steps=0 is not allowed (allowed: an integer >= 1)"),

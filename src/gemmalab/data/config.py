@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gemmalab.model.config import ConfigError
+from gemmalab.errors import ConfigError
 
 SOURCES = ("embedded", "hf", "files", "mqar")
 

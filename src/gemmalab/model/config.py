@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gemmalab.errors import ConfigError
+
 ATTN_PATTERNS = ("full", "alt", "local")
 FIRST_LAYER_KINDS = ("local", "global")
 NORM_PLACEMENTS = ("pre", "post", "dual", "postln")
@@ -17,10 +19,6 @@ ATTN_BACKENDS = ("auto", "eager", "sdpa", "flex", "blocked")
 # paired: each weight drawn from its own generator seeded by (seed, parameter name); shared: one stream
 # in module order (before paired init existed; a switch that changes one shape then redraws every weight)
 INIT_SCHEMES = ("paired", "shared")
-
-
-class ConfigError(ValueError):
-    """An impossible configuration; the message is one line naming key, value and what is allowed."""
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gemmalab.model import ConfigError
+from gemmalab.errors import ConfigError
 
 ALIAS_PREFIX = "alias:"
 

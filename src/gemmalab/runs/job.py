@@ -7,9 +7,9 @@ checkpoint into the same W&B run.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ import yaml
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from gemmalab.data import DataConfig, LMDataModule
-from gemmalab.model import AttnConfig, ConfigError, ModelConfig, SoftcapConfig, count_parameters
+from gemmalab.errors import ConfigError
+from gemmalab.model import AttnConfig, ModelConfig, SoftcapConfig, count_parameters
 from gemmalab.train import Diverged, LMModule, OptimConfig, StabilityConfig, TrainerConfig, fit, stability_summary
 from gemmalab.train.distill import (
     DistillConfig,

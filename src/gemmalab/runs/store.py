@@ -21,20 +21,18 @@ import json
 import math
 import os
 import threading
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from gemmalab.errors import DamagedFile
+from gemmalab.train.checkpoints import PREVIOUS_CHECKPOINT, checkpoint_problem
+
 FINISHED = "finished"
 RUNNING = "running"
 TERMINAL_PREFIXES = (FINISHED, "diverged")  # rerunning these would only repeat them
-
-
-class DamagedFile(ValueError):
-    """A run-store file that cannot be what was written; the message names the file and the cause."""
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -56,19 +54,6 @@ def set_aside(path: Path) -> Path:
         aside = path.with_name(f"{path.name}.damaged-{k}")
     os.replace(path, aside)
     return aside
-
-
-def checkpoint_problem(path: Path) -> str | None:
-    """Why a checkpoint cannot be trusted, or None when it is intact: torch.save writes a zip archive
-    whose members carry CRCs, so a cut-short or overwritten file fails this without being unpickled."""
-    try:
-        if not zipfile.is_zipfile(path):
-            return "not a complete torch checkpoint (cut short or overwritten)"
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-        return f"checksum mismatch in {bad}" if bad else None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:  # e.g. a member cut short
-        return f"unreadable ({type(err).__name__}: {err})"
 
 
 def _json_value(value: Any) -> Any:
@@ -116,7 +101,7 @@ class RunDir:
 
     def checkpoints(self) -> list[Path]:
         """Checkpoints to resume from, newest first (train/fit.py keeps the one before last.ckpt)."""
-        return [p for p in (self.checkpoint_dir / n for n in ("last.ckpt", "previous.ckpt")) if p.exists()]
+        return [p for p in (self.checkpoint_dir / n for n in ("last.ckpt", PREVIOUS_CHECKPOINT)) if p.exists()]
 
     def last_checkpoint(self) -> Path | None:
         return next(iter(self.checkpoints()), None)

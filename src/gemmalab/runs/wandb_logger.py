@@ -6,7 +6,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 
-from gemmalab.model.config import ConfigError
+from gemmalab.errors import ConfigError
 
 MODES = ("offline", "online", "disabled")
 

@@ -20,7 +20,10 @@ import torch.nn.functional as F
 import yaml
 
 from gemmalab.data.packing import IGNORE
-from gemmalab.model import ConfigError, Decoder, ModelConfig
+from gemmalab.errors import ConfigError
+from gemmalab.model import Decoder, ModelConfig
+
+from .checkpoints import load_checkpoint
 
 
 @dataclass
@@ -93,7 +96,7 @@ def load_teacher(spec: str) -> Decoder:
         model = Decoder(
             ModelConfig(**config["model"], norm=config["norm"], attn=config["attn"], softcap=config["softcap"])
         )
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    state = load_checkpoint(checkpoint)["state_dict"]
     model.load_state_dict(
         {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, assign=True
     )

@@ -5,34 +5,14 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from .checkpoints import SafeCheckpointIO
 from .config import TrainerConfig
-
-PREVIOUS_CHECKPOINT = "previous.ckpt"  # the checkpoint before last.ckpt
-
-
-class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's torch checkpoint writer, made atomic and keeping one spare: the new file is written under
-    a temporary name unique to this process and flushed to disk; the checkpoint it replaces becomes
-    previous.ckpt; then it is renamed into place. A kill during a save never leaves half a file under a
-    checkpoint's name, and a damaged last.ckpt has an older one to fall back on."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        if path.exists():
-            os.replace(path, path.with_name(PREVIOUS_CHECKPOINT))
-        os.replace(tmp, path)
 
 
 class KillAtStep(Callback):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gemmalab.model.config import ConfigError
+from gemmalab.errors import ConfigError
 
 
 @dataclass(frozen=True)

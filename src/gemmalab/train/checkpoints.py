@@ -1,0 +1,55 @@
+"""Checkpoints that survive a kill and admit damage: written atomically with one spare kept, checked
+by their archive's CRCs before anything reads them."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from gemmalab.errors import DamagedFile
+
+PREVIOUS_CHECKPOINT = "previous.ckpt"  # the checkpoint before last.ckpt
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint writer, made atomic and keeping one spare: the new file is written under
+    a temporary name unique to this process and flushed to disk; the checkpoint it replaces becomes
+    previous.ckpt; then it is renamed into place. A kill during a save never leaves half a file under a
+    checkpoint's name, and a damaged last.ckpt has an older one to fall back on."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        if path.exists():
+            os.replace(path, path.with_name(PREVIOUS_CHECKPOINT))
+        os.replace(tmp, path)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint cannot be trusted, or None when it is intact: torch.save writes a zip archive
+    whose members carry CRCs, so a cut-short or overwritten file fails this without being unpickled."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return "not a complete torch checkpoint (cut short or overwritten)"
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        return f"checksum mismatch in {bad}" if bad else None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:  # e.g. a member cut short
+        return f"unreadable ({type(err).__name__}: {err})"
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's tensors and plain values (weights_only: nothing is unpickled beyond them), after its
+    CRCs are checked; a damaged one raises DamagedFile naming it."""
+    if problem := checkpoint_problem(path):
+        raise DamagedFile(f"{path} is damaged ({problem}); the run's logged figures stand, but its weights "
+                          "must be retrained to use them")  # fmt: skip
+    return torch.load(path, map_location="cpu", weights_only=True)
