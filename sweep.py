@@ -22,10 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from gemmalab.errors import ConfigError
 from gemmalab.runs.console import quiet
 from gemmalab.runs.job import run_job
-from gemmalab.runs.preflight import register_resolvers, validate_all_jobs
+from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import record_sweep_member
+from gemmalab.schema import register
 
-register_resolvers()
+register()
 outcome: dict = {"failed": [], "group": None, "run_root": None, "runs": 0, "swept": None}
 
 

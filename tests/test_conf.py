@@ -11,13 +11,13 @@ from omegaconf import OmegaConf
 
 from gemmalab.model import AttnConfig, ModelConfig, SoftcapConfig, preset
 from gemmalab.runs.job import JobSpec, run_job
-from gemmalab.runs.preflight import register_resolvers
+from gemmalab.schema import SECTIONS, check_known_keys, register
 
 from .conftest import REPO, TINY
 
 
 def compose_config(*overrides: str) -> dict:
-    register_resolvers()
+    register()
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         return OmegaConf.to_container(compose("config", list(overrides)), resolve=True)
 
@@ -52,6 +52,18 @@ def test_model_sizes_agree_with_the_python_presets(name):
     reference = preset(name)
     for key in ("vocab_size", "d_model", "n_layers", "n_heads", "head_dim", "d_ff", "activation"):
         assert size[key] == getattr(reference, key), key
+    attn = compose_config(f"model={name}")["attn"]  # the sweep's attention default is the preset's
+    assert (attn["window"], attn["kv_heads"], attn["pattern"]) == (
+        reference.attn.window, reference.attn.kv_heads, reference.attn.pattern
+    )
+
+
+def test_the_schema_knows_every_section_it_composes():
+    config = compose_config("+cascade=teacher")
+    check_known_keys(config)  # nothing composed is unknown to the schema
+    assert set(SECTIONS) == {k for k, v in config.items() if isinstance(v, dict)}
+    for section, keys in SECTIONS.items():
+        assert set(config[section]) <= set(keys), section
 
 
 def test_the_default_window_is_shorter_than_the_sequence():

@@ -27,7 +27,12 @@ def _gemma1(d_model: int, d_ff: int, n_layers: int, n_heads: int, kv_heads: int)
     )  # fmt: skip
 
 
-def _laptop(d_model: int, n_layers: int, n_heads: int, kv_heads: int, window: int) -> ModelConfig:
+# The laptop sizes' window, also the sweep's default (gemmalab/schema.py): shorter than the default
+# sequence (128), so alternating attention differs from full attention.
+LAPTOP_WINDOW = 32
+
+
+def _laptop(d_model: int, n_layers: int, n_heads: int, kv_heads: int, window: int = LAPTOP_WINDOW) -> ModelConfig:
     """Gemma 2's recipe at small width: GQA, alternating attention, dual norm, both caps, byte vocabulary."""
     head_dim = d_model // n_heads
     return ModelConfig(
@@ -44,11 +49,12 @@ PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "gemma2-27b": lambda: _gemma2(4608, 36864, 46, 32, 16, 128, 144),
     "gemma1-2b": lambda: _gemma1(2048, 16384, 18, 8, 1),
     "gemma1-7b": lambda: _gemma1(3072, 24576, 28, 16, 16),
-    "tiny": lambda: _laptop(d_model=64, n_layers=2, n_heads=4, kv_heads=2, window=16),
-    "laptop": lambda: _laptop(d_model=128, n_layers=4, n_heads=4, kv_heads=2, window=64),
-    "small": lambda: _laptop(d_model=256, n_layers=6, n_heads=8, kv_heads=4, window=128),
-    "base": lambda: _laptop(d_model=512, n_layers=8, n_heads=8, kv_heads=4, window=256),
+    "tiny": lambda: _laptop(d_model=64, n_layers=2, n_heads=4, kv_heads=2),  # for tests: seconds per run
+    "laptop": lambda: _laptop(d_model=128, n_layers=4, n_heads=4, kv_heads=2),  # ~1M parameters: the default
+    "small": lambda: _laptop(d_model=256, n_layers=6, n_heads=8, kv_heads=4),
+    "base": lambda: _laptop(d_model=512, n_layers=8, n_heads=8, kv_heads=4),
 }
+LAPTOP_SIZES = ("tiny", "laptop", "small", "base")  # conf/model/ choices (gemmalab/schema.py)
 
 
 def preset(name: str) -> ModelConfig:

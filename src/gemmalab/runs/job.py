@@ -7,7 +7,6 @@ checkpoint into the same W&B run.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import traceback
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.errors import ConfigError
-from gemmalab.model import AttnConfig, ModelConfig, SoftcapConfig, count_parameters
+from gemmalab.model import ModelConfig, count_parameters
+from gemmalab.schema import check_known_keys
 from gemmalab.train import Diverged, LMModule, OptimConfig, StabilityConfig, TrainerConfig, fit, stability_summary
 from gemmalab.train.distill import (
     DistillConfig,
@@ -75,36 +75,6 @@ class JobSpec:
             distill=distill,
             seed=config["seed"],
         )
-
-
-def _fields(cls: type, *without: str) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in without)
-
-
-# Every key a job's config may hold, per section; anything else is a typo (`+attn.bogus=1`, `+foo=1`)
-# that would otherwise fail deep inside, or train a duplicate run under a new identity.
-KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "model": _fields(ModelConfig, "attn", "softcap", "norm"),
-    "attn": _fields(AttnConfig),
-    "softcap": _fields(SoftcapConfig),
-    "optim": _fields(OptimConfig),
-    "trainer": _fields(TrainerConfig),
-    "data": _fields(DataConfig),
-    "stability": _fields(StabilityConfig),
-    "distill": (*_fields(DistillConfig), "teacher_run"),
-    "logger": ("kind", "mode", "project", "entity"),
-    "fault": ("kill_at_step",),
-    "cascade": ("size", "training"),
-}
-TOP_LEVEL_KEYS = (*KNOWN_KEYS, "norm", "seed", "run_root", "group", "alias", "ablation")
-
-
-def check_known_keys(config: dict[str, Any]) -> None:
-    if unknown := sorted(set(config) - set(TOP_LEVEL_KEYS)):
-        raise ConfigError(f"{unknown[0]} is not a known setting (allowed top-level keys: {', '.join(TOP_LEVEL_KEYS)})")
-    for section, allowed in KNOWN_KEYS.items():
-        if unknown := sorted(set(config.get(section) or {}) - set(allowed)):
-            raise ConfigError(f"{section}.{unknown[0]} is not a known setting (allowed: {', '.join(allowed)})")
 
 
 def switch_tags(model: ModelConfig) -> list[str]:

@@ -16,15 +16,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException, ValidationError
 
 from gemmalab.errors import ConfigError
+from gemmalab.schema import SECTIONS, TOP_LEVEL_KEYS, register
 
 from .job import JobSpec
-
-
-def register_resolvers() -> None:
-    OmegaConf.register_new_resolver("floor_div", lambda a, b: max(1, int(a) // int(b)), replace=True)
 
 
 def job_overrides(argv: list[str], config_dir: Path) -> tuple[list[list[str]], set[str] | None]:
@@ -45,11 +42,30 @@ def job_overrides(argv: list[str], config_dir: Path) -> tuple[list[list[str]], s
     return [job for batch in batches for job in batch], swept
 
 
+# OmegaConf's names for the types a schema field refused a value for
+_EXPECTED = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false", "String": "text"}
+
+
+def hydra_message(err: Exception) -> str:
+    """One line for a composition error: a value the schema's type refuses reads like gemmalab's own
+    messages (`optim.lr='fast' is not allowed (allowed: a number)`); anything else, Hydra's text."""
+    cause = err.__cause__ or err
+    key, value = getattr(cause, "full_key", None), getattr(cause, "value", None)
+    if isinstance(cause, ConfigAttributeError) and key:
+        allowed = SECTIONS.get(key.split(".")[0], TOP_LEVEL_KEYS)
+        return f"{key} is not a known setting (allowed: {', '.join(allowed)})"
+    if isinstance(cause, ValidationError) and key:
+        expected = next((text for name, text in _EXPECTED.items() if f"converted to {name}" in str(cause)), None)
+        if expected:
+            return f"{key}={value!r} is not allowed (allowed: {expected})"
+    return " ".join(str(err).split())
+
+
 def validate_all_jobs(argv: list[str], config_dir: Path) -> tuple[int, set[str] | None]:
     """Compose and validate each job; returns how many there are and the swept keys. Raises ConfigError.
     Jobs that differ only in their seed are composed once (a compose takes ~0.2 s; a study has 3 seeds
     per setting) and given each seed before interpolations are resolved, as Hydra would."""
-    register_resolvers()
+    register()
     GlobalHydra.instance().clear()
     parser = OverridesParser.create()
     try:
@@ -70,7 +86,7 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> tuple[int, set[str] 
                 except ConfigError as err:
                     raise ConfigError(f"{err} [job: {' '.join(overrides) or 'defaults'}]") from None
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(" ".join(str(err).split())) from None
+        raise ConfigError(hydra_message(err)) from None
     finally:
         GlobalHydra.instance().clear()
     return len(jobs), swept
