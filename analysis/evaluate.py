@@ -33,13 +33,10 @@ from gemmalab.errors import ConfigError  # noqa: E402
 from gemmalab.model import Decoder  # noqa: E402
 from gemmalab.runs.job import JobSpec  # noqa: E402
 from gemmalab.runs.store import FINISHED, RunDir  # noqa: E402
+from gemmalab.switches import AT_INFERENCE  # noqa: E402
 from gemmalab.train.checkpoints import load_checkpoint  # noqa: E402
 from gemmalab.train.module import evaluate  # noqa: E402
 
-# Switches read at run time only: no parameter depends on them, so a trained checkpoint serves them all.
-NO_PARAMETER_SWITCHES = (
-    "attn.window", "attn.pattern", "attn.local_global_ratio", "attn.first", "softcap.attn", "softcap.final",
-)  # fmt: skip
 AS_TRAINED = "as-trained"
 
 
@@ -48,9 +45,9 @@ def parse_overrides(items: list[str]) -> list[dict[str, Any]]:
     axes = []
     for item in items:
         key, sep, values = item.partition("=")
-        if not sep or key not in NO_PARAMETER_SWITCHES:
+        if not sep or key not in AT_INFERENCE:
             raise ConfigError(f"{item!r} is not allowed (allowed: key=v1,v2 with key one of "
-                              f"{', '.join(NO_PARAMETER_SWITCHES)})")  # fmt: skip
+                              f"{', '.join(AT_INFERENCE)})")  # fmt: skip
         axes.append([(key, yaml.safe_load(v)) for v in values.split(",")])
     return [dict(combo) for combo in itertools.product(*axes)]
 

@@ -12,10 +12,10 @@ import torch
 
 from gemmalab.model import (
     Decoder,
-    ModelConfig,
     attention_score_entries,
     count_parameters,
     kv_cache_bytes,
+    model_config,
     preset,
 )
 from gemmalab.runs.identity import is_identity_key
@@ -47,7 +47,7 @@ def model_of(row: pd.Series) -> Decoder:
             value = value.item() if isinstance(value, np.generic) else value  # numpy scalars from pandas
             nested[group][field] = None if isinstance(value, float) and math.isnan(value) else value
     with torch.device("meta"):
-        return Decoder(ModelConfig(**nested["model"], norm=row["norm"], attn=nested["attn"], softcap=nested["softcap"]))
+        return Decoder(model_config({**nested, "norm": row["norm"]}))
 
 
 def generic(frame: pd.DataFrame, baseline: dict | None = None) -> pd.DataFrame:

@@ -16,14 +16,8 @@ import pandas as pd
 from scipy import stats
 
 from gemmalab.runs.identity import IGNORED_BY_PATTERN
+from gemmalab.switches import KEYS as SWITCHES
 
-# The switch columns a study can vary, in the order tables show them.
-SWITCHES = (
-    "model.d_model", "model.n_layers", "model.d_ff", "attn.pattern", "attn.local_global_ratio", "attn.window",
-    "attn.first", "attn.kv_heads", "attn.qk_norm", "softcap.attn", "softcap.final", "norm", "model.activation",
-    "optim.lr", "optim.z_loss", "optim.warmup_steps", "optim.grad_clip", "data.source", "trainer.max_steps",
-    "distill.enabled", "distill.alpha", "distill.temperature", "cascade.size", "cascade.training",
-)  # fmt: skip
 QUALITY = "val/loss"
 STABILITY = ("stability/loss_spikes", "stability/grad_norm_var", "stability/grad_norm_cv", "attn/max_logit")
 

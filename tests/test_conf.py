@@ -54,7 +54,9 @@ def test_model_sizes_agree_with_the_python_presets(name):
         assert size[key] == getattr(reference, key), key
     attn = compose_config(f"model={name}")["attn"]  # the sweep's attention default is the preset's
     assert (attn["window"], attn["kv_heads"], attn["pattern"]) == (
-        reference.attn.window, reference.attn.kv_heads, reference.attn.pattern
+        reference.attn.window,
+        reference.attn.kv_heads,
+        reference.attn.pattern,
     )
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from gemmalab.errors import ConfigError
+from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import RunDir
 
 from .conftest import REPO, TINY
+from .test_conf import compose_config
 
 
 def run_dirs(root: Path) -> list[RunDir]:
@@ -76,7 +78,7 @@ def test_wandb_offline_files_agree_with_the_run_store(tmp_path, sweep):
     assert compared >= 6 * 3 + 2
 
 
-def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_path, sweep):
+def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_path, sweep, capsys):
     longer = ["trainer.max_steps=10", "trainer.ckpt_every=2", "trainer.val_every=5"]
     killed = sweep(tmp_path / "a", *longer, "fault.kill_at_step=6")
     assert killed.returncode == -signal.SIGKILL
@@ -98,8 +100,9 @@ def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_
     assert not (run.path / "error.txt").exists()  # stale: this attempt succeeded
     assert len(list((run.path / "wandb").glob(f"offline-run-*-{run.run_id}"))) == 2  # the same W&B run id
 
-    straight = sweep(tmp_path / "b", *longer)
-    assert straight.returncode == 0
+    # the uninterrupted reference, in this process (the run id ignores how a run is logged)
+    straight = run_job(compose_config(*TINY, *longer, "logger=none", f"run_root={tmp_path / 'b'}"), [], "b")
+    assert straight["status"] == "finished"
     (reference,) = run_dirs(tmp_path / "b")
     assert reference.run_id == run.run_id
 
@@ -115,10 +118,10 @@ def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_
     reference.summary_path.write_text(reference.summary_path.read_text()[:50])
     with reference.metrics_path.open("ab") as f:
         f.write(b'{"train/loss": 1.0}\n\xff\xfe not utf-8\n')
-    rebuilt = sweep(tmp_path / "b", *longer)
-    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
-    assert f"[gemmalab] damaged: {reference.summary_path} is damaged (JSONDecodeError" in rebuilt.stdout
-    assert f"{reference.metrics_path}: 2 line(s) skipped" in rebuilt.stdout
+    run_job(compose_config(*TINY, *longer, "logger=none", f"run_root={tmp_path / 'b'}"), [], "b")
+    printed = capsys.readouterr().out
+    assert f"[gemmalab] damaged: {reference.summary_path} is damaged (JSONDecodeError" in printed
+    assert f"{reference.metrics_path}: 2 line(s) skipped" in printed
     after = reference.summary()
     assert after["status"] == "finished" and after["damaged_metric_lines"] == 2
     assert after["val/loss"] == before["val/loss"] and after["final"] == before["final"]
@@ -174,7 +177,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, sweep):
     assert len(failed) == 1 and (failed[0].path / "error.txt").exists()
 
 
-def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path, sweep):
+def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path, sweep, capsys):
     result = sweep(tmp_path, "-m", "optim.lr=100.0,1e-3", "optim.warmup_steps=2", "trainer.max_steps=30",
                    "logger=none")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]  # a diverged run is a result, not an error
@@ -185,12 +188,15 @@ def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path
     assert summary["diverged"] and summary["status"] == f"diverged at step {step}" and 0 < step < 30
     assert sorted(s for s, m in diverged.metrics().items() if "train/loss" in m) == list(range(step))  # kept
     assert summary["attn/max_logit"] > 1e4  # Wortsman et al.: runs whose max logit passes 1e4 diverge
+    assert summary["val/loss_step"] is None or 0 < summary["val/loss_step"] <= step  # never the initial loss
     for key in ("stability/loss_spikes", "stability/grad_norm_var", "stability/grad_norm_cv", "val/loss_init"):
         assert key in summary
     assert healthy.summary()["status"] == "finished" and not healthy.summary()["diverged"]
-    again = sweep(tmp_path, "-m", "optim.lr=100.0,1e-3", "optim.warmup_steps=2", "trainer.max_steps=30",
-                  "logger=none")  # fmt: skip
-    assert again.stdout.count("[gemmalab] skip") == 2  # diverging again would teach nothing
+    for lr in ("100.0", "1e-3"):  # in this process: the run store alone decides
+        again = run_job(compose_config(*TINY, f"optim.lr={lr}", "optim.warmup_steps=2", "trainer.max_steps=30",
+                                       "logger=none", f"run_root={tmp_path}"), [], "again")  # fmt: skip
+        assert again["status"] == by_name[f"optim.lr={float(lr)} seed=0"].summary()["status"]
+    assert capsys.readouterr().out.count("[gemmalab] skip") == 2  # diverging again would teach nothing
 
 
 def test_a_student_whose_teacher_never_finished_fails_alone(tmp_path, sweep):

@@ -1,7 +1,7 @@
 """The configurable Gemma-2-style decoder (plain PyTorch; no Lightning, no Hydra)."""
 
 from .accounting import attention_score_entries, count_parameters, kv_cache_bytes, kv_cache_bytes_per_token
-from .config import AttnConfig, ConfigError, ModelConfig, SoftcapConfig
+from .config import AttnConfig, ConfigError, ModelConfig, SoftcapConfig, model_config
 from .decoder import Decoder
 from .hf import config_from_hf_gemma2, from_hf_gemma2
 from .presets import PRESETS, preset
@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "Decoder",
     "ModelConfig",
+    "model_config",
     "PRESETS",
     "SoftcapConfig",
     "attention_score_entries",

@@ -113,6 +113,12 @@ class ModelConfig:
             )
 
 
+def model_config(config: dict) -> ModelConfig:
+    """The model of a composed job config (conf/, a run's config.yaml): the model size under `model`,
+    the attention, soft-cap and norm switches in their own top-level sections."""
+    return ModelConfig(**config["model"], norm=config["norm"], attn=config["attn"], softcap=config["softcap"])
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 

@@ -19,8 +19,9 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.errors import ConfigError
-from gemmalab.model import ModelConfig, count_parameters
+from gemmalab.model import ModelConfig, count_parameters, model_config
 from gemmalab.schema import check_known_keys
+from gemmalab.switches import tags as switch_tags
 from gemmalab.train import Diverged, LMModule, OptimConfig, StabilityConfig, TrainerConfig, fit, stability_summary
 from gemmalab.train.distill import (
     DistillConfig,
@@ -54,7 +55,7 @@ class JobSpec:
     def from_config(cls, config: dict[str, Any]) -> JobSpec:
         """Every config object built and validated; raises ConfigError naming the first bad key."""
         check_known_keys(config)
-        model = ModelConfig(**config["model"], norm=config["norm"], attn=config["attn"], softcap=config["softcap"])
+        model = model_config(config)
         seed = config.get("seed")
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
             raise ConfigError(f"seed={seed!r} is not allowed (allowed: an integer from 0 to 2**32 - 1)")
@@ -75,16 +76,6 @@ class JobSpec:
             distill=distill,
             seed=config["seed"],
         )
-
-
-def switch_tags(model: ModelConfig) -> list[str]:
-    """The Gemma 2 switches of a run, as W&B tags (filterable in the dashboard)."""
-    a, s = model.attn, model.softcap
-    return [
-        f"attn.pattern={a.pattern}", f"attn.local_global_ratio={a.local_global_ratio}", f"attn.window={a.window}",
-        f"attn.first={a.first}", f"attn.kv_heads={a.kv_heads}", f"attn.qk_norm={a.qk_norm}",
-        f"softcap.attn={s.attn}", f"softcap.final={s.final}", f"norm={model.norm}", f"d_model={model.d_model}",
-    ]  # fmt: skip
 
 
 def run_job(config: dict[str, Any], overrides: list[str], group: str, swept: set[str] | None = None) -> dict[str, Any]:
@@ -171,7 +162,7 @@ def train(
         if config["logger"]["kind"] == "wandb":
             wandb_logger = make_wandb_logger(
                 **{k: v for k, v in config["logger"].items() if k != "kind"},
-                run_id=run.run_id, name=name, group=group, tags=switch_tags(spec.model), config=config,
+                run_id=run.run_id, name=name, group=group, tags=switch_tags(config), config=config,
                 save_dir=str(run.path),
             )  # fmt: skip
             loggers.append(wandb_logger)

@@ -21,7 +21,7 @@ import yaml
 
 from gemmalab.data.packing import IGNORE
 from gemmalab.errors import ConfigError
-from gemmalab.model import Decoder, ModelConfig
+from gemmalab.model import Decoder, model_config
 
 from .checkpoints import load_checkpoint
 
@@ -93,9 +93,7 @@ def load_teacher(spec: str) -> Decoder:
         raise ConfigError(f"distill.teacher={spec!r} has no checkpoint at {checkpoint} (allowed: a finished run)")
     config = teacher_config(spec)
     with torch.device("meta"):  # no random init: it would shift the student's seeded initialisation
-        model = Decoder(
-            ModelConfig(**config["model"], norm=config["norm"], attn=config["attn"], softcap=config["softcap"])
-        )
+        model = Decoder(model_config(config))
     state = load_checkpoint(checkpoint)["state_dict"]
     model.load_state_dict(
         {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, assign=True
