@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from gemmalab.model.backends import eager_attention
-from gemmalab.model.blocked_attention import blocked_attention, query_block_size
-from gemmalab.model.mask import query_blocks
+from gemmalab.model.blocked_attention import QUERY_BLOCK, blocked_attention
+from gemmalab.model.mask import query_block, query_blocks
 
 
 def qkv(t: int, s: int | None = None, n_heads: int = 4, kv_heads: int = 2, head_dim: int = 8, std: float = 1.0):
@@ -44,12 +44,12 @@ def test_queries_that_continue_a_longer_key_sequence(window):
 
 def test_blocks_cover_every_query_once_and_only_the_keys_it_can_see():
     t, window = 300, 40
-    blocks = query_blocks(t, t, window, query_block_size(window))
+    blocks = query_blocks(t, t, window, query_block(window, QUERY_BLOCK))
     assert [q for q0, q1, _, _ in blocks for q in range(q0, q1)] == list(range(t))
     for q0, q1, k0, k1 in blocks:
         assert k0 == max(0, q0 - window + 1) and k1 == q1  # first key of the first query, to the last query
         assert k1 - k0 <= 1.5 * window
-    global_blocks = query_blocks(t, t, None, query_block_size(None))
+    global_blocks = query_blocks(t, t, None, query_block(None, QUERY_BLOCK))
     assert all(k0 == 0 and k1 == q1 for _, q1, k0, k1 in global_blocks)
     computed = sum((q1 - q0) * (k1 - k0) for q0, q1, k0, k1 in global_blocks)
     assert computed < 0.65 * t * t  # causal: about half of the T x T matrix, never all of it

@@ -8,6 +8,13 @@ from pathlib import Path
 from gemmalab.errors import ConfigError
 
 SOURCES = ("embedded", "hf", "files", "mqar")
+VAL_EVERY = 20
+
+
+def held_out(i: int) -> bool:
+    """Without a validation split, document i is held out for validation when this holds: every
+    VAL_EVERY-th document, the first included (the embedded corpus and text files alike)."""
+    return i % VAL_EVERY == 0
 
 
 @dataclass
@@ -22,7 +29,7 @@ class DataConfig:
     name: str | None = None
     config: str | None = None
     split: str = "train"
-    val_split: str | None = None  # None: every 20th document is held out
+    val_split: str | None = None  # None: every 20th document is held out (held_out below)
     text_column: str = "text"
     streaming: bool = False
     # source=files: local text / json / jsonl / parquet files

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
+from .config import held_out
+
 EXCLUDED_PARTS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "ensurepip"}
-VAL_EVERY = 20
 
 
 @functools.lru_cache(maxsize=4)
@@ -29,7 +30,7 @@ def embedded_corpus(max_bytes: int = 6_000_000) -> tuple[torch.Tensor, torch.Ten
     train, val, used, digest = [], [], 0, hashlib.sha256()
     for i, path in enumerate(files):
         data = path.read_bytes().replace(b"\x00", b"") + b"\x00"
-        (val if i % VAL_EVERY == 0 else train).append(data)
+        (val if held_out(i) else train).append(data)
         digest.update(path.relative_to(root).as_posix().encode() + b"\x00" + data)
         used += len(data)
         if used >= max_bytes:

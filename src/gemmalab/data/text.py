@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
+from .config import held_out
 from .tokenizer import Tokenizer
 
 FILE_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-VAL_EVERY = 20  # without a validation split, every 20th document is held out
 
 
 def load_documents(
@@ -46,13 +46,13 @@ def tokenize_documents(
     documents: Iterable[str], tokenizer: Tokenizer, max_tokens: int, split_val: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Concatenate tokenized documents, each followed by EOS, up to max_tokens in all.
-    With split_val, every VAL_EVERY-th document goes to a second, held-out stream."""
+    With split_val, the documents config.held_out picks go to a second, held-out stream."""
     train: list[int] = []
     val: list[int] = []
     for i, text in enumerate(documents):
         if len(train) + len(val) >= max_tokens:
             break
-        target = val if split_val and i % VAL_EVERY == VAL_EVERY - 1 else train
+        target = val if split_val and held_out(i) else train
         target.extend(tokenizer.encode(text))
         target.append(tokenizer.eos_id)
     return torch.tensor(train, dtype=torch.long), (torch.tensor(val, dtype=torch.long) if split_val else None)

@@ -7,19 +7,16 @@ head before RoPE; softcap.attn is applied to the scores inside the backend.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from .backends import BACKENDS, local_attention_in_blocks, resolve_backend
 from .config import ModelConfig
 from .diagnostics import REFERENCE_CAPS, attention_diagnostics, reference_cap
+from .kv_cache import LayerCache
+from .mask import blocks_pay_off
 from .norm import RMSNorm
 from .rope import apply_rope
-
-if TYPE_CHECKING:
-    from .kv_cache import LayerCache
 
 
 class Attention(nn.Module):
@@ -42,6 +39,10 @@ class Attention(nn.Module):
         if self.qk_norm:
             self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
             self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+
+    def new_cache(self, batch: int, max_len: int, dtype: torch.dtype, device: torch.device) -> LayerCache:
+        """This layer's KV cache for generation: a local layer keeps only its last `window` positions."""
+        return LayerCache(self.kv_heads, self.head_dim, self.window, batch, max_len, dtype, device)
 
     def forward(
         self,
@@ -70,7 +71,7 @@ class Attention(nn.Module):
             k, v = cache.append(k, v)  # every key a layer keeps is visible to the new token
             out = attend(q, k, v, self.scale, self.cap, None)
         else:
-            if self.window is not None and backend in ("eager", "sdpa") and t > 2 * self.window:
+            if backend in ("eager", "sdpa") and blocks_pay_off(t, self.window):
                 out = local_attention_in_blocks(attend, q, k, v, self.scale, self.cap, self.window)  # O(T * W)
             else:
                 out = attend(q, k, v, self.scale, self.cap, self.window)

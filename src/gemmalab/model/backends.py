@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .blocked_attention import blocked_attention
-from .mask import allowed_keys, query_blocks
+from .mask import allowed_keys, query_block, query_blocks, visible
 from .softcap import soft_cap
 
 
@@ -64,11 +64,7 @@ def _block_mask(t: int, s: int, window: int | None, device: str):
     shift = s - t
 
     def causal_window(b, h, q_idx, kv_idx):
-        offset = q_idx + shift - kv_idx
-        allowed = offset >= 0
-        if window is not None:
-            allowed = allowed & (offset < window)
-        return allowed
+        return visible(q_idx + shift - kv_idx, window)
 
     return create_block_mask(causal_window, None, None, t, s, device=device)
 
@@ -104,7 +100,7 @@ def local_attention_in_blocks(
     each block is the same backend on a slice whose queries are the slice's last positions."""
     outs = [
         attend(q[:, :, q0:q1], k[:, :, k0:k1], v[:, :, k0:k1], scale, cap, window)
-        for q0, q1, k0, k1 in query_blocks(q.shape[2], q.shape[2], window, max(1, window // 2))
+        for q0, q1, k0, k1 in query_blocks(q.shape[2], q.shape[2], window, query_block(window, window))
     ]
     return torch.cat(outs, dim=2)
 

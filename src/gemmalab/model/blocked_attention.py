@@ -22,14 +22,9 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .mask import allowed_keys, query_blocks
+from .mask import allowed_keys, query_block, query_blocks
 
 QUERY_BLOCK = 64  # measured on 2 CPU cores: 32 and 64 equal at T=256, 128 is 15% slower, 256 is 50% slower
-
-
-def query_block_size(window: int | None) -> int:
-    """Queries per block: QUERY_BLOCK, and at most W // 2 on a local layer (so <= 1.5 W keys per block)."""
-    return QUERY_BLOCK if window is None else max(1, min(QUERY_BLOCK, window // 2))
 
 
 class _BlockedAttention(torch.autograd.Function):
@@ -45,7 +40,7 @@ class _BlockedAttention(torch.autograd.Function):
         positions = torch.arange(s, device=q.device)
         out = torch.empty_like(qs)
         probs_per_block, sigma_per_block = [], []
-        blocks = query_blocks(t, s, window, query_block_size(window))
+        blocks = query_blocks(t, s, window, query_block(window, QUERY_BLOCK))
         for q0, q1, k0, k1 in blocks:
             q_block = qs[:, :, q0:q1].reshape(batch * kv_heads, group * (q1 - q0), head_dim)
             scores = torch.bmm(q_block, ks[:, k0:k1].transpose(1, 2)).float()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from .config import SoftcapConfig
-from .mask import allowed_keys, query_blocks
+from .mask import allowed_keys, query_block, query_blocks
 from .softcap import soft_cap
 
 REFERENCE_CAPS = SoftcapConfig()  # what a cap that is off is measured against
@@ -51,11 +51,10 @@ def attention_diagnostics(
     qf = q.float().view(batch, kv_heads, n_heads // kv_heads, t, head_dim)
     kt = k.float().unsqueeze(2).transpose(-1, -2)  # (B, kv_heads, 1, head_dim, S)
     positions = torch.arange(s, device=q.device)
-    block = max(1, window // 2) if window is not None else GLOBAL_QUERY_BLOCK
     max_logit = torch.tensor(float("-inf"), device=q.device)
     max_abs = torch.tensor(0.0, device=q.device)
     beyond_half = visible = mass_beyond = torch.tensor(0.0, device=q.device)
-    for q0, q1, k0, k1 in query_blocks(t, s, window, block):
+    for q0, q1, k0, k1 in query_blocks(t, s, window, query_block(window, GLOBAL_QUERY_BLOCK)):
         scores = torch.matmul(qf[..., q0:q1, :], kt[..., k0:k1]) * scale  # (B, kv_heads, group, bq, bk)
         allowed = allowed_keys(positions[s - t + q0 : s - t + q1], positions[k0:k1], window)
         max_logit = torch.maximum(max_logit, scores.masked_fill(~allowed, float("-inf")).amax())

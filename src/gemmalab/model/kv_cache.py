@@ -10,13 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import Attention
-
 
 class LayerCache:
-    def __init__(self, attn: Attention, batch: int, max_len: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.capacity = min(max_len, attn.window) if attn.window is not None else max_len
-        shape = (batch, attn.kv_heads, self.capacity, attn.head_dim)
+    """One layer's keys and values, (batch, kv_heads, capacity, head_dim); built by Attention.new_cache."""
+
+    def __init__(
+        self, kv_heads: int, head_dim: int, window: int | None, batch: int, max_len: int, dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:  # fmt: skip
+        self.capacity = min(max_len, window) if window is not None else max_len
+        shape = (batch, kv_heads, self.capacity, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0  # tokens seen so far
@@ -39,7 +42,7 @@ class LayerCache:
 class DecoderCache:
     def __init__(self, model: nn.Module, batch: int, max_len: int) -> None:
         param = next(model.parameters())
-        self.layers = [LayerCache(layer.attn, batch, max_len, param.dtype, param.device) for layer in model.layers]
+        self.layers = [layer.attn.new_cache(batch, max_len, param.dtype, param.device) for layer in model.layers]
 
     @property
     def length(self) -> int:
