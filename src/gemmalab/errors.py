@@ -1,6 +1,9 @@
-"""The two errors every part of gemmalab raises, kept apart from any one package."""
+"""The two errors every part of gemmalab raises, and the config checks, kept apart from any one package."""
 
 from __future__ import annotations
+
+import math
+from typing import NoReturn
 
 
 class ConfigError(ValueError):
@@ -9,3 +12,37 @@ class ConfigError(ValueError):
 
 class DamagedFile(ValueError):
     """A run-store file that cannot be what was written; the message names the file and the cause."""
+
+
+# The checks every config dataclass runs in __post_init__; each failure is one line naming the key as
+# typed on the command line, the value, and what is allowed.
+
+
+def refuse(key: str, value: object, allowed: str) -> NoReturn:
+    raise ConfigError(f"{key}={value!r} is not allowed (allowed: {allowed})")
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float (not a bool: True would pass as 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def require_int(key: str, value: object, minimum: int = 1, allowed: str | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        refuse(key, value, allowed or f"an integer >= {minimum}")
+
+
+def require_positive(key: str, value: object, allowed: str = "a finite number > 0") -> None:
+    if not is_number(value) or value <= 0:
+        refuse(key, value, allowed)
+
+
+def require_range(key: str, value: object, low: float, high: float, allowed: str) -> None:
+    """low <= value <= high, finite (high may be math.inf)."""
+    if not is_number(value) or not low <= value <= high:
+        refuse(key, value, allowed)
+
+
+def require_choice(key: str, value: object, options: tuple[str, ...]) -> None:
+    if value not in options:
+        refuse(key, value, ", ".join(options))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gemmalab.errors import ConfigError
+from gemmalab.errors import ConfigError, require_choice, require_int
 
 SOURCES = ("embedded", "hf", "files", "mqar")
 VAL_EVERY = 20
@@ -39,12 +39,9 @@ class DataConfig:
     train_items: int = 100_000
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ConfigError(f"data.source={self.source!r} is not allowed (allowed: {', '.join(SOURCES)})")
+        require_choice("data.source", self.source, SOURCES)
         for key in ("seq_len", "batch_size", "val_batches", "max_tokens", "n_pairs", "train_items"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"data.{key}={value!r} is not allowed (allowed: an integer >= 1)")
+            require_int(f"data.{key}", getattr(self, key))
         if self.source == "hf" and not self.name:
             raise ConfigError("data.name=None is not allowed with data.source=hf (allowed: a dataset name or path)")
         if self.source == "files" and not self.files:

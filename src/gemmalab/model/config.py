@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gemmalab.errors import ConfigError
+from gemmalab.errors import ConfigError, refuse, require_choice, require_int, require_positive
 
 ATTN_PATTERNS = ("full", "alt", "local")
 FIRST_LAYER_KINDS = ("local", "global")
@@ -81,31 +81,28 @@ class ModelConfig:
             ("attn.local_global_ratio", self.attn.local_global_ratio),
             ("attn.window", self.attn.window),
         ]:
-            _require_positive_int(key, value)
-        _require_choice("attn.pattern", self.attn.pattern, ATTN_PATTERNS)
-        _require_choice("attn.first", self.attn.first, FIRST_LAYER_KINDS)
-        _require_choice("attn.backend", self.attn.backend, ATTN_BACKENDS)
-        _require_choice("norm", self.norm, NORM_PLACEMENTS)
-        _require_choice("model.activation", self.activation, ACTIVATIONS)
-        _require_choice("model.init", self.init, INIT_SCHEMES)
+            require_int(key, value)
+        require_choice("attn.pattern", self.attn.pattern, ATTN_PATTERNS)
+        require_choice("attn.first", self.attn.first, FIRST_LAYER_KINDS)
+        require_choice("attn.backend", self.attn.backend, ATTN_BACKENDS)
+        require_choice("norm", self.norm, NORM_PLACEMENTS)
+        require_choice("model.activation", self.activation, ACTIVATIONS)
+        require_choice("model.init", self.init, INIT_SCHEMES)
         if self.n_heads % self.attn.kv_heads:
             raise ConfigError(
                 f"attn.kv_heads={self.attn.kv_heads} must divide model.n_heads={self.n_heads} "
                 f"(allowed: {', '.join(str(d) for d in _divisors(self.n_heads))})"
             )
         for key, cap in [("softcap.attn", self.softcap.attn), ("softcap.final", self.softcap.final)]:
-            if cap is not None and not _is_positive_number(cap):
-                raise ConfigError(f"{key}={cap!r} is not allowed (allowed: a number > 0, or null for off)")
-        for key, value in [
-            ("attn.query_pre_attn_scalar", self.attn.query_pre_attn_scalar),
-        ]:
-            if value is not None and not _is_positive_number(value):
-                raise ConfigError(f"{key}={value!r} is not allowed (allowed: a number > 0, or null for head_dim)")
-        for key, value in [("model.rope_theta", self.rope_theta), ("model.norm_eps", self.norm_eps)]:
-            if not _is_positive_number(value):
-                raise ConfigError(f"{key}={value!r} is not allowed (allowed: a number > 0)")
+            if cap is not None:
+                require_positive(key, cap, "a number > 0, or null for off")
+        if self.attn.query_pre_attn_scalar is not None:
+            require_positive("attn.query_pre_attn_scalar", self.attn.query_pre_attn_scalar,
+                             "a number > 0, or null for head_dim")  # fmt: skip
+        require_positive("model.rope_theta", self.rope_theta, "a number > 0")
+        require_positive("model.norm_eps", self.norm_eps, "a number > 0")
         if not isinstance(self.attn.qk_norm, bool):
-            raise ConfigError(f"attn.qk_norm={self.attn.qk_norm!r} is not allowed (allowed: true, false)")
+            refuse("attn.qk_norm", self.attn.qk_norm, "true, false")
         if self.attn.backend == "sdpa" and self.softcap.attn is not None:
             raise ConfigError(
                 f"attn.backend=sdpa cannot apply softcap.attn={self.softcap.attn} "
@@ -121,17 +118,3 @@ def model_config(config: dict) -> ModelConfig:
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def _is_positive_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-def _require_positive_int(key: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{key}={value!r} is not allowed (allowed: an integer >= 1)")
-
-
-def _require_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not allowed (allowed: {', '.join(allowed)})")

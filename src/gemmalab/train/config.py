@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gemmalab.errors import ConfigError
+from gemmalab.errors import ConfigError, require_choice, require_int, require_positive, require_range
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true")
@@ -27,17 +27,13 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         for key in ("lr", "eps"):
-            _positive(f"optim.{key}", getattr(self, key))
+            require_positive(f"optim.{key}", getattr(self, key))
         if self.grad_clip is not None:
-            _positive("optim.grad_clip", self.grad_clip)
-        if not isinstance(self.z_loss, (int, float)) or not 0 <= self.z_loss < math.inf:
-            raise ConfigError(f"optim.z_loss={self.z_loss!r} is not allowed (allowed: a number >= 0)")
-        if not isinstance(self.weight_decay, (int, float)) or not 0 <= self.weight_decay < math.inf:
-            raise ConfigError(f"optim.weight_decay={self.weight_decay!r} is not allowed (allowed: a number >= 0)")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ConfigError(f"optim.warmup_steps={self.warmup_steps!r} is not allowed (allowed: an integer >= 0)")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError(f"optim.min_lr_ratio={self.min_lr_ratio!r} is not allowed (allowed: 0 to 1)")
+            require_positive("optim.grad_clip", self.grad_clip)
+        require_range("optim.z_loss", self.z_loss, 0, math.inf, "a number >= 0")
+        require_range("optim.weight_decay", self.weight_decay, 0, math.inf, "a number >= 0")
+        require_int("optim.warmup_steps", self.warmup_steps, minimum=0)
+        require_range("optim.min_lr_ratio", self.min_lr_ratio, 0, 1, "0 to 1")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"optim.betas={list(self.betas)} is not allowed (allowed: two numbers in [0, 1))")
 
@@ -57,19 +53,7 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         for key in ("max_steps", "val_every", "ckpt_every"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"trainer.{key}={value!r} is not allowed (allowed: an integer >= 1)")
-        if not isinstance(self.stats_every, int) or self.stats_every < 0:
-            raise ConfigError(f"trainer.stats_every={self.stats_every!r} is not allowed (allowed: 0 for off, or >= 1)")
-        if self.accelerator not in ACCELERATORS:
-            raise ConfigError(
-                f"trainer.accelerator={self.accelerator!r} is not allowed (allowed: {', '.join(ACCELERATORS)})"
-            )
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"trainer.precision={self.precision!r} is not allowed (allowed: {', '.join(PRECISIONS)})")
-
-
-def _positive(key: str, value: object) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
-        raise ConfigError(f"{key}={value!r} is not allowed (allowed: a finite number > 0)")
+            require_int(f"trainer.{key}", getattr(self, key))
+        require_int("trainer.stats_every", self.stats_every, minimum=0, allowed="0 for off, or >= 1")
+        require_choice("trainer.accelerator", self.accelerator, ACCELERATORS)
+        require_choice("trainer.precision", self.precision, PRECISIONS)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import yaml
 
 from gemmalab.data.packing import IGNORE
-from gemmalab.errors import ConfigError
+from gemmalab.errors import ConfigError, require_positive, require_range
 from gemmalab.model import Decoder, model_config
 
 from .checkpoints import load_checkpoint
@@ -39,10 +39,8 @@ class DistillConfig:
         if not self.teacher:
             raise ConfigError("distill.teacher=None is not allowed with distill=on (allowed: a run directory, "
                               "a checkpoint in one, or alias:NAME)")  # fmt: skip
-        if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
-            raise ConfigError(f"distill.temperature={self.temperature!r} is not allowed (allowed: a number > 0)")
-        if not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
-            raise ConfigError(f"distill.alpha={self.alpha!r} is not allowed (allowed: a number in [0, 1])")
+        require_positive("distill.temperature", self.temperature, "a number > 0")
+        require_range("distill.alpha", self.alpha, 0, 1, "a number in [0, 1]")
 
 
 def distillation_loss(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gemmalab.errors import ConfigError
+from gemmalab.errors import ConfigError, is_number, refuse, require_int
 
 
 @dataclass(frozen=True)
@@ -125,14 +125,9 @@ class StabilityConfig:
 
     def __post_init__(self) -> None:
         spike_rule(self.spike_rule, self.spike_window, self.spike_threshold)
-        if not isinstance(self.diverge_factor, (int, float)) or self.diverge_factor <= 1:
-            raise ConfigError(
-                f"stability.diverge_factor={self.diverge_factor!r} is not allowed (allowed: a number > 1)"
-            )
-        if not isinstance(self.diverge_patience, int) or self.diverge_patience < 1:
-            raise ConfigError(
-                f"stability.diverge_patience={self.diverge_patience!r} is not allowed (allowed: an integer >= 1)"
-            )
+        if not is_number(self.diverge_factor) or self.diverge_factor <= 1:
+            refuse("stability.diverge_factor", self.diverge_factor, "a number > 1")
+        require_int("stability.diverge_patience", self.diverge_patience)
 
 
 def series(metrics: dict[int, dict[str, float]], key: str) -> tuple[np.ndarray, np.ndarray]:
