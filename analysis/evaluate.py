@@ -15,27 +15,23 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `analysis` importable from the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
+import yaml
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
-
-from analysis.loaders import group_run_ids  # noqa: E402
-from analysis.tables import aggregate, display  # noqa: E402
-from gemmalab.data import DataConfig, LMDataModule  # noqa: E402
-from gemmalab.errors import ConfigError  # noqa: E402
-from gemmalab.model import Decoder  # noqa: E402
-from gemmalab.runs.job import JobSpec  # noqa: E402
-from gemmalab.runs.store import FINISHED, RunDir  # noqa: E402
-from gemmalab.switches import AT_INFERENCE  # noqa: E402
-from gemmalab.train.checkpoints import load_checkpoint  # noqa: E402
-from gemmalab.train.module import evaluate  # noqa: E402
+from analysis.loaders import group_run_ids
+from analysis.tables import aggregate, display
+from gemmalab.data import DataConfig, LMDataModule
+from gemmalab.errors import ConfigError
+from gemmalab.model import Decoder
+from gemmalab.runs.job import JobSpec
+from gemmalab.runs.store import FINISHED, RunDir
+from gemmalab.switches import AT_INFERENCE
+from gemmalab.train.checkpoints import load_checkpoint
+from gemmalab.train.module import evaluate
 
 AS_TRAINED = "as-trained"
 

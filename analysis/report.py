@@ -14,21 +14,18 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `analysis` importable from the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import yaml
 
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
-
-from analysis import plots, studies  # noqa: E402
-from analysis.engagement import engagement_lines, engagement_table  # noqa: E402
-from analysis.evaluate import inference_table  # noqa: E402
-from analysis.latex import build_pdf, report_document, to_latex  # noqa: E402
-from analysis.loaders import load_run_store, load_wandb_api, load_wandb_offline  # noqa: E402
-from analysis.power import power_note  # noqa: E402
-from analysis.tables import QUALITY, to_markdown, varying_switches  # noqa: E402
-from gemmalab.runs.store import RunDir, line_numbers  # noqa: E402
-from gemmalab.train.stability import SpikeRule, StabilityConfig, spike_rule, stability_summary  # noqa: E402
+from analysis import plots, studies
+from analysis.engagement import engagement_lines, engagement_table
+from analysis.evaluate import inference_table
+from analysis.latex import build_pdf, report_document, to_latex
+from analysis.loaders import load_run_store, load_wandb_api, load_wandb_offline
+from analysis.power import power_note
+from analysis.tables import QUALITY, to_markdown, varying_switches
+from gemmalab.runs.store import RunDir, line_numbers
+from gemmalab.train.stability import SpikeRule, StabilityConfig, spike_rule, stability_summary
 
 
 def latest_group(run_root: Path, study: str) -> str:

@@ -9,17 +9,14 @@ timed in alternating rounds; the overhead of a run is that difference once every
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
+import torch.nn.functional as F
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from benchmarks.common import interleaved_seconds, machine, median, paired_ratio, write_results  # noqa: E402
-from gemmalab.model import Decoder, preset  # noqa: E402
+from benchmarks.common import interleaved_seconds, machine, median, paired_ratio, write_results
+from gemmalab.model import Decoder, preset
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.common import machine, sync, write_results  # noqa: E402
-from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig, count_parameters  # noqa: E402
-from gemmalab.model.kv_cache import DecoderCache  # noqa: E402
+from benchmarks.common import machine, sync, write_results
+from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig, count_parameters
+from gemmalab.model.kv_cache import DecoderCache
 
 
 @torch.no_grad()

@@ -10,19 +10,16 @@ local (window W) against global, on this machine: time and activation memory, of
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.common import SavedActivations, machine, seconds_per_call, write_results  # noqa: E402
-from gemmalab.model import AttnConfig, ModelConfig, SoftcapConfig  # noqa: E402
-from gemmalab.model.attention import Attention  # noqa: E402
-from gemmalab.model.backends import BACKENDS, local_attention_in_blocks, resolve_backend  # noqa: E402
-from gemmalab.model.rope import rope_cos_sin  # noqa: E402
+from benchmarks.common import SavedActivations, machine, seconds_per_call, write_results
+from gemmalab.model import AttnConfig, ModelConfig, SoftcapConfig
+from gemmalab.model.attention import Attention
+from gemmalab.model.backends import BACKENDS, local_attention_in_blocks, resolve_backend
+from gemmalab.model.rope import rope_cos_sin
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

@@ -10,16 +10,13 @@ achieved FLOP/s as a fraction of this machine's measured matmul peak.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
+import torch.nn.functional as F
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     SavedActivations,
     interleaved_seconds,
     machine,
@@ -28,7 +25,7 @@ from benchmarks.common import (  # noqa: E402
     square_matmul,
     write_results,
 )
-from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig  # noqa: E402
+from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig
 
 
 def training_flops(cfg: ModelConfig, batch: int, seq: int) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,7 +58,7 @@ def test_max_tokens_bounds_what_is_read():
     assert 100 <= len(train) < 100 + 40
 
 
-def test_local_hf_tokenizer(tmp_path, files):
+def test_local_hf_tokenizer_needs_neither_network_nor_transformers(tmp_path, files, monkeypatch):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -67,9 +68,12 @@ def test_local_hf_tokenizer(tmp_path, files):
     PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="[EOS]", unk_token="[UNK]").save_pretrained(
         tmp_path / "tok"
     )
-    tok = LocalHFTokenizer(str(tmp_path / "tok"))
-    assert tok.vocab_size == len(vocab) and tok.eos_id == 0
-    assert tok.encode("document number 7 says hello") == [vocab[w] for w in "document number 7 says hello".split()]
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "transformers", None)  # any import of it now fails
+        tok = LocalHFTokenizer(str(tmp_path / "tok"))
+        words = "document number 7 says hello"
+        assert tok.vocab_size == len(vocab) and tok.eos_id == 0
+        assert tok.encode(words) == [vocab[w] for w in words.split()]
 
     cfg = DataConfig(source="files", files=[str(files / "docs.parquet")], tokenizer=str(tmp_path / "tok"), seq_len=8,
                      batch_size=2, val_batches=1)  # fmt: skip
