@@ -58,7 +58,7 @@ AT_INFERENCE = tuple(s.key for s in SWITCHES if not s.parameters and s.key.start
 # Model fields that are configuration, not switches a study varies.
 NOT_SWITCHES = (
     "model.vocab_size", "model.n_heads", "model.head_dim", "model.rope_theta", "model.norm_eps", "model.init_std",
-    "attn.query_pre_attn_scalar", "attn.backend",
+    "model.kernels", "attn.query_pre_attn_scalar", "attn.backend",
 )  # fmt: skip
 
 

@@ -61,3 +61,5 @@ def test_run_name_from_overrides():
 def test_shared_init_keeps_the_run_ids_from_before_model_init_existed():
     assert run_identity(changed(model__init="shared")) == run_identity(CONFIG)
     assert run_identity(changed(model__init="paired")) != run_identity(CONFIG)
+    assert run_identity(changed(model__kernels="auto")) == run_identity(CONFIG)  # added later, default kept
+    assert run_identity(changed(model__kernels="reference")) != run_identity(CONFIG)

@@ -108,10 +108,13 @@ def local_attention_in_blocks(
 BACKENDS = {"eager": eager_attention, "sdpa": sdpa_attention, "flex": flex_attention, "blocked": blocked_attention}
 
 
-def resolve_backend(requested: str, device: torch.device, cap: float | None) -> str:
-    """auto: FlexAttention on CUDA; elsewhere sdpa when no score cap is set, blocked otherwise."""
+def resolve_backend(requested: str, device: torch.device, cap: float | None, handwritten: bool = True) -> str:
+    """auto: FlexAttention on CUDA; elsewhere sdpa when no score cap is set, otherwise blocked (eager
+    with model.kernels=reference)."""
     if requested != "auto":
         return requested
     if device.type == "cuda":
         return "flex"
-    return "blocked" if cap is not None else "sdpa"
+    if cap is None:
+        return "sdpa"
+    return "blocked" if handwritten else "eager"

@@ -19,6 +19,9 @@ ATTN_BACKENDS = ("auto", "eager", "sdpa", "flex", "blocked")
 # paired: each weight drawn from its own generator seeded by (seed, parameter name); shared: one stream
 # in module order (before paired init existed; a switch that changes one shape then redraws every weight)
 INIT_SCHEMES = ("paired", "shared")
+# auto: the hand-written CPU kernels where they apply (blocked attention, RMSNorm and GeGLU with written-out
+# backwards; ~2x faster on CPU); reference: plain PyTorch autograd over the spelled-out math everywhere
+KERNELS = ("auto", "reference")
 
 
 @dataclass
@@ -53,6 +56,7 @@ class ModelConfig:
     norm_eps: float = 1e-6
     init_std: float = 0.02
     init: str = "paired"
+    kernels: str = "auto"
     attn: AttnConfig = field(default_factory=AttnConfig)
     softcap: SoftcapConfig = field(default_factory=SoftcapConfig)
 
@@ -88,6 +92,7 @@ class ModelConfig:
         require_choice("norm", self.norm, NORM_PLACEMENTS)
         require_choice("model.activation", self.activation, ACTIVATIONS)
         require_choice("model.init", self.init, INIT_SCHEMES)
+        require_choice("model.kernels", self.kernels, KERNELS)
         if self.n_heads % self.attn.kv_heads:
             raise ConfigError(
                 f"attn.kv_heads={self.attn.kv_heads} must divide model.n_heads={self.n_heads} "

@@ -51,17 +51,18 @@ class _GeGLU(torch.autograd.Function):
         return grad_gate.view(grad.shape), grad_up.view(grad.shape)
 
 
-def geglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    if gate.device.type == "cpu" and gate.dtype == up.dtype == torch.float32:
+def geglu(gate: torch.Tensor, up: torch.Tensor, handwritten: bool = True) -> torch.Tensor:
+    if handwritten and gate.device.type == "cpu" and gate.dtype == up.dtype == torch.float32:
         return _GeGLU.apply(gate, up)
     # low precision: torch's kernels compute in float32; GPU: torch.compile fuses these two
     return F.gelu(gate, approximate="tanh") * up
 
 
 class MLP(nn.Module):
-    def __init__(self, d_model: int, d_ff: int, activation: str) -> None:
+    def __init__(self, d_model: int, d_ff: int, activation: str, handwritten: bool = True) -> None:
         super().__init__()
         self.activation = activation
+        self.handwritten = handwritten  # model.kernels=auto
         self.gated = activation in ("geglu", "swiglu")
         if self.gated:
             self.gate_proj = nn.Linear(d_model, d_ff, bias=False)
@@ -71,7 +72,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = self.up_proj(x)
         if self.activation == "geglu":
-            hidden = geglu(self.gate_proj(x), up)
+            hidden = geglu(self.gate_proj(x), up, self.handwritten)
         elif self.activation == "swiglu":
             hidden = F.silu(self.gate_proj(x)) * up
         else:

@@ -24,6 +24,9 @@ def is_identity_key(key: str) -> bool:
     return not any(key == k or key.startswith(k + ".") for k in NOT_IDENTITY)
 
 
+# Keys added after runs existed, with the value that reproduces what every run did before them.
+ADDED_LATER = {"model.init": "shared", "model.kernels": "auto"}
+
 # Settings an attention pattern never reads: `full` has no window, `local` no local:global ratio.
 IGNORED_BY_PATTERN = {"full": ("window", "local_global_ratio", "first"), "local": ("local_global_ratio", "first")}
 
@@ -33,8 +36,10 @@ def run_identity(config: dict[str, Any]) -> str:
     attn = relevant.get("attn", {})
     for key in IGNORED_BY_PATTERN.get(attn.get("pattern"), ()):
         attn.pop(key, None)
-    if relevant.get("model", {}).get("init") == "shared":  # how every run was initialised before model.init
-        relevant["model"].pop("init")
+    for key, before in ADDED_LATER.items():  # at the value that reproduces older runs: those keep their ids
+        section, leaf = key.split(".")
+        if relevant.get(section, {}).get(leaf) == before:
+            relevant[section].pop(leaf)
     for key in NOT_IDENTITY:
         *parents, leaf = key.split(".")
         node = relevant
