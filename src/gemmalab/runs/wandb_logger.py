@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import wandb
 from lightning.pytorch.loggers import WandbLogger
 
 from gemmalab.errors import ConfigError
@@ -37,6 +38,7 @@ def make_wandb_logger(
         mode=mode,
         resume="allow",
         log_model=False,
+        settings=wandb.Settings(quiet=True),  # no run-summary footer on the console: summary.json has it
     )
     # Lightning passes anonymous=None, which W&B warns about on every run ("has no effect"); not passing
     # it at all is what W&B asks for.

@@ -8,11 +8,25 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import Logger
 
 from .checkpoints import SafeCheckpointIO
 from .config import TrainerConfig
+
+
+def progress_bar() -> Callback:
+    """Lightning's own bar, labelled `train` rather than `Epoch 0/-2` (a run counts steps; with
+    max_epochs=-1 the epoch it shows means nothing); TQDM's where rich is not installed."""
+    try:
+
+        class StepsBar(RichProgressBar):
+            def _get_train_description(self, current_epoch: int) -> str:
+                return "train"
+
+        return StepsBar()
+    except ModuleNotFoundError:  # RichProgressBar needs rich
+        return TQDMProgressBar()
 
 
 class KillAtStep(Callback):
@@ -38,7 +52,7 @@ def fit(
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir, every_n_train_steps=cfg.ckpt_every, save_last=True, save_top_k=0
     )
-    callbacks: list[Callback] = [checkpoint]
+    callbacks: list[Callback] = [checkpoint, progress_bar()] if cfg.progress_bar else [checkpoint]
     if kill_at_step is not None:
         callbacks.append(KillAtStep(kill_at_step))
     trainer = L.Trainer(
