@@ -4,13 +4,17 @@
     python sweep.py -m attn.pattern=alt,full norm=dual,pre   # a 2x2 ablation
     python sweep.py -m +ablation=softcap                     # a named study from ablations/
 
-Every job of a multirun is validated before the first one trains; a job that
-fails while training is recorded with its reason and the others still run.
+Every job of a multirun is validated before the first one trains; a job that fails while
+training is recorded with its reason and the others still run. SIGTERM or Ctrl-C stops the
+running job after its current step (saved), starts no further job, says what was left, and
+exits non-zero; rerunning the same command resumes. The closing summary and the exit code are
+read from the sweep's members.jsonl, so they count what every job recorded.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -19,15 +23,25 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gemmalab.errors import ConfigError
+from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.console import quiet
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import validate_all_jobs
-from gemmalab.runs.store import record_sweep_member
-from gemmalab.schema import register
+from gemmalab.runs.store import INTERRUPTED, NOT_STARTED, latest_members, record_sweep_member
+from gemmalab.schema import SWEEP_ID, new_sweep_id, register
+from gemmalab.train.fit import stop_requested
 
 register()
-outcome: dict = {"failed": [], "group": None, "run_root": None, "runs": 0, "swept": None}
+sweep: dict = {"group": None, "run_root": None, "swept": None, "stop": None}  # this process's view
+
+
+def stop_after_this_step(signum: int, _frame: object) -> None:
+    """SIGTERM (a scheduler's preemption) or SIGINT: the running fit ends after its current step, which
+    is saved (train/fit.py StopOnRequest); no further job starts."""
+    if sweep["stop"] is None:
+        print(f"\n[gemmalab] {signal.Signals(signum).name}: saving the current step, then stopping", file=sys.stderr)
+    sweep["stop"] = sweep["stop"] or signum
+    stop_requested.set()
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -35,38 +49,57 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     group = cfg.group or Path(hydra_cfg.sweep.dir if multirun else hydra_cfg.run.dir).name
-    outcome.update(group=group, run_root=cfg.run_root, runs=outcome["runs"] + 1)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    sweep.update(group=group, run_root=cfg.run_root)
+    overrides = list(hydra_cfg.overrides.task)
+    if sweep["stop"] is not None:
+        record_sweep_member(cfg.run_root, group, {"overrides": overrides, "status": NOT_STARTED})
+        return
     try:
-        summary = run_job(config, list(hydra_cfg.overrides.task), group, outcome["swept"])
-    except ConfigError as err:  # found only now, e.g. a student whose teacher alias never finished
+        summary = run_job(OmegaConf.to_container(cfg, resolve=True), overrides, group, sweep["swept"])
+    except (ConfigError, RunBusy) as err:  # a teacher alias that never finished; a run another process trains
         print(f"error: {err}", file=sys.stderr)
         if not multirun:
-            sys.exit(2)
-        overrides = list(hydra_cfg.overrides.task)
+            sys.exit(2 if isinstance(err, ConfigError) else 3)
         record_sweep_member(cfg.run_root, group, {"overrides": overrides, "status": f"failed: {err}"})
-        outcome["failed"].append(f"{' '.join(overrides)}: {err}")
         return
-    if summary["status"].startswith("failed"):
-        outcome["failed"].append(f"{summary['name']}: {summary['status']}")
+    if summary["status"] == INTERRUPTED:
+        sweep["stop"] = sweep["stop"] or signal.SIGTERM
+
+
+def closing_summary(root: Path, group: str, stop: int | None) -> int:
+    """What every job of the sweep recorded, and the exit code: 0 when every job finished or diverged
+    (a result), 1 when one failed, 128 + the signal when the sweep was stopped."""
+    jobs = latest_members(root, group)
+    statuses = [j["status"] for j in jobs]
+    kinds = {"finished": "finished", "diverged": "diverged", "failed": "failed", INTERRUPTED: INTERRUPTED,
+             NOT_STARTED: "not started"}  # fmt: skip
+    counts = {k: sum(s.startswith(k) for s in statuses) for k in kinds}
+    print(f"\n[gemmalab] group {group}: " + ", ".join(f"{n} {kinds[k]}" for k, n in counts.items() if n)
+          + f" ({len(jobs)} job(s); runs in {root.resolve()})")  # fmt: skip
+    for job in jobs:
+        if not job["status"].startswith(("finished", "diverged")):
+            print(f"  {job.get('name') or ' '.join(job['overrides'])}: {job['status']}", file=sys.stderr)
+    print(f"[gemmalab] sweep members: {root / '_sweeps' / group / 'members.jsonl'}")
+    print(f"[gemmalab] tables: python analysis/report.py --group {group} --run-root {root}")
+    if counts[INTERRUPTED] or counts[NOT_STARTED]:
+        print("[gemmalab] stopped: rerun the same command to resume the interrupted run and the rest", file=sys.stderr)
+        return 128 + (stop or signal.SIGTERM)
+    return 1 if counts["failed"] else 0
 
 
 if __name__ == "__main__":
     # Own W&B service per sweep process: one inherited from a parent process would outlive a killed
     # job and keep holding its run id, so the job could not resume into the same W&B run.
     os.environ.pop("WANDB_SERVICE", None)
+    os.environ[SWEEP_ID] = new_sweep_id()  # this sweep's group; its workers inherit it
     quiet()
     try:
-        _, outcome["swept"] = validate_all_jobs(sys.argv[1:], config_dir=Path(__file__).parent / "conf")
+        _, sweep["swept"] = validate_all_jobs(sys.argv[1:], config_dir=Path(__file__).parent / "conf")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop_after_this_step)
     main()
-    if outcome["group"] is not None:
-        root = Path(outcome["run_root"])
-        print(f"\n[gemmalab] {outcome['runs']} run(s) in {root.resolve()} (group {outcome['group']})")
-        print(f"[gemmalab] sweep members: {root / '_sweeps' / outcome['group'] / 'members.jsonl'}")
-        print(f"[gemmalab] tables: python analysis/report.py --group {outcome['group']} --run-root {root}")
-    if outcome["failed"]:
-        print("[gemmalab] failed jobs:\n  " + "\n  ".join(outcome["failed"]), file=sys.stderr)
-        sys.exit(1)
+    if sweep["group"] is not None:
+        sys.exit(closing_summary(Path(sweep["run_root"]), sweep["group"], sweep["stop"]))

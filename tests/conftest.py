@@ -24,13 +24,25 @@ TINY = [
 ]
 
 
-def run_sweep(run_root: Path, *args: str, tiny: bool = True) -> subprocess.CompletedProcess:
-    """`python sweep.py ARGS` in a subprocess, exactly as a user types it, with results under run_root."""
+def sweep_command(run_root: Path, *args: str, tiny: bool = True) -> tuple[list[str], dict[str, str]]:
+    """`python sweep.py ARGS` as a user types it, with results under run_root, and its environment."""
     env = {**os.environ, "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
     flags = [a for a in args if a.startswith("-")]  # Hydra wants -m before the overrides
     overrides = [*(TINY if tiny else []), *(a for a in args if not a.startswith("-")), f"run_root={run_root}"]
-    command = [sys.executable, "sweep.py", *flags, *overrides]
+    return [sys.executable, "sweep.py", *flags, *overrides], env
+
+
+def run_sweep(run_root: Path, *args: str, tiny: bool = True) -> subprocess.CompletedProcess:
+    """sweep.py in a subprocess, waited for."""
+    command, env = sweep_command(run_root, *args, tiny=tiny)
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def start_sweep(run_root: Path, *args: str) -> subprocess.Popen:
+    """sweep.py in a subprocess left running (its output line by line on .stdout)."""
+    command, env = sweep_command(run_root, *args)
+    env["PYTHONUNBUFFERED"] = "1"  # each line as it is printed
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture

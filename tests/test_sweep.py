@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gemmalab.errors import ConfigError
+from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import validate_all_jobs
-from gemmalab.runs.store import RunDir
+from gemmalab.runs.store import RunDir, latest_members
+from gemmalab.train.checkpoints import load_checkpoint
 
-from .conftest import REPO, TINY
+from .conftest import REPO, TINY, start_sweep
 from .test_conf import compose_config
 
 
@@ -24,8 +25,9 @@ def run_dirs(root: Path) -> list[RunDir]:
 
 
 def members(root: Path) -> list[dict]:
+    """The sweep's jobs, each with the last status it recorded."""
     (path,) = (root / "_sweeps").glob("*/members.jsonl")
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return latest_members(root, path.parent.name)
 
 
 def test_the_2x2_ablation_command(tmp_path, sweep):
@@ -128,6 +130,33 @@ def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_
     assert (reference.path / "summary.json.damaged").exists()
 
 
+def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp_path, capsys):
+    long = ["trainer.max_steps=150", "trainer.ckpt_every=100", "trainer.val_every=50", "logger=none"]
+    config = compose_config(*TINY, *long, f"run_root={tmp_path}")
+    first = start_sweep(tmp_path, "-m", *long, "seed=0,1")
+    for line in first.stdout:  # wait until seed 0 trains
+        if line.startswith("[gemmalab] train seed=0"):
+            break
+    # the same run asked for by another process (this one) while the first trains it: refused, naming it
+    with pytest.raises(RunBusy, match=f"is being trained by pid {first.pid} on "):
+        run_job(config, ["seed=0"], "second")
+    first.send_signal(signal.SIGTERM)  # what a scheduler sends on preemption
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "1 interrupted, 1 not started" in out and "rerun the same command to resume" in err
+    (run,) = run_dirs(tmp_path)
+    assert run.summary()["status"] == "interrupted" and not (run.path / "claim.json").exists()
+    stopped_at = max(run.metrics())
+    # saved at the step it stopped (before the first periodic checkpoint at 100)
+    assert stopped_at < 99 and load_checkpoint(run.checkpoint_dir / "last.ckpt")["global_step"] == stopped_at + 1
+
+    # the rerun (here in this process) resumes exactly there and ends like an uninterrupted run
+    resumed = run_job(config, ["seed=0"], "rerun")
+    assert resumed["status"] == "finished" and "resume seed=0 from last.ckpt" in capsys.readouterr().out
+    straight = run_job(compose_config(*TINY, *long, f"run_root={tmp_path / 'b'}"), [], "b")
+    assert straight["final"] == {**resumed["final"], "train/tokens_per_sec": straight["final"]["train/tokens_per_sec"]}
+
+
 def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep):
     for args, message in [  # as a user sees them: exit code 2, one line on stderr, nothing trained
         (["-m", "attn.kv_heads=1,3"], "error: attn.kv_heads=3 must divide model.n_heads=4"),
@@ -172,7 +201,8 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, sweep):
     statuses = {m["name"]: m["status"] for m in members(tmp_path)}
     assert statuses["data.seq_len=400000 seed=0"].startswith("failed: ValueError: data.seq_len=400000 needs more than")
     assert statuses["data.seq_len=32 seed=0"] == "finished"
-    assert "failed jobs:" in result.stderr
+    assert "  data.seq_len=400000 seed=0: failed: ValueError" in result.stderr  # the closing summary says which
+    assert "1 finished, 1 failed (2 job(s)" in result.stdout
     failed = [r for r in run_dirs(tmp_path) if r.summary()["status"].startswith("failed")]
     assert len(failed) == 1 and (failed[0].path / "error.txt").exists()
 
@@ -201,7 +231,7 @@ def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path
 
 def test_a_student_whose_teacher_never_finished_fails_alone(tmp_path, sweep):
     result = sweep(tmp_path, "-m", "distill=on", "distill.teacher=alias:nobody", "seed=0,1", "logger=none")
-    assert result.returncode == 1 and "failed jobs:" in result.stderr
+    assert result.returncode == 1 and "2 failed (2 job(s)" in result.stdout
     assert [m["status"] for m in members(tmp_path)] == [
         "failed: distill.teacher='alias:nobody' names no finished run (allowed: none yet)"
     ] * 2

@@ -14,6 +14,10 @@ class DamagedFile(ValueError):
     """A run-store file that cannot be what was written; the message names the file and the cause."""
 
 
+class RunBusy(RuntimeError):
+    """Another live process is training this run; the message names the run and its holder."""
+
+
 # The checks every config dataclass runs in __post_init__; each failure is one line naming the key as
 # typed on the command line, the value, and what is allowed.
 

@@ -10,6 +10,9 @@ command line and `preset("laptop")` in Python are one definition.
 from __future__ import annotations
 
 import dataclasses
+import os
+import secrets
+import time
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +115,21 @@ def model_size(cfg: ModelConfig) -> dict[str, Any]:
     return {key: getattr(cfg, key) for key in MODEL_KEYS}
 
 
+SWEEP_ID = "GEMMALAB_SWEEP_ID"
+
+
+def new_sweep_id() -> str:
+    """The time and 4 random hex digits: two sweeps started in the same second get different groups."""
+    return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(2)}"
+
+
+def sweep_name(ablation: str | None) -> str:
+    """The sweep directory's name, which is the sweep's group: `<ablation>_<time>_<hex>`. sweep.py sets the
+    id in its environment, so a launcher's worker processes (joblib, submitit) read the same one."""
+    stamp = os.environ.setdefault(SWEEP_ID, new_sweep_id())
+    return f"{ablation}_{stamp}" if ablation else stamp
+
+
 def register() -> None:
     """The schema (`job_schema`, first in conf/config.yaml's defaults), the laptop model sizes as the
     `model` group's choices, and the resolvers the YAML files use."""
@@ -120,3 +138,4 @@ def register() -> None:
     for name in LAPTOP_SIZES:
         store.store(group="model", name=name, node=ModelSize(**model_size(preset(name))))
     OmegaConf.register_new_resolver("floor_div", lambda a, b: max(1, int(a) // int(b)), replace=True)
+    OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)

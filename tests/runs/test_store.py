@@ -3,12 +3,23 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
-from gemmalab.errors import DamagedFile
-from gemmalab.runs.store import RunDir, RunStoreLogger, last_values, record_sweep_member
+from gemmalab.errors import DamagedFile, RunBusy
+from gemmalab.runs.store import (
+    CLAIM_LEASE_HOURS,
+    RunDir,
+    RunStoreLogger,
+    last_values,
+    latest_members,
+    record_sweep_member,
+)
 from gemmalab.train.checkpoints import SafeCheckpointIO, checkpoint_problem, load_checkpoint
 
 
@@ -122,3 +133,46 @@ def test_a_damaged_checkpoint_is_found_without_unpickling_it(tmp_path, damage):
     assert note.startswith(f"{run.checkpoint_dir / 'last.ckpt'} is damaged (")
     assert run.last_checkpoint() == run.checkpoint_dir / "previous.ckpt"
     assert (run.checkpoint_dir / "last.ckpt.damaged").exists()
+
+
+def test_a_run_is_claimed_by_one_live_process_at_a_time(tmp_path):
+    run = RunDir(tmp_path, "abc")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run.path.mkdir()
+        claim = {"host": socket.gethostname(), "pid": holder.pid, "since": time.time()}
+        (run.path / "claim.json").write_text(json.dumps(claim))
+        with pytest.raises(RunBusy, match=f"^run abc .* is being trained by pid {holder.pid} on "):
+            with run.claim():
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run.claim():  # its holder is gone: taken over, and released at the end
+        assert json.loads((run.path / "claim.json").read_text())["pid"] == os.getpid()
+    assert not (run.path / "claim.json").exists()
+
+
+def test_a_claim_from_another_host_holds_until_its_lease_ends(tmp_path):
+    run = RunDir(tmp_path, "abc")
+    run.path.mkdir()
+    for age_hours, busy in ((1, True), (CLAIM_LEASE_HOURS + 1, False)):
+        claim = {"host": "elsewhere", "pid": 1, "since": time.time() - age_hours * 3600}
+        (run.path / "claim.json").write_text(json.dumps(claim))
+        if busy:
+            with pytest.raises(RunBusy, match="on elsewhere since"):
+                with run.claim():
+                    pass
+        else:
+            with run.claim():
+                pass
+    (run.path / "claim.json").write_text('{"host": "x", "pi')  # cut short by a kill: abandoned
+    with run.claim():
+        pass
+
+
+def test_latest_members_keep_each_jobs_last_line(tmp_path):
+    record_sweep_member(tmp_path, "g", {"run_id": "a", "overrides": ["seed=0"], "status": "started"})
+    record_sweep_member(tmp_path, "g", {"overrides": ["seed=1"], "status": "not started: the sweep was stopped"})
+    record_sweep_member(tmp_path, "g", {"run_id": "a", "overrides": ["seed=0"], "status": "finished"})
+    assert [m["status"] for m in latest_members(tmp_path, "g")] == ["finished", "not started: the sweep was stopped"]

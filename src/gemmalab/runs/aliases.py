@@ -7,13 +7,15 @@ from pathlib import Path
 
 from gemmalab.errors import ConfigError
 
+from .store import write_atomic
+
 ALIAS_PREFIX = "alias:"
 
 
 def write_alias(run_root: Path, alias: str, run_id: str) -> None:
     path = Path(run_root) / "_aliases" / alias
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(run_id + "\n")
+    write_atomic(path, run_id + "\n")  # two sweeps finishing the same alias: one whole file wins
 
 
 def resolve_teacher(run_root: Path, spec: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import yaml
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.errors import ConfigError
@@ -34,7 +35,16 @@ from gemmalab.train.engagement import engagement_summary, initial_val_loss, trai
 
 from .aliases import ALIAS_PREFIX, resolve_teacher, write_alias
 from .identity import run_identity, run_name
-from .store import FINISHED, RunDir, RunStoreLogger, last_values, line_numbers, read_metrics, record_sweep_member
+from .store import (
+    FINISHED,
+    INTERRUPTED,
+    RunDir,
+    RunStoreLogger,
+    last_values,
+    line_numbers,
+    read_metrics,
+    record_sweep_member,
+)
 from .wandb_logger import MODES as WANDB_MODES
 from .wandb_logger import finish_wandb, make_wandb_logger
 
@@ -89,27 +99,29 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str, swept: set
     run = RunDir(root, run_identity(config))
     name = run_name(overrides, spec.seed, swept)
     member = {"run_id": run.run_id, "name": name, "overrides": overrides}
-    damage = run.repair_summary()
-    if run.is_done():
-        summary = run.summary()
-        if config.get("alias") and summary["status"] == FINISHED:
-            write_alias(root, config["alias"], run.run_id)
-        print(f"[gemmalab] skip {name}: {summary['status']} ({run.path})")
-        record_sweep_member(root, group, {**member, "status": summary["status"], "skipped": True})
-        return summary
+    with run.claim():  # one process at a time trains a run; raises RunBusy naming the holder
+        damage = run.repair_summary()
+        if run.is_done():
+            summary = run.summary()
+            if config.get("alias") and summary["status"] == FINISHED:
+                write_alias(root, config["alias"], run.run_id)
+            print(f"[gemmalab] skip {name}: {summary['status']} ({run.path})")
+            record_sweep_member(root, group, {**member, "status": summary["status"], "skipped": True})
+            return summary
 
-    started = time.time()
-    resume_from = start_attempt(run, config, name, group, damage)
-    status, diverged_step, wandb_logger = train(run, spec, config, name, group, resume_from)
-    headline = summarise(run, spec, status, diverged_step)
-    summary = run.update_summary(**headline, wall_seconds=time.time() - started)  # this attempt only
-    if config.get("alias") and status == FINISHED:
-        write_alias(root, config["alias"], run.run_id)
-    if wandb_logger is not None:
-        finish_wandb(wandb_logger, {k: v for k, v in headline.items() if k != "final"})
-    if status == FINISHED and (run.path / "error.txt").exists():  # from an earlier attempt that failed
-        (run.path / "error.txt").unlink()
-    record_sweep_member(root, group, {**member, "status": status})
+        record_sweep_member(root, group, {**member, "status": "started"})
+        started = time.time()
+        resume_from = start_attempt(run, config, name, group, damage)
+        status, diverged_step, wandb_logger = train(run, spec, config, name, group, resume_from)
+        headline = summarise(run, spec, status, diverged_step)
+        summary = run.update_summary(**headline, wall_seconds=time.time() - started)  # this attempt only
+        if config.get("alias") and status == FINISHED:
+            write_alias(root, config["alias"], run.run_id)
+        if wandb_logger is not None:
+            finish_wandb(wandb_logger, {k: v for k, v in headline.items() if k != "final"})
+        if status == FINISHED and (run.path / "error.txt").exists():  # from an earlier attempt that failed
+            (run.path / "error.txt").unlink()
+        record_sweep_member(root, group, {**member, "status": status})
     loss, step = headline["val/loss"], headline["val/loss_step"]
     shown = "none after step 0" if loss is None else f"{loss:.4f}"
     after = f" (step {step}, the last before it diverged)" if diverged_step is not None and step else ""
@@ -173,6 +185,8 @@ def train(
         return FINISHED, None, wandb_logger
     except Diverged as err:
         return f"diverged at step {err.step}", err.step, wandb_logger
+    except SIGTERMException:  # preempted (SIGTERM, or Ctrl-C in sweep.py): the step it stopped at is saved
+        return INTERRUPTED, None, wandb_logger
     except Exception as err:
         (run.path / "error.txt").write_text(traceback.format_exc())
         return f"failed: {type(err).__name__}: {err}".splitlines()[0], None, wandb_logger

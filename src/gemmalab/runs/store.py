@@ -5,7 +5,8 @@
     <root>/<run_id>/summary.json    status (running, finished, diverged at step N, failed: reason), final values
     <root>/<run_id>/checkpoints/    last.ckpt and previous.ckpt (the one before), for resuming
     <root>/<run_id>/wandb/          the W&B run files (offline mode)
-    <root>/_sweeps/<group>/members.jsonl   which runs a sweep asked for, with their outcome
+    <root>/<run_id>/claim.json      while a process trains the run: its host, pid and start (runs/store.py claim)
+    <root>/_sweeps/<group>/members.jsonl   which runs a sweep asked for: a line when a job starts, one when it ends
 
 A resumed run logs again the steps after its checkpoint; readers keep the last value
 written for each (step, metric), so a resumed run reads exactly like an uninterrupted one.
@@ -17,25 +18,32 @@ again) by the job that would use it, and damaged metric lines are skipped and co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import socket
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from gemmalab.errors import DamagedFile
+from gemmalab.errors import DamagedFile, RunBusy
 from gemmalab.train.checkpoints import PREVIOUS_CHECKPOINT, checkpoint_problem
 
 FINISHED = "finished"
 RUNNING = "running"
+INTERRUPTED = "interrupted"  # stopped by a signal after saving its step; the rerun resumes it
+NOT_STARTED = "not started: the sweep was stopped"
 TERMINAL_PREFIXES = (FINISHED, "diverged")  # rerunning these would only repeat them
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary name unique to this writer, flush it to disk, then rename over `path`:
     a reader (or a kill) sees the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -62,6 +70,10 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+# A claim by a process on another host counts as abandoned once this old: its liveness cannot be checked.
+CLAIM_LEASE_HOURS = 24.0
+
+
 class RunDir:
     def __init__(self, root: str | Path, run_id: str) -> None:
         self.run_id = run_id
@@ -76,7 +88,7 @@ class RunDir:
         only in how it is logged, and the config it started with stays."""
         self.path.mkdir(parents=True, exist_ok=True)
         if not self.config_path.exists():
-            _write_atomic(self.config_path, config_yaml)
+            write_atomic(self.config_path, config_yaml)
 
     def summary(self) -> dict[str, Any] | None:
         """The run's summary, None before it has one; raises DamagedFile when it is not readable JSON."""
@@ -92,7 +104,7 @@ class RunDir:
 
     def update_summary(self, **fields: Any) -> dict[str, Any]:
         summary = {**(self.summary() or {}), **fields}
-        _write_atomic(self.summary_path, json.dumps(summary, indent=2, sort_keys=True, default=str))
+        write_atomic(self.summary_path, json.dumps(summary, indent=2, sort_keys=True, default=str))
         return summary
 
     def is_done(self) -> bool:
@@ -105,6 +117,34 @@ class RunDir:
 
     def last_checkpoint(self) -> Path | None:
         return next(iter(self.checkpoints()), None)
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the run while training it: claim.json is created exclusively (host, pid, start); a second
+        process asked for the same run gets RunBusy naming the holder. A claim whose process is gone (same
+        host) or older than CLAIM_LEASE_HOURS (another host) is taken over."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / "claim.json"
+        mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+        for _ in range(2):  # the second try after clearing an abandoned claim
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = _read_claim(path)
+                if holder is not None and _alive(holder):
+                    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["since"]))
+                    raise RunBusy(f"run {self.run_id} ({self.path}) is being trained by pid {holder['pid']} on "
+                                  f"{holder['host']} since {since}; not training it twice") from None  # fmt: skip
+                path.unlink(missing_ok=True)  # abandoned (killed, or cut short): take it over
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(mine, f)
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)
+            return
+        raise RunBusy(f"run {self.run_id} ({self.path}): another process claimed it at the same moment")
 
     def repair_summary(self) -> list[str]:
         """Set a damaged summary aside (the rerun resumes or retrains, and rebuilds it from metrics.jsonl);
@@ -203,8 +243,46 @@ class RunStoreLogger(Logger):
 
 
 def record_sweep_member(root: str | Path, group: str, entry: dict[str, Any]) -> Path:
+    """Append one line to the sweep's members.jsonl, under a file lock: jobs of a parallel launcher (or
+    several hosts on a shared filesystem) append to one file."""
     path = Path(root) / "_sweeps" / group / "members.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
+    with FileLock(str(path) + ".lock"), path.open("a") as f:
         f.write(json.dumps(entry, default=str) + "\n")
     return path
+
+
+def latest_members(root: str | Path, group: str) -> list[dict[str, Any]]:
+    """Each job of a sweep once (by its overrides), with the last line it recorded (a job records when it
+    starts and when it ends), in the order the jobs first appeared."""
+    path = Path(root) / "_sweeps" / group / "members.jsonl"
+    latest: dict[str, dict[str, Any]] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:  # cut short by a kill
+            continue
+        latest[" ".join(entry.get("overrides") or []) or entry.get("run_id", "")] = entry
+    return list(latest.values())
+
+
+def _read_claim(path: Path) -> dict[str, Any] | None:
+    try:
+        claim = json.loads(path.read_text())
+        return claim if {"host", "pid", "since"} <= set(claim) else None
+    except (OSError, ValueError):  # cut short by a kill between create and write: abandoned
+        return None
+
+
+def _alive(claim: dict[str, Any]) -> bool:
+    if claim["host"] != socket.gethostname():
+        return time.time() - claim["since"] < CLAIM_LEASE_HOURS * 3600
+    if claim["pid"] == os.getpid():
+        return False  # this process's own claim, left by a job it no longer runs
+    try:
+        os.kill(claim["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .checkpoints import SafeCheckpointIO
 from .config import TrainerConfig
@@ -27,6 +29,27 @@ def progress_bar() -> Callback:
         return StepsBar()
     except ModuleNotFoundError:  # RichProgressBar needs rich
         return TQDMProgressBar()
+
+
+# Set by sweep.py on SIGTERM / SIGINT, whenever it arrives (also before Lightning's own handler exists).
+stop_requested = threading.Event()
+
+
+class StopOnRequest(Callback):
+    """Stop after the current step once a stop was requested: raise Lightning's SIGTERMException, which
+    ends the fit as a scheduler's SIGTERM would; that step is saved as last.ckpt first, so the rerun
+    resumes exactly there."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if stop_requested.is_set():
+            raise SIGTERMException
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.path)
 
 
 class KillAtStep(Callback):
@@ -52,7 +75,9 @@ def fit(
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir, every_n_train_steps=cfg.ckpt_every, save_last=True, save_top_k=0
     )
-    callbacks: list[Callback] = [checkpoint, progress_bar()] if cfg.progress_bar else [checkpoint]
+    callbacks: list[Callback] = [checkpoint, StopOnRequest(checkpoint_dir / "last.ckpt")]
+    if cfg.progress_bar:
+        callbacks.append(progress_bar())
     if kill_at_step is not None:
         callbacks.append(KillAtStep(kill_at_step))
     trainer = L.Trainer(
