@@ -30,7 +30,7 @@ def members(root: Path) -> list[dict]:
     return latest_members(root, path.parent.name)
 
 
-def test_the_2x2_ablation_command(tmp_path, sweep):
+def test_the_2x2_ablation_command(tmp_path, sweep, capsys):
     result = sweep(tmp_path, "-m", "attn.pattern=alt,full", "norm=dual,pre")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = run_dirs(tmp_path)
@@ -50,9 +50,12 @@ def test_the_2x2_ablation_command(tmp_path, sweep):
     assert len(members(tmp_path)) == 4
     assert "tables: python analysis/report.py --group" in result.stdout
 
-    again = sweep(tmp_path, "-m", "attn.pattern=alt,full", "norm=dual,pre")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("[gemmalab] skip") == 4 and "[gemmalab] train" not in again.stdout
+    for pattern in ("alt", "full"):  # the same jobs again (in this process): skipped, nothing retrained
+        for norm in ("dual", "pre"):
+            config = compose_config(*TINY, f"attn.pattern={pattern}", f"norm={norm}", f"run_root={tmp_path}")
+            assert run_job(config, [], "again")["status"] == "finished"
+    printed = capsys.readouterr().out
+    assert printed.count("[gemmalab] skip") == 4 and "[gemmalab] train" not in printed
     assert all(len(list((r.path / "wandb").glob("offline-run-*"))) == 1 for r in runs)
 
 
@@ -131,7 +134,7 @@ def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_
 
 
 def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp_path, capsys):
-    long = ["trainer.max_steps=150", "trainer.ckpt_every=100", "trainer.val_every=50", "logger=none"]
+    long = ["trainer.max_steps=80", "trainer.ckpt_every=50", "trainer.val_every=40", "logger=none"]
     config = compose_config(*TINY, *long, f"run_root={tmp_path}")
     first = start_sweep(tmp_path, "-m", *long, "seed=0,1")
     for line in first.stdout:  # wait until seed 0 trains
@@ -147,8 +150,8 @@ def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp
     (run,) = run_dirs(tmp_path)
     assert run.summary()["status"] == "interrupted" and not (run.path / "claim.json").exists()
     stopped_at = max(run.metrics())
-    # saved at the step it stopped (before the first periodic checkpoint at 100)
-    assert stopped_at < 99 and load_checkpoint(run.checkpoint_dir / "last.ckpt")["global_step"] == stopped_at + 1
+    # saved at the step it stopped (before the first periodic checkpoint at 50)
+    assert stopped_at < 49 and load_checkpoint(run.checkpoint_dir / "last.ckpt")["global_step"] == stopped_at + 1
 
     # the rerun (here in this process) resumes exactly there and ends like an uninterrupted run
     resumed = run_job(config, ["seed=0"], "rerun")
@@ -158,9 +161,8 @@ def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp
 
 
 def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep):
-    for args, message in [  # as a user sees them: exit code 2, one line on stderr, nothing trained
-        (["-m", "attn.kv_heads=1,3"], "error: attn.kv_heads=3 must divide model.n_heads=4"),
-        (["+foo=1"], "error: foo is not a known setting (allowed top-level keys: model, attn,"),
+    for args, message in [  # as a user sees it: exit code 2, one line on stderr, nothing trained
+        (["-m", "attn.kv_heads=1,3", "+foo=1"], "error: foo is not a known setting (allowed top-level keys: model,"),
     ]:
         result = sweep(tmp_path, *args)
         assert result.returncode == 2, (args, result.stderr[-2000:])
