@@ -19,12 +19,14 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.console import quiet
+from gemmalab.runs.hydra_callbacks import ended
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import INTERRUPTED, NOT_STARTED, latest_members, record_sweep_member
@@ -32,7 +34,7 @@ from gemmalab.schema import SWEEP_ID, new_sweep_id, register
 from gemmalab.train.fit import stop_requested
 
 register()
-sweep: dict = {"group": None, "run_root": None, "swept": None, "stop": None}  # this process's view
+sweep: dict = {"swept": None, "stop": None}
 
 
 def stop_after_this_step(signum: int, _frame: object) -> None:
@@ -49,8 +51,10 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     group = cfg.group or Path(hydra_cfg.sweep.dir if multirun else hydra_cfg.run.dir).name
-    sweep.update(group=group, run_root=cfg.run_root)
     overrides = list(hydra_cfg.overrides.task)
+    parallel = (hydra_cfg.launcher.get("n_jobs") or 1) if multirun else 1
+    if parallel != 1:  # joblib: N jobs share the machine's cores instead of each taking all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // (parallel if parallel > 0 else os.cpu_count() or 1)))
     if sweep["stop"] is not None:
         record_sweep_member(cfg.run_root, group, {"overrides": overrides, "status": NOT_STARTED})
         return
@@ -101,5 +105,5 @@ if __name__ == "__main__":
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop_after_this_step)
     main()
-    if sweep["group"] is not None:
-        sys.exit(closing_summary(Path(sweep["run_root"]), sweep["group"], sweep["stop"]))
+    if ended:  # set by the SweepEnd callback in this, the launching, process
+        sys.exit(closing_summary(Path(ended["run_root"]), ended["group"], sweep["stop"]))

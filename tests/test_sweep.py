@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis import report
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import validate_all_jobs
@@ -197,16 +198,21 @@ def test_every_bad_value_is_found_before_the_first_job(overrides, message):
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
-def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, sweep):
-    result = sweep(tmp_path, "-m", "data.seq_len=400000,32", "logger=none")
-    assert result.returncode == 1
+def test_under_submitit_a_failing_job_is_recorded_the_others_finish_and_the_sweep_exits_1(tmp_path, sweep):
+    """Real submitit (its local executor: each job its own process): the closing summary and the exit
+    code come from what the jobs recorded, in the launching process."""
+    result = sweep(tmp_path, "-m", "hydra/launcher=submitit_local", "data.seq_len=400000,32", "logger=none")
+    assert result.returncode == 1, result.stderr[-2000:]
     statuses = {m["name"]: m["status"] for m in members(tmp_path)}
     assert statuses["data.seq_len=400000 seed=0"].startswith("failed: ValueError: data.seq_len=400000 needs more than")
     assert statuses["data.seq_len=32 seed=0"] == "finished"
-    assert "  data.seq_len=400000 seed=0: failed: ValueError" in result.stderr  # the closing summary says which
     assert "1 finished, 1 failed (2 job(s)" in result.stdout
+    assert "  data.seq_len=400000 seed=0: failed: ValueError" in result.stderr  # the closing summary says which
     failed = [r for r in run_dirs(tmp_path) if r.summary()["status"].startswith("failed")]
     assert len(failed) == 1 and (failed[0].path / "error.txt").exists()
+    group = next((tmp_path / "_sweeps").iterdir()).name
+    out = report.main(["--run-root", str(tmp_path), "--group", group, "--no-wandb"])
+    assert "| 2 (1 failed) |" in (out / "tables" / "runs.md").read_text()  # counted, never averaged in
 
 
 def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path, sweep, capsys):

@@ -171,6 +171,20 @@ def test_a_claim_from_another_host_holds_until_its_lease_ends(tmp_path):
         pass
 
 
+def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
+    run = RunDir(tmp_path, "abc")
+    run.path.mkdir()
+    claim = {"host": "node-7", "pid": 1, "since": time.time(), "job": "4242"}  # before the requeue, elsewhere
+    (run.path / "claim.json").write_text(json.dumps(claim))
+    monkeypatch.setenv("SLURM_JOB_ID", "4243")
+    with pytest.raises(RunBusy, match="on node-7"):
+        with run.claim():
+            pass
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # the same job, requeued
+    with run.claim():
+        assert json.loads((run.path / "claim.json").read_text())["job"] == "4242"
+
+
 def test_latest_members_keep_each_jobs_last_line(tmp_path):
     record_sweep_member(tmp_path, "g", {"run_id": "a", "overrides": ["seed=0"], "status": "started"})
     record_sweep_member(tmp_path, "g", {"overrides": ["seed=1"], "status": "not started: the sweep was stopped"})

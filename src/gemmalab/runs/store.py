@@ -120,12 +120,13 @@ class RunDir:
 
     @contextlib.contextmanager
     def claim(self) -> Iterator[None]:
-        """Hold the run while training it: claim.json is created exclusively (host, pid, start); a second
-        process asked for the same run gets RunBusy naming the holder. A claim whose process is gone (same
-        host) or older than CLAIM_LEASE_HOURS (another host) is taken over."""
+        """Hold the run while training it: claim.json is created exclusively (host, pid, start, SLURM job);
+        a second process asked for the same run gets RunBusy naming the holder. A claim whose process is
+        gone (same host), older than CLAIM_LEASE_HOURS (another host) or left by this SLURM job before it
+        was requeued is taken over."""
         self.path.mkdir(parents=True, exist_ok=True)
         path = self.path / "claim.json"
-        mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+        mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "job": _slurm_job()}
         for _ in range(2):  # the second try after clearing an abandoned claim
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -274,7 +275,13 @@ def _read_claim(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _slurm_job() -> str | None:
+    return os.environ.get("SLURM_JOB_ID")
+
+
 def _alive(claim: dict[str, Any]) -> bool:
+    if claim.get("job") and claim["job"] == _slurm_job():
+        return False  # this SLURM job's earlier incarnation, before a requeue (possibly on another node)
     if claim["host"] != socket.gethostname():
         return time.time() - claim["since"] < CLAIM_LEASE_HOURS * 3600
     if claim["pid"] == os.getpid():
