@@ -5,7 +5,7 @@
     <root>/<run_id>/summary.json    status (running, finished, diverged at step N, failed: reason), final values
     <root>/<run_id>/checkpoints/    last.ckpt and previous.ckpt (the one before), for resuming
     <root>/<run_id>/wandb/          the W&B run files (offline mode)
-    <root>/<run_id>/claim.json      while a process trains the run: its host, pid and start (runs/store.py claim)
+    <root>/<run_id>/claim.json      while a process trains the run: its host, pid and start (RunDir.claim)
     <root>/_sweeps/<group>/members.jsonl   which runs a sweep asked for: a line when a job starts, one when it ends
 
 A resumed run logs again the steps after its checkpoint; readers keep the last value
@@ -125,27 +125,21 @@ class RunDir:
         gone (same host), older than CLAIM_LEASE_HOURS (another host) or left by this SLURM job before it
         was requeued is taken over."""
         self.path.mkdir(parents=True, exist_ok=True)
-        path = self.path / "claim.json"
+        path, lock = self.path / "claim.json", FileLock(str(self.path / "claim.json.lock"))
         mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "job": _slurm_job()}
-        for _ in range(2):  # the second try after clearing an abandoned claim
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                holder = _read_claim(path)
-                if holder is not None and _alive(holder):
-                    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["since"]))
-                    raise RunBusy(f"run {self.run_id} ({self.path}) is being trained by pid {holder['pid']} on "
-                                  f"{holder['host']} since {since}; not training it twice") from None  # fmt: skip
-                path.unlink(missing_ok=True)  # abandoned (killed, or cut short): take it over
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(mine, f)
-            try:
-                yield
-            finally:
-                path.unlink(missing_ok=True)
-            return
-        raise RunBusy(f"run {self.run_id} ({self.path}): another process claimed it at the same moment")
+        with lock:  # check and take under one lock: of two processes asking at once, one gets the run
+            holder = _read_claim(path) if path.exists() else None
+            if holder is not None and _alive(holder):
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["since"]))
+                raise RunBusy(f"run {self.run_id} ({self.path}) is being trained by pid {holder['pid']} on "
+                              f"{holder['host']} since {since}; not training it twice")  # fmt: skip
+            write_atomic(path, json.dumps(mine))  # over an abandoned claim, if there was one
+        try:
+            yield
+        finally:
+            with lock:
+                if _read_claim(path) == mine:
+                    path.unlink()
 
     def repair_summary(self) -> list[str]:
         """Set a damaged summary aside (the rerun resumes or retrains, and rebuilds it from metrics.jsonl);
