@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gemmalab.data import DataConfig, LMDataModule
-from gemmalab.errors import ConfigError
+from gemmalab.errors import refuse, require_choice
 from gemmalab.model import ModelConfig, count_parameters, model_config
 from gemmalab.schema import check_known_keys
 from gemmalab.switches import tags as switch_tags
@@ -67,13 +67,11 @@ class JobSpec:
         check_known_keys(config)
         model = model_config(config)
         seed = config.get("seed")
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-            raise ConfigError(f"seed={seed!r} is not allowed (allowed: an integer from 0 to 2**32 - 1)")
-        if config["logger"]["kind"] not in LOGGER_KINDS:
-            raise ConfigError(f"logger.kind={config['logger']['kind']!r} is not allowed (allowed: wandb, csv, none)")
-        if config["logger"]["kind"] == "wandb" and config["logger"].get("mode") not in WANDB_MODES:
-            raise ConfigError(f"logger.mode={config['logger'].get('mode')!r} is not allowed "
-                              f"(allowed: {', '.join(WANDB_MODES)})")  # fmt: skip
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:  # numpy's seed range
+            refuse("seed", seed, "an integer from 0 to 2**32 - 1")
+        require_choice("logger.kind", config["logger"]["kind"], LOGGER_KINDS)
+        if config["logger"]["kind"] == "wandb":
+            require_choice("logger.mode", config["logger"].get("mode"), WANDB_MODES)
         distill = DistillConfig(**{k: v for k, v in config["distill"].items() if k != "teacher_run"})
         if distill.enabled and not distill.teacher.startswith(ALIAS_PREFIX):  # an alias may not exist yet
             check_teacher_compatible(teacher_config(distill.teacher), config)
