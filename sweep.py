@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.console import quiet
 from gemmalab.runs.hydra_callbacks import ended
+from gemmalab.runs.identity import run_name
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import INTERRUPTED, NOT_STARTED, latest_members, record_sweep_member
@@ -55,8 +56,9 @@ def main(cfg: DictConfig) -> None:
     parallel = (hydra_cfg.launcher.get("n_jobs") or 1) if multirun else 1
     if parallel != 1:  # joblib: N jobs share the machine's cores instead of each taking all of them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // (parallel if parallel > 0 else os.cpu_count() or 1)))
+    job = {"name": run_name(overrides, cfg.seed, sweep["swept"]), "overrides": overrides}
     if sweep["stop"] is not None:
-        record_sweep_member(cfg.run_root, group, {"overrides": overrides, "status": NOT_STARTED})
+        record_sweep_member(cfg.run_root, group, {**job, "status": NOT_STARTED})
         return
     try:
         summary = run_job(OmegaConf.to_container(cfg, resolve=True), overrides, group, sweep["swept"])
@@ -64,7 +66,7 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {err}", file=sys.stderr)
         if not multirun:
             sys.exit(2 if isinstance(err, ConfigError) else 3)
-        record_sweep_member(cfg.run_root, group, {"overrides": overrides, "status": f"failed: {err}"})
+        record_sweep_member(cfg.run_root, group, {**job, "status": f"failed: {err}"})
         return
     if summary["status"] == INTERRUPTED:
         sweep["stop"] = sweep["stop"] or signal.SIGTERM
@@ -82,7 +84,7 @@ def closing_summary(root: Path, group: str, stop: int | None) -> int:
           + f" ({len(jobs)} job(s); runs in {root.resolve()})")  # fmt: skip
     for job in jobs:
         if not job["status"].startswith(("finished", "diverged")):
-            print(f"  {job.get('name') or ' '.join(job['overrides'])}: {job['status']}", file=sys.stderr)
+            print(f"  {job['name']}: {job['status']}", file=sys.stderr)
     print(f"[gemmalab] sweep members: {root / '_sweeps' / group / 'members.jsonl'}")
     print(f"[gemmalab] tables: python analysis/report.py --group {group} --run-root {root}")
     if counts[INTERRUPTED] or counts[NOT_STARTED]:

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from gemmalab.errors import DamagedFile
-from gemmalab.runs.store import RunDir
+from gemmalab.runs.store import RunDir, latest_members
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
 HEADLINE_PREFIXES = (
@@ -91,6 +91,9 @@ def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFra
             missing.append(f"{run_id}: {' '.join(str(err).split())}")
             continue
         rows.append(run_row(run_id, summary.get("name", run_id), config, summary))
+    if group:  # jobs that never made a run: refused when they started, or never started (a stopped sweep)
+        missing += [f"{m.get('name') or ' '.join(m['overrides'])}: {m['status']}" for m in latest_members(root, group)
+                    if not m.get("run_id") and m.get("overrides")]  # fmt: skip
     frame = _frame(rows)
     frame.attrs["missing"] = missing
     return frame

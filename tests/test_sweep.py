@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from analysis import report
+from analysis.loaders import load_run_store
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import validate_all_jobs
@@ -148,8 +149,13 @@ def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp
     out, err = first.communicate(timeout=120)
     assert first.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert "1 interrupted, 1 not started" in out and "rerun the same command to resume" in err
+    assert "  seed=0: interrupted\n" in err and "  seed=1: not started: the sweep was stopped\n" in err
     (run,) = run_dirs(tmp_path)
     assert run.summary()["status"] == "interrupted" and not (run.path / "claim.json").exists()
+    # a report on the stopped sweep counts the job that never started
+    group = next((tmp_path / "_sweeps").iterdir()).name
+    missing = load_run_store(tmp_path, group).attrs["missing"]
+    assert missing == ["seed=1: not started: the sweep was stopped"]
     stopped_at = max(run.metrics())
     # saved at the step it stopped (before the first periodic checkpoint at 50)
     assert stopped_at < 49 and load_checkpoint(run.checkpoint_dir / "last.ckpt")["global_step"] == stopped_at + 1
