@@ -125,3 +125,12 @@ def test_optimizer_options_and_csv_logger(tmp_path):
     summary = run_job(config, [], group="test")
     assert summary["status"] == "finished"
     assert list(tmp_path.glob("*/csv/metrics.csv"))
+
+
+def test_precision_follows_the_accelerator_unless_asked():
+    assert compose_config("trainer=gpu")["trainer"]["precision"] == "bf16-mixed"
+    assert compose_config("trainer=ddp")["trainer"]["precision"] == "bf16-mixed"
+    assert compose_config("trainer=ddp", "trainer.accelerator=cpu")["trainer"]["precision"] == "32-true"
+    asked = compose_config("trainer=ddp", "trainer.accelerator=cpu", "trainer.precision=bf16-mixed")
+    assert asked["trainer"]["precision"] == "bf16-mixed"
+    assert compose_config()["trainer"]["precision"] == "32-true"

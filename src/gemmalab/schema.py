@@ -130,6 +130,12 @@ def sweep_name(ablation: str | None) -> str:
     return f"{ablation}_{stamp}" if ablation else stamp
 
 
+def precision_for(accelerator: str) -> str:
+    """bf16-mixed on an accelerator, 32-true on the CPU (bf16 autocast there is slow and not what a
+    CPU study measures)."""
+    return "32-true" if accelerator == "cpu" else "bf16-mixed"
+
+
 def register() -> None:
     """The schema (`job_schema`, first in conf/config.yaml's defaults), the laptop model sizes as the
     `model` group's choices, and the resolvers the YAML files use."""
@@ -139,3 +145,4 @@ def register() -> None:
         store.store(group="model", name=name, node=ModelSize(**model_size(preset(name))))
     OmegaConf.register_new_resolver("floor_div", lambda a, b: max(1, int(a) // int(b)), replace=True)
     OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
+    OmegaConf.register_new_resolver("precision_for", precision_for, replace=True)
