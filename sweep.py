@@ -55,7 +55,8 @@ def main(cfg: DictConfig) -> None:
     overrides = list(hydra_cfg.overrides.task)
     parallel = (hydra_cfg.launcher.get("n_jobs") or 1) if multirun else 1
     if parallel != 1:  # joblib: N jobs share the machine's cores instead of each taking all of them
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // (parallel if parallel > 0 else os.cpu_count() or 1)))
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // (parallel if parallel > 0 else cores)))  # n_jobs=-1: one per core
     job = {"name": run_name(overrides, cfg.seed, sweep["swept"]), "overrides": overrides}
     if sweep["stop"] is not None:
         record_sweep_member(cfg.run_root, group, {**job, "status": NOT_STARTED})

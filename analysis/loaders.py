@@ -64,8 +64,7 @@ def group_run_ids(run_root: str | Path, group: str) -> list[str]:
     if not path.exists():
         known = sorted(p.name for p in (Path(run_root) / "_sweeps").glob("*") if (p / "members.jsonl").exists())
         raise FileNotFoundError(f"--group {group!r} has no runs in {run_root} (known groups: {', '.join(known)})")
-    ids = [json.loads(line).get("run_id") for line in path.read_text().splitlines() if line.strip()]
-    return list(dict.fromkeys(i for i in ids if i))
+    return list(dict.fromkeys(m["run_id"] for m in latest_members(run_root, group) if m.get("run_id")))
 
 
 def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFrame:

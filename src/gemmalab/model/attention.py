@@ -31,15 +31,15 @@ class Attention(nn.Module):
         self.reference_cap = reference_cap(cfg.softcap.attn, REFERENCE_CAPS.attn)  # diagnostics only
         self.local_window = cfg.attn.window  # diagnostics of a global layer: what a local one would cut
         self.backend = cfg.attn.backend
-        self.handwritten = cfg.kernels == "auto"
+        self.handwritten = cfg.handwritten_kernels
         self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
         self.k_proj = nn.Linear(cfg.d_model, self.kv_heads * cfg.head_dim, bias=False)
         self.v_proj = nn.Linear(cfg.d_model, self.kv_heads * cfg.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
         self.qk_norm = cfg.attn.qk_norm
         if self.qk_norm:
-            self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps, cfg.kernels == "auto")
-            self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps, cfg.kernels == "auto")
+            self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps, cfg.handwritten_kernels)
+            self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps, cfg.handwritten_kernels)
 
     def new_cache(self, batch: int, max_len: int, dtype: torch.dtype, device: torch.device) -> LayerCache:
         """This layer's KV cache for generation: a local layer keeps only its last `window` positions."""

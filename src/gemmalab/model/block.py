@@ -36,11 +36,11 @@ class Block(nn.Module):
         super().__init__()
         self.placement = cfg.norm
         self.attn = Attention(cfg, local)
-        self.mlp = MLP(cfg.d_model, cfg.d_ff, cfg.activation, cfg.kernels == "auto")
+        self.mlp = MLP(cfg.d_model, cfg.d_ff, cfg.activation, cfg.handwritten_kernels)
         norm_in, norm_out = _NORMS_BY_PLACEMENT[cfg.norm]
 
         def make_norm(present: bool) -> nn.Module | None:
-            return RMSNorm(cfg.d_model, cfg.norm_eps, cfg.kernels == "auto") if present else None
+            return RMSNorm(cfg.d_model, cfg.norm_eps, cfg.handwritten_kernels) if present else None
 
         self.attn_in_norm, self.attn_out_norm = make_norm(norm_in), make_norm(norm_out)
         self.mlp_in_norm, self.mlp_out_norm = make_norm(norm_in), make_norm(norm_out)

@@ -68,6 +68,11 @@ class ModelConfig:
         self.validate()
 
     @property
+    def handwritten_kernels(self) -> bool:
+        """model.kernels=auto: the hand-written CPU kernels where they apply (see KERNELS)."""
+        return self.kernels == "auto"
+
+    @property
     def scale_denominator(self) -> float:
         """query_pre_attn_scalar: scores are multiplied by its inverse square root."""
         qpas = self.attn.query_pre_attn_scalar

@@ -25,7 +25,7 @@ class Decoder(nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.layers = nn.ModuleList(Block(cfg, local) for local in layer_is_local(cfg.attn, cfg.n_layers))
-        self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps, cfg.kernels == "auto")
+        self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps, cfg.handwritten_kernels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

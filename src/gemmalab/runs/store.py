@@ -120,10 +120,10 @@ class RunDir:
 
     @contextlib.contextmanager
     def claim(self) -> Iterator[None]:
-        """Hold the run while training it: claim.json is created exclusively (host, pid, start, SLURM job);
-        a second process asked for the same run gets RunBusy naming the holder. A claim whose process is
-        gone (same host), older than CLAIM_LEASE_HOURS (another host) or left by this SLURM job before it
-        was requeued is taken over."""
+        """Hold the run while training it: claim.json (host, pid, start, SLURM job) is checked and written
+        under a file lock; a second process asked for the same run gets RunBusy naming the holder. A claim
+        whose process is gone (same host), older than CLAIM_LEASE_HOURS (another host) or left by this
+        SLURM job before it was requeued is taken over."""
         self.path.mkdir(parents=True, exist_ok=True)
         path, lock = self.path / "claim.json", FileLock(str(self.path / "claim.json.lock"))
         mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "job": _slurm_job()}
@@ -265,7 +265,7 @@ def _read_claim(path: Path) -> dict[str, Any] | None:
     try:
         claim = json.loads(path.read_text())
         return claim if {"host", "pid", "since"} <= set(claim) else None
-    except (OSError, ValueError):  # cut short by a kill between create and write: abandoned
+    except (OSError, ValueError):  # unreadable (written by hand, or by an older, non-atomic writer): abandoned
         return None
 
 
