@@ -24,7 +24,8 @@ import yaml
 
 from analysis.loaders import group_run_ids
 from analysis.tables import aggregate, display
-from gemmalab.data import DataConfig, LMDataModule
+from gemmalab.data import LMDataModule
+from gemmalab.data.cache import cache_root
 from gemmalab.errors import ConfigError
 from gemmalab.model import Decoder
 from gemmalab.runs.job import JobSpec
@@ -54,7 +55,7 @@ def setting_name(overrides: dict[str, Any]) -> str:
 
 def evaluate_run(run: RunDir, overrides: dict[str, Any]) -> dict[str, Any]:
     """The run's final weights, built with `overrides`, on its own validation batches."""
-    config = yaml.safe_load(run.config_path.read_text())
+    config = {**yaml.safe_load(run.config_path.read_text()), "run_root": str(run.path.parent)}
     for key, value in overrides.items():
         group, field = key.split(".")
         config[group][field] = value
@@ -63,7 +64,8 @@ def evaluate_run(run: RunDir, overrides: dict[str, Any]) -> dict[str, Any]:
     model = Decoder(spec.model)
     model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()})
     model.eval()
-    data = LMDataModule(DataConfig(**config["data"]), spec.seed, spec.trainer.max_steps, spec.model.vocab_size)
+    data = LMDataModule(spec.data, spec.seed, spec.trainer.max_steps, spec.model.vocab_size,
+                        cache_root(spec.data, run.path.parent))  # fmt: skip
     metrics = {k: float(v) for k, v in evaluate(model, data.val_dataloader()).items()}
     return {"evaluated_with": overrides, "checkpoint_step": checkpoint["global_step"], **metrics}
 

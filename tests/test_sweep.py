@@ -193,7 +193,8 @@ def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep):
         (["attn.bogus=1"], "attn.bogus is not a known setting (allowed: pattern, "),
         (["trainer.max_steps=1.5"], "trainer.max_steps=1.5 is not allowed (allowed: an integer)"),
         (["data=files", "data.files=[no/such.txt]"], "data.files entry 'no/such.txt' is not a file"),
-        (["data.tokenizer=no/such/dir"], "data.tokenizer='no/such/dir' is not allowed (allowed: bytes, or a local"),
+        (["data.tokenizer=no/such/dir"], "data.tokenizer='no/such/dir' is not allowed (allowed: bytes, bpe:N, or a"),
+        (["data.tokenizer=bpe:12"], "data.tokenizer='bpe:12' is not allowed (allowed: bpe:N with N an integer >= 512)"),
         (["-m", "seed=0,1", "optim.z_loss=0,nan"], "optim.z_loss=nan is not allowed (allowed: a number >= 0)"),
     ],
 )

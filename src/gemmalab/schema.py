@@ -21,6 +21,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from gemmalab.data.config import DataConfig
+from gemmalab.data.tokenizer import ByteTokenizer, vocab_size_of
 from gemmalab.errors import ConfigError
 from gemmalab.model.config import AttnConfig, ModelConfig, SoftcapConfig
 from gemmalab.model.presets import LAPTOP_SIZES, LAPTOP_WINDOW, preset
@@ -136,13 +137,23 @@ def precision_for(accelerator: str) -> str:
     return "32-true" if accelerator == "cpu" else "bf16-mixed"
 
 
+def vocab_of(tokenizer: str) -> int:
+    """The model's vocabulary for data.tokenizer; a bad value is refused later, by DataConfig, in one line."""
+    try:
+        return vocab_size_of(tokenizer)
+    except ConfigError:
+        return ByteTokenizer.vocab_size
+
+
 def register() -> None:
     """The schema (`job_schema`, first in conf/config.yaml's defaults), the laptop model sizes as the
     `model` group's choices, and the resolvers the YAML files use."""
     store = ConfigStore.instance()
     store.store(name="job_schema", node=JobConfig)
-    for name in LAPTOP_SIZES:
-        store.store(group="model", name=name, node=ModelSize(**model_size(preset(name))))
+    for name in LAPTOP_SIZES:  # their vocabulary is the tokenizer's: 256 bytes, N for bpe:N, a directory's own
+        size = {**model_size(preset(name)), "vocab_size": "${vocab_of:${data.tokenizer}}"}
+        store.store(group="model", name=name, node=ModelSize(**size))
     OmegaConf.register_new_resolver("floor_div", lambda a, b: max(1, int(a) // int(b)), replace=True)
     OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
     OmegaConf.register_new_resolver("precision_for", precision_for, replace=True)
+    OmegaConf.register_new_resolver("vocab_of", vocab_of, replace=True)

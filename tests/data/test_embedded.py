@@ -1,21 +1,15 @@
 from __future__ import annotations
 
-from gemmalab.data.embedded import embedded_corpus
+from gemmalab.data import DataConfig
+from gemmalab.data.cache import token_cache
+from gemmalab.data.embedded import embedded_documents, embedded_fingerprint, stdlib_files
 
 
-def test_embedded_corpus_is_large_deterministic_and_split():
-    train, val, fingerprint = embedded_corpus()
-    assert len(train) >= 1_000_000 and len(val) >= 100_000
-    assert int(train.max()) < 256 and int(train.min()) >= 0
-    assert fingerprint.startswith("stdlib-py3.")
-    embedded_corpus.cache_clear()
-    train2, val2, fingerprint2 = embedded_corpus()
-    assert fingerprint2 == fingerprint and (train2 == train).all() and (val2 == val).all()
-    text = bytes(train[:20000].tolist()).decode("utf-8", errors="replace")
-    assert "def " in text and "import" in text  # real Python source
-
-
-def test_a_smaller_budget_gives_a_different_fingerprint():
-    _, _, small = embedded_corpus(200_000)
-    _, _, full = embedded_corpus()
-    assert small != full
+def test_the_embedded_corpus_is_this_pythons_stdlib_one_document_per_file(tmp_path):
+    docs = [d for batch in embedded_documents() for d in batch]
+    assert len(docs) == len(stdlib_files()) > 300 and sum(map(len, docs)) > 5_000_000
+    assert "def " in docs[0] + docs[1] and not any("\x00" in d for d in docs)  # the separator never occurs
+    assert embedded_fingerprint().startswith("stdlib-py3.")
+    cache = token_cache(DataConfig(max_tokens=1_000_000), tmp_path)
+    assert cache.manifest["tokens"]["train"] > 900_000 and cache.manifest["tokens"]["val"] > 10_000
+    assert int(cache.tokens("train").max()) < 256  # UTF-8 bytes

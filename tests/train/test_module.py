@@ -26,8 +26,8 @@ def train_briefly(
     initial = copy.deepcopy(module.model)
     run = RunDir(tmp_path, "run")
     run.create("seed: 0\n")
-    fit(module, LMDataModule(data, 0, steps, 256), trainer_cfg, tmp_path / "ckpt", [RunStoreLogger(run)])
-    first_batch = next(iter(LMDataModule(data, 0, steps, 256).train_dataloader()))  # no trainer: from step 0
+    fit(module, LMDataModule(data, 0, steps, 256, tmp_path), trainer_cfg, tmp_path / "ckpt", [RunStoreLogger(run)])
+    first_batch = next(iter(LMDataModule(data, 0, steps, 256, tmp_path).train_dataloader()))  # no trainer: from step 0
     return module, initial, run.metrics(), first_batch
 
 
@@ -64,7 +64,7 @@ def test_signals_measured_every_k_steps_appear_only_on_those_steps(tmp_path):
 def test_validation_loss_is_logged_at_initialisation(tmp_path):
     module, initial, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=2)
     data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
-    (batch,) = LMDataModule(data, 0, 2, 256).val_dataloader()
+    (batch,) = LMDataModule(data, 0, 2, 256, tmp_path).val_dataloader()
     with torch.no_grad():
         expected = F.cross_entropy(initial(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
     assert metrics[0]["val/loss"] == pytest.approx(expected.item(), rel=1e-6)
@@ -75,7 +75,7 @@ def test_the_final_weights_are_validated_when_the_last_step_is_not_a_validation_
     validated = sorted(s for s in metrics if "val/loss" in metrics[s])
     assert validated == [0, 2, 4]  # init, after step 3, after step 5 (Lightning's index: step - 1)
     data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
-    (batch,) = LMDataModule(data, 0, 5, 256).val_dataloader()
+    (batch,) = LMDataModule(data, 0, 5, 256, tmp_path).val_dataloader()
     with torch.no_grad():
         expected = F.cross_entropy(module.model(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
     assert metrics[4]["val/loss"] == pytest.approx(expected.item(), rel=1e-6)
@@ -98,7 +98,7 @@ def test_z_loss_adds_the_log_z_penalty(tmp_path):
 def test_the_initial_validation_loss_keeps_its_own_record_when_validating_every_step(tmp_path):
     _, initial, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=3, val_every=1)
     data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
-    (batch,) = LMDataModule(data, 0, 3, 256).val_dataloader()
+    (batch,) = LMDataModule(data, 0, 3, 256, tmp_path).val_dataloader()
     with torch.no_grad():
         expected = F.cross_entropy(initial(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
     assert metrics[0]["val/loss_init"] == pytest.approx(expected.item(), rel=1e-6)

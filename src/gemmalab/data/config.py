@@ -7,6 +7,8 @@ from pathlib import Path
 
 from gemmalab.errors import ConfigError, require_choice, require_int
 
+from .tokenizer import bpe_size
+
 SOURCES = ("embedded", "hf", "files", "mqar")
 VAL_EVERY = 20
 
@@ -21,10 +23,11 @@ def held_out(i: int) -> bool:
 class DataConfig:
     source: str = "embedded"
     seq_len: int = 128
-    batch_size: int = 8
+    batch_size: int = 8  # the global batch: under DDP each device reads batch_size / devices of it
     val_batches: int = 8
-    tokenizer: str = "bytes"  # or a local directory holding a Hugging Face tokenizer
+    tokenizer: str = "bytes"  # bytes | bpe:N (trained here; data/tokenizer.py) | a local tokenizer directory
     max_tokens: int = 6_000_000  # tokens taken from the source (train and validation together)
+    cache_dir: str | None = None  # the token cache (data/cache.py); None: <run_root>/_cache
     # source=hf: datasets.load_dataset(name, config, split=..., streaming=...)
     name: str | None = None
     config: str | None = None
@@ -50,9 +53,9 @@ class DataConfig:
             if not Path(path).is_file():
                 raise ConfigError(f"data.files entry {path!r} is not a file (allowed: paths of existing text, "
                                   "json, jsonl or parquet files)")  # fmt: skip
-        if self.tokenizer != "bytes" and not Path(self.tokenizer).is_dir():
-            raise ConfigError(f"data.tokenizer={self.tokenizer!r} is not allowed (allowed: bytes, or a local "
-                              "directory holding a Hugging Face tokenizer)")  # fmt: skip
+        if self.tokenizer != "bytes" and bpe_size(self.tokenizer) is None and not Path(self.tokenizer).is_dir():
+            raise ConfigError(f"data.tokenizer={self.tokenizer!r} is not allowed (allowed: bytes, bpe:N, or a "
+                              "local directory holding a Hugging Face tokenizer)")  # fmt: skip
         if self.source == "mqar" and self.tokenizer != "bytes":
             raise ConfigError(
                 f"data.tokenizer={self.tokenizer!r} is not allowed with data.source=mqar (allowed: bytes)"

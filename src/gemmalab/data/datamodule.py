@@ -1,23 +1,25 @@
-"""The LightningDataModule: packed text (embedded, Hugging Face, local files) or the MQAR task."""
+"""The LightningDataModule: packed text read from the token cache (embedded, Hugging Face, local files),
+or the MQAR task."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
-import torch
+import numpy as np
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .cache import token_cache
 from .config import DataConfig
-from .embedded import embedded_corpus
 from .mqar import MQARDataset
 from .packing import PackedDataset, ResumableSampler
-from .text import fingerprint, load_documents, tokenize_documents
-from .tokenizer import load_tokenizer
 
 
 class LMDataModule(L.LightningDataModule):
-    def __init__(self, cfg: DataConfig, seed: int, max_steps: int, vocab_size: int) -> None:
+    def __init__(self, cfg: DataConfig, seed: int, max_steps: int, vocab_size: int, cache_root: Path) -> None:
         super().__init__()
         self.cfg, self.seed, self.max_steps, self.model_vocab = cfg, seed, max_steps, vocab_size
+        self.cache_root = cache_root
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.info: dict[str, float | int | str] = {}
@@ -34,32 +36,24 @@ class LMDataModule(L.LightningDataModule):
             self.val_set = MQARDataset(n_val, seed=10_000_019 + self.seed, **args)  # disjoint seeds from training
             self.info = {"data/fingerprint": f"mqar-v{self.model_vocab}-t{cfg.seq_len}-n{cfg.n_pairs}"}
             return self.info
-        tokenizer = load_tokenizer(cfg.tokenizer)
-        if tokenizer.vocab_size > self.model_vocab:
+        cache = token_cache(cfg, self.cache_root)
+        manifest = cache.manifest
+        if manifest["vocab_size"] > self.model_vocab:
             raise ValueError(
-                f"model.vocab_size={self.model_vocab} is smaller than the tokenizer's {tokenizer.vocab_size} "
-                f"(allowed: >= {tokenizer.vocab_size})"
+                f"model.vocab_size={self.model_vocab} is smaller than the tokenizer's {manifest['vocab_size']} "
+                f"(allowed: >= {manifest['vocab_size']})"
             )
-        if cfg.source == "embedded":
-            train, val, print_ = embedded_corpus(cfg.max_tokens)
-        else:
-
-            def documents(split: str):  # noqa: E306
-                return load_documents(cfg.name, cfg.config, split, cfg.files, cfg.text_column, cfg.streaming)
-
-            split_val = cfg.val_split is None
-            train, val = tokenize_documents(documents(cfg.split), tokenizer, cfg.max_tokens, split_val)
-            if not split_val:
-                val, _ = tokenize_documents(documents(cfg.val_split), tokenizer, cfg.max_tokens, False)
-            print_ = fingerprint(train, val, tokenizer_name=tokenizer.name)
-        self.train_set = PackedDataset(train, cfg.seq_len)
-        full_val = PackedDataset(val, cfg.seq_len)
+        self.train_set = PackedDataset(cache.tokens("train"), cfg.seq_len)
+        full_val = PackedDataset(cache.tokens("val"), cfg.seq_len)
         self.val_set = Subset(full_val, range(min(len(full_val), cfg.val_batches * cfg.batch_size)))
         self.info = {
-            "data/fingerprint": print_,
-            "data/train_tokens": len(train),
-            "data/val_tokens": len(val),
-            "data/unigram_loss": unigram_cross_entropy(train, val, self.model_vocab),
+            "data/fingerprint": manifest["key"],
+            "data/source": manifest["source_fingerprint"],
+            "data/cache": str(cache.path),
+            "data/train_tokens": manifest["tokens"]["train"],
+            "data/val_tokens": manifest["tokens"]["val"],
+            "data/budget_reached": manifest["budget_reached"],
+            "data/unigram_loss": unigram_cross_entropy(cache.counts("train"), cache.counts("val")),
         }
         return self.info
 
@@ -70,18 +64,21 @@ class LMDataModule(L.LightningDataModule):
         # Lightning restores the trainer's step before asking for the loader, so a resumed run
         # continues the sample stream where its checkpoint left it.
         self.prepare()
-        step = self.trainer.global_step if self.trainer is not None else 0
+        trainer = self.trainer
+        step, rank, world = (trainer.global_step, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
         bs = self.cfg.batch_size
-        sampler = ResumableSampler(len(self.train_set), self.max_steps * bs, self.seed, start=step * bs)
-        return DataLoader(self.train_set, batch_size=bs, sampler=sampler, drop_last=True)
+        sampler = ResumableSampler(len(self.train_set), self.max_steps * bs, self.seed, start=step * bs,
+                                   batch_size=bs, rank=rank, world_size=world)  # fmt: skip
+        return DataLoader(self.train_set, batch_size=bs // world, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
+        # every rank evaluates the whole fixed set: the same validation loss on each, with or without DDP
         self.prepare()
         return DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=False)
 
 
-def unigram_cross_entropy(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> float:
+def unigram_cross_entropy(train_counts: np.ndarray, val_counts: np.ndarray) -> float:
     """Validation loss (nats/token) of the best context-free model: train token frequencies, add-one smoothed."""
-    counts = torch.bincount(train, minlength=vocab_size).double() + 1.0
-    log_p = (counts / counts.sum()).log()
-    return float(-log_p[val].mean())
+    counts = train_counts.astype(np.float64) + 1.0
+    log_p = np.log(counts / counts.sum())
+    return float(-(val_counts * log_p).sum() / val_counts.sum())

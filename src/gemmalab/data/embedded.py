@@ -1,10 +1,10 @@
 """The embedded default corpus: the Python standard library's own source, read from this interpreter.
 
 No download: every Python installation carries megabytes of real code and prose
-(docstrings, comments). Files are taken in sorted order (tests and vendored
-packages left out) until the byte budget is reached; every 20th file (the first
-included) is held out for validation, so the split is by file, not by position. Which bytes were
-used differs between Python versions, so each run records the corpus fingerprint.
+(docstrings, comments). Each file (tests and vendored packages left out) is one document,
+in sorted order; the token cache (data/cache.py) takes them until the budget is reached and
+holds every 20th out for validation, so the split is by file, not by position. Which files
+exist differs between Python versions, so the fingerprint covers every file's name and bytes.
 """
 
 from __future__ import annotations
@@ -13,39 +13,37 @@ import functools
 import hashlib
 import os
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-
-from .config import held_out
-
 EXCLUDED_PARTS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "ensurepip"}
+FILES_PER_BATCH = 64
 
 
-@functools.lru_cache(maxsize=4)
-def embedded_corpus(max_bytes: int = 6_000_000) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(train bytes, validation bytes, fingerprint) as int64 tensors; documents end with byte 0."""
+@functools.lru_cache(maxsize=1)
+def stdlib_files() -> tuple[Path, ...]:
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(_source_files(root))
-    train, val, used, digest = [], [], 0, hashlib.sha256()
-    for i, path in enumerate(files):
-        data = path.read_bytes().replace(b"\x00", b"") + b"\x00"
-        (val if held_out(i) else train).append(data)
-        digest.update(path.relative_to(root).as_posix().encode() + b"\x00" + data)
-        used += len(data)
-        if used >= max_bytes:
-            break
-    return _as_tensor(train), _as_tensor(val), f"stdlib-py{sysconfig.get_python_version()}-{digest.hexdigest()[:16]}"
-
-
-def _source_files(root: Path) -> list[Path]:
     found = []
     for folder, subfolders, names in os.walk(root):
         subfolders[:] = [d for d in subfolders if d not in EXCLUDED_PARTS]
         found.extend(Path(folder) / name for name in names if name.endswith(".py"))
-    return found
+    return tuple(sorted(found))
 
 
-def _as_tensor(chunks: list[bytes]) -> torch.Tensor:
-    data = b"".join(chunks)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8).long() if data else torch.empty(0, dtype=torch.long)
+@functools.lru_cache(maxsize=1)
+def embedded_fingerprint() -> str:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    digest = hashlib.sha256()
+    for path in stdlib_files():
+        digest.update(path.relative_to(root).as_posix().encode() + b"\x00" + path.read_bytes())
+    return f"stdlib-py{sysconfig.get_python_version()}-{digest.hexdigest()[:16]}"
+
+
+def embedded_documents() -> Iterator[list[str]]:
+    """The files' text in batches; NUL bytes (the byte tokenizer's separator) removed."""
+    files = stdlib_files()
+    for start in range(0, len(files), FILES_PER_BATCH):
+        yield [
+            p.read_bytes().replace(b"\x00", b"").decode("utf-8", errors="replace")
+            for p in files[start : start + FILES_PER_BATCH]
+        ]

@@ -14,6 +14,7 @@ from typing import Any
 # Config keys that say where results go or how a job is driven, not what is trained.
 NOT_IDENTITY = (
     "logger", "run_root", "group", "fault", "hydra", "ablation", "trainer.progress_bar", "alias", "cascade",
+    "data.cache_dir",  # where the token cache lies; its content is data.* and the source
     # how spikes are counted afterwards; the analysis can recount from metrics.jsonl with any rule
     "stability.spike_rule", "stability.spike_window", "stability.spike_threshold", "stability.grad_norm_from",
     "distill.teacher",  # a path; distill.teacher_run (run id / checkpoint) identifies the teacher

@@ -19,7 +19,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gemmalab.data import DataConfig, LMDataModule
-from gemmalab.errors import refuse, require_choice
+from gemmalab.data.cache import cache_root, check_data, data_changed
+from gemmalab.errors import ConfigError, refuse, require_choice
 from gemmalab.model import ModelConfig, count_parameters, model_config
 from gemmalab.schema import check_known_keys
 from gemmalab.switches import tags as switch_tags
@@ -75,9 +76,11 @@ class JobSpec:
         distill = DistillConfig(**{k: v for k, v in config["distill"].items() if k != "teacher_run"})
         if distill.enabled and not distill.teacher.startswith(ALIAS_PREFIX):  # an alias may not exist yet
             check_teacher_compatible(teacher_config(distill.teacher), config)
+        data = DataConfig(**config["data"])
+        check_data(data, cache_root(data, config["run_root"]))
         return cls(
             model=model,
-            data=DataConfig(**config["data"]),
+            data=data,
             optim=OptimConfig(**config["optim"]),
             trainer=TrainerConfig(**config["trainer"]),
             stability=StabilityConfig(**config["stability"]),
@@ -99,6 +102,9 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str, swept: set
     member = {"run_id": run.run_id, "name": name, "overrides": overrides}
     with run.claim():  # one process at a time trains a run; raises RunBusy naming the holder
         damage = run.repair_summary()
+        if change := data_changed(spec.data, run.summary()):  # never mix two datasets in one run
+            raise ConfigError(f"run {run.run_id} ({name}) {change} (allowed: the data it was trained on; for "
+                              f"new runs on the new data, another run_root or remove {run.path})")  # fmt: skip
         if run.is_done():
             summary = run.summary()
             if config.get("alias") and summary["status"] == FINISHED:
@@ -164,7 +170,8 @@ def train(
     wandb_logger = None
     try:
         L.seed_everything(spec.seed, workers=True, verbose=False)
-        datamodule = LMDataModule(spec.data, spec.seed, spec.trainer.max_steps, spec.model.vocab_size)
+        datamodule = LMDataModule(spec.data, spec.seed, spec.trainer.max_steps, spec.model.vocab_size,
+                                  cache_root(spec.data, config["run_root"]))  # fmt: skip
         teacher = load_teacher(spec.distill.teacher) if spec.distill.enabled else None
         module = LMModule(spec.model, spec.optim, spec.trainer, spec.stability, spec.distill, teacher)
         run.update_summary(parameters=count_parameters(module.model), **datamodule.prepare())

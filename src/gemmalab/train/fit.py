@@ -97,6 +97,7 @@ def fit(
         enable_model_summary=False,
         default_root_dir=checkpoint_dir.parent,
         plugins=[SafeCheckpointIO()],
+        use_distributed_sampler=False,  # the datamodule's sampler gives each rank its slice of the global batch
     )
     if cfg.compile:
         module = torch.compile(module)  # Lightning fits a compiled LightningModule as it is

@@ -1,0 +1,254 @@
+"""The token cache: a source x tokenizer x token budget, tokenized once into memory-mapped shards.
+
+    <cache_dir>/<source>-<tokenizer>-<key>/manifest.json   what was built, from what (see build_cache)
+                                           train.bin, val.bin   the token streams, uint16 or uint32
+                                           train_counts.npy, val_counts.npy   token frequencies
+    <cache_dir>/bpe<N>-<source key>/tokenizer.json          a `bpe:N` tokenizer, trained once per source
+
+The key is a hash of everything the tokens depend on: the source's content fingerprint, the
+tokenizer's identity, the budget and the split rule; every run, sweep job and rank asking for
+the same data reads the same directory. A build holds a file lock (concurrent jobs build once)
+and writes into a temporary directory that is renamed when complete, so a killed build leaves
+nothing that looks complete. A directory whose manifest does not match its files is rebuilt,
+never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from .config import DataConfig, held_out
+from .sources import check_source, documents, source_fingerprint
+from .tokenizer import BPE_TRAIN_CHARS, ByteTokenizer, LocalHFTokenizer, Tokenizer, bpe_size, train_bpe
+
+FORMAT = 1
+CACHE_DIR = "_cache"  # under the run store when data.cache_dir is not given
+SPLITS = ("train", "val")
+
+
+def cache_root(cfg: DataConfig, run_root: str | Path) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else Path(run_root) / CACHE_DIR
+
+
+def check_data(cfg: DataConfig, root: Path) -> None:
+    """Everything about the data that can be refused before a job starts (raises ConfigError): the files'
+    content, the hub's reachability when the cache is not built yet."""
+    if cfg.source == "mqar":
+        return
+    key = cache_key(cfg)
+    check_source(cfg, cache_built=cfg.source == "hf" and manifest_problem(root / key, key) is None)
+
+
+def data_changed(cfg: DataConfig, summary: dict | None) -> str | None:
+    """How the source differs from the one a run recorded (None: the same, or nothing recorded)."""
+    recorded = (summary or {}).get("data/source")
+    if cfg.source == "mqar" or recorded is None or recorded == (now := source_fingerprint(cfg)):
+        return None
+    where = {"embedded": "the embedded corpus (this Python's stdlib)", "files": f"data.files={cfg.files}"}
+    return f"was trained on data {recorded}, but {where.get(cfg.source, f'data.name={cfg.name!r}')} is now {now}"
+
+
+def _digest(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def tokenizer_identity(cfg: DataConfig) -> str:
+    if cfg.tokenizer == "bytes":
+        return "bytes"
+    if (n := bpe_size(cfg.tokenizer)) is not None:
+        return f"bpe{n}-{_digest({'source': source_fingerprint(cfg), 'chars': BPE_TRAIN_CHARS, 'n': n})}"
+    digest = hashlib.sha256()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (Path(cfg.tokenizer) / name).is_file():
+            digest.update((Path(cfg.tokenizer) / name).read_bytes())
+    return f"hf-{digest.hexdigest()[:16]}"
+
+
+def cache_key(cfg: DataConfig) -> str:
+    """`<source>-<tokenizer>-<hash>`: the directory name of this data's token cache."""
+    fields = {
+        "format": FORMAT, "source": source_fingerprint(cfg), "tokenizer": tokenizer_identity(cfg),
+        "max_tokens": cfg.max_tokens, "split": cfg.split, "val_split": cfg.val_split, "text_column": cfg.text_column,
+    }  # fmt: skip
+    return f"{cfg.source}-{tokenizer_identity(cfg).split('-')[0]}-{_digest(fields)}"
+
+
+@dataclass
+class TokenCache:
+    path: Path
+    manifest: dict
+
+    def tokens(self, split: str) -> np.memmap:
+        return np.memmap(self.path / f"{split}.bin", dtype=self.manifest["dtype"], mode="r")
+
+    def counts(self, split: str) -> np.ndarray:
+        return np.load(self.path / f"{split}_counts.npy")
+
+
+def manifest_problem(path: Path, key: str) -> str | None:
+    """Why the directory is not a complete cache for `key` (None: it is)."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return "no readable manifest.json"
+    if manifest.get("format") != FORMAT or manifest.get("key") != key:
+        return f"its manifest is for {manifest.get('key')} (format {manifest.get('format')})"
+    itemsize = np.dtype(manifest["dtype"]).itemsize
+    for split in SPLITS:
+        size = (path / f"{split}.bin").stat().st_size if (path / f"{split}.bin").is_file() else -1
+        if size != manifest["tokens"][split] * itemsize:
+            return f"{split}.bin holds {size} bytes, the manifest says {manifest['tokens'][split] * itemsize}"
+        if not (path / f"{split}_counts.npy").is_file():
+            return f"{split}_counts.npy is missing"
+    return None
+
+
+def build_once(final: Path, problem: Callable[[], str | None], build: Callable[[Path], None], what: str) -> bool:
+    """Build `final` unless it is complete; True when this process built it. Under a file lock, so
+    concurrent processes build once; into a temporary directory renamed at the end, so a killed
+    build leaves only that temporary directory (removed by the next build)."""
+    if problem() is None:
+        return False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if (why := problem()) is None:  # another process built it while this one waited
+            return False
+        if final.exists():
+            print(f"[gemmalab] {what} {final} does not match ({why}): rebuilding", file=sys.stderr)
+            shutil.rmtree(final)
+        for stale in final.parent.glob(f".{final.name}.tmp-*"):  # a killed build's: the lock says nobody else
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = final.parent / f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}"
+        tmp.mkdir()
+        build(tmp)
+        os.replace(tmp, final)
+    return True
+
+
+def load_tokenizer(cfg: DataConfig, root: Path) -> Tokenizer:
+    """The run's tokenizer; a `bpe:N` one is trained on first use and then read from the cache."""
+    if cfg.tokenizer == "bytes":
+        return ByteTokenizer()
+    if (n := bpe_size(cfg.tokenizer)) is None:
+        return LocalHFTokenizer(cfg.tokenizer)
+    folder = root / tokenizer_identity(cfg)
+    problem = lambda: None if (folder / "tokenizer.json").is_file() else "no tokenizer.json"  # noqa: E731
+
+    def build(tmp: Path) -> None:
+        started = time.time()
+        print(f"[gemmalab] training tokenizer {cfg.tokenizer} on {source_fingerprint(cfg)} -> {folder}")
+        train_bpe(_training_text(cfg), n, tmp)
+        print(f"[gemmalab] tokenizer {cfg.tokenizer} trained in {time.time() - started:.1f} s")
+
+    build_once(folder, problem, build, "tokenizer")
+    return LocalHFTokenizer(folder, name=cfg.tokenizer)
+
+
+def _training_text(cfg: DataConfig) -> Iterator[str]:
+    """The training split's documents, up to BPE_TRAIN_CHARS characters."""
+    used, i = 0, 0
+    for batch in documents(cfg, cfg.split):
+        for text in batch:
+            if cfg.val_split is not None or not held_out(i):
+                yield text
+                used += len(text)
+            i += 1
+            if used >= BPE_TRAIN_CHARS:
+                return
+
+
+def token_cache(cfg: DataConfig, root: Path) -> TokenCache:
+    """Open this data's cache, building it first if no complete one exists."""
+    tokenizer = load_tokenizer(cfg, root)
+    key = cache_key(cfg)
+    path = root / key
+    started = time.time()
+    problem = lambda: manifest_problem(path, key)  # noqa: E731
+    if build_once(path, problem, lambda tmp: build_cache(cfg, tokenizer, key, tmp), "token cache"):
+        manifest = json.loads((path / "manifest.json").read_text())
+        total = sum(manifest["tokens"].values())
+        print(f"[gemmalab] token cache built: {total:,} tokens in {time.time() - started:.1f} s "
+              f"({total / max(time.time() - started, 1e-9):,.0f} tokens/s) -> {path}")  # fmt: skip
+    else:
+        print(f"[gemmalab] token cache: {path} (built earlier)")
+    cache = TokenCache(path, json.loads((path / "manifest.json").read_text()))
+    if not cache.manifest["budget_reached"]:
+        print(f"[gemmalab] the source ran out before data.max_tokens={cfg.max_tokens:,}: "
+              f"{sum(cache.manifest['tokens'].values()):,} tokens, all of it used")  # fmt: skip
+    return cache
+
+
+class _Stream:
+    """One split being written: tokens appended to <split>.bin, their frequencies counted."""
+
+    def __init__(self, path: Path, dtype: np.dtype, vocab_size: int, eos_id: int) -> None:
+        self.file, self.dtype, self.eos = open(path, "wb"), dtype, np.array([eos_id], dtype=dtype)
+        self.counts = np.zeros(vocab_size, dtype=np.int64)
+        self.tokens = self.documents = 0
+
+    def append(self, docs: list[np.ndarray]) -> None:
+        """Each document followed by the end-of-text token."""
+        if docs:
+            joined = np.concatenate([part for doc in docs for part in (doc, self.eos)]).astype(self.dtype)
+            self.file.write(joined.tobytes())
+            self.counts += np.bincount(joined, minlength=len(self.counts))
+            self.tokens += len(joined)
+            self.documents += len(docs)
+
+
+def build_cache(cfg: DataConfig, tokenizer: Tokenizer, key: str, out: Path) -> None:
+    """Tokenize the source into `out`: documents in order, each followed by the end-of-text token, until
+    train and validation together hold data.max_tokens (the document that crosses it included). Without
+    a validation split, the documents config.held_out picks are validation."""
+    from tqdm.auto import tqdm
+
+    dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)
+    streams = {s: _Stream(out / f"{s}.bin", dtype, tokenizer.vocab_size, tokenizer.eos_id) for s in SPLITS}
+    started = time.time()
+    print(f"[gemmalab] building token cache {key} ({cfg.source}, tokenizer {cfg.tokenizer}, "
+          f"up to {cfg.max_tokens:,} tokens)")  # fmt: skip
+    bar = tqdm(total=cfg.max_tokens, unit="tok", unit_scale=True, desc="token cache", disable=None)
+    passes = [(cfg.split, None)] if cfg.val_split is None else [(cfg.split, "train"), (cfg.val_split, "val")]
+    budget_reached = []
+    for split, only in passes:
+        i, used = 0, 0
+        for batch in documents(cfg, split):
+            taken: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+            for tokens in tokenizer.encode_batch(batch):
+                if used >= cfg.max_tokens:
+                    break
+                taken[only or ("val" if held_out(i) else "train")].append(tokens)
+                used += len(tokens) + 1
+                i += 1
+            for s in SPLITS:
+                streams[s].append(taken[s])
+            bar.update(sum(len(t) + 1 for s in SPLITS for t in taken[s]))
+            if used >= cfg.max_tokens:
+                break
+        budget_reached.append(used >= cfg.max_tokens)
+    bar.close()
+    for s in SPLITS:
+        streams[s].file.close()
+        np.save(out / f"{s}_counts.npy", streams[s].counts)
+    manifest = {
+        "format": FORMAT, "key": key, "source": cfg.source, "source_fingerprint": source_fingerprint(cfg),
+        "files": cfg.files, "name": cfg.name, "config": cfg.config, "split": cfg.split, "val_split": cfg.val_split,
+        "text_column": cfg.text_column, "tokenizer": cfg.tokenizer, "tokenizer_identity": tokenizer_identity(cfg),
+        "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "dtype": dtype.name,
+        "max_tokens": cfg.max_tokens, "budget_reached": budget_reached[0],  # False: the source ran out first
+        "documents": {s: streams[s].documents for s in SPLITS}, "tokens": {s: streams[s].tokens for s in SPLITS},
+        "build_seconds": round(time.time() - started, 2), "built_on": socket.gethostname(),
+    }  # fmt: skip
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

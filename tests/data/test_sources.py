@@ -1,0 +1,92 @@
+"""Documents from local files through Hugging Face datasets, and the checks that refuse a bad source."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gemmalab.data import DataConfig
+from gemmalab.data.sources import check_hub_reachable, check_source, documents, source_fingerprint
+from gemmalab.errors import ConfigError
+from gemmalab.runs.preflight import validate_all_jobs
+
+from ..conftest import REPO, TINY
+
+DOCS = [f"document number {i} says hello" for i in range(40)]
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "a.txt").write_text("\n".join(DOCS[:20]) + "\n")
+    (tmp_path / "b.txt").write_text("\n".join(DOCS[20:]) + "\n")
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"body": d}) + "\n" for d in DOCS))
+    pq.write_table(pa.table({"text": DOCS}), tmp_path / "docs.parquet")
+    return tmp_path
+
+
+def files_config(folder, *names: str, column: str = "text") -> DataConfig:
+    return DataConfig(source="files", files=[str(folder / n) for n in names], text_column=column)
+
+
+@pytest.mark.parametrize(
+    "names, column", [(["a.txt", "b.txt"], "text"), (["docs.jsonl"], "body"), (["docs.parquet"], "text")]
+)
+def test_local_files_stream_through_datasets(files, names, column):
+    cfg = files_config(files, *names, column=column)
+    check_source(cfg, cache_built=False)
+    assert [d for batch in documents(cfg, "train") for d in batch] == DOCS
+
+
+def test_the_fingerprint_follows_the_files_content_not_their_names(files):
+    before = source_fingerprint(files_config(files, "a.txt"))
+    (files / "copy.txt").write_bytes((files / "a.txt").read_bytes())
+    assert source_fingerprint(files_config(files, "copy.txt")) == before
+    (files / "a.txt").write_text("edited\n")
+    assert source_fingerprint(files_config(files, "a.txt")) != before
+
+
+def write_bad(folder):
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "binary.txt").write_bytes(b"text\x00\x01\x02")
+    (folder / "latin1.txt").write_bytes("caf\u00e9 cr\u00e8me\n".encode("latin-1"))
+    (folder / "fake.parquet").write_text("not parquet")
+    (folder / "rows.jsonl").write_text(json.dumps({"body": "x"}) + "\n")
+
+
+@pytest.mark.parametrize(
+    "names, extra, message",
+    [
+        (["empty.txt"], [], "empty.txt' is empty (allowed: a file with at least one document)"),
+        (["binary.txt"], [], "binary.txt' is binary, not text (a NUL byte at offset 4; allowed: UTF-8 text)"),
+        (["latin1.txt"], [], "latin1.txt' is not UTF-8 (byte 0xe9 at offset 3; allowed: UTF-8 text"),
+        (["fake.parquet"], [], "fake.parquet' is not a parquet file"),
+        (["rows.jsonl"], [], "data.text_column='text' is not a column of "),
+        (["good.txt"], ["data.text_column=body"], "good.txt' is plain text, read as the column 'text'"),
+    ],
+)
+def test_a_bad_file_is_refused_in_one_line_before_the_first_job(tmp_path, names, extra, message):
+    write_bad(tmp_path)
+    (tmp_path / "good.txt").write_text("fine\n")
+    listed = ",".join(str(tmp_path / n) for n in names)
+    with pytest.raises(ConfigError) as err:
+        validate_all_jobs([*TINY, "-m", "seed=0,1", "data=files", f"data.files=[{listed}]", *extra], REPO / "conf")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_mixed_file_types_are_refused(files):
+    with pytest.raises(ConfigError, match=r"mixes file types \(allowed: one of text"):
+        check_source(files_config(files, "a.txt", "docs.parquet"), cache_built=False)
+
+
+def test_a_hub_dataset_without_a_network_fails_at_once(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(ConfigError, match=r"data.name='wikitext' needs the Hugging Face Hub, which this machine "
+                                          r"cannot reach \(127.0.0.1: "):  # fmt: skip
+        check_hub_reachable("wikitext")

@@ -1,0 +1,36 @@
+"""run_job's guarantees about data: a run never mixes two versions of its source."""
+
+from __future__ import annotations
+
+import pytest
+
+from gemmalab.errors import ConfigError
+from gemmalab.runs.job import run_job
+from gemmalab.runs.store import RunDir
+
+from ..conftest import TINY
+from ..test_conf import compose_config
+
+
+def test_a_run_whose_files_changed_is_refused_on_skip_and_on_resume(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(3000)))
+    config = compose_config(*TINY, "data=files", f"data.files=[{corpus}]", "logger=none", f"run_root={tmp_path / 'r'}")
+    summary = run_job(config, [], "g")
+    assert summary["status"] == "finished" and summary["data/source"].startswith("files-")
+    run = RunDir(tmp_path / "r", summary["run_id"])
+    metrics = run.metrics_path.read_bytes()
+
+    corpus.write_text(corpus.read_text().replace("fox", "cat"))
+    with pytest.raises(ConfigError) as err:  # the finished run is not passed off as trained on the new text
+        run_job(config, [], "g")
+    assert f"run {run.run_id} (seed=0) was trained on data {summary['data/source']}, but data.files=" in str(err.value)
+    assert "allowed: the data it was trained on" in str(err.value) and "\n" not in str(err.value)
+
+    run.update_summary(status="running")  # as a kill leaves it: checkpoints and a run that never ended
+    with pytest.raises(ConfigError, match="was trained on data"):  # nor resumed on it
+        run_job(config, [], "g")
+    assert run.metrics_path.read_bytes() == metrics and run.summary()["data/source"] == summary["data/source"]
+
+    corpus.write_text(corpus.read_text().replace("cat", "fox"))  # the original text again: it resumes
+    assert run_job(config, [], "g")["status"] == "finished"
