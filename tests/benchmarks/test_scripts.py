@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks import diagnostics_overhead, inference, local_attention, train_throughput
+from benchmarks import data_pipeline, diagnostics_overhead, inference, local_attention, train_throughput
 
 
 def test_local_attention_benchmark(tmp_path):
@@ -45,3 +45,14 @@ def test_diagnostics_overhead_benchmark(tmp_path):
                                        "--repeat", "2", "--out", str(tmp_path)])  # fmt: skip
     assert table["extra on a stats step"].iloc[0].endswith("%")
     assert (tmp_path / "diagnostics_overhead.md").read_text().startswith("## diagnostics_overhead")
+
+
+def test_data_pipeline_benchmark_builds_both_caches_and_times_the_loader(tmp_path):
+    tables = data_pipeline.main(["--tokens", "200000", "--small", "20000", "--bpe", "600", "--parts", "build,loader",
+                                 "--work", str(tmp_path / "work"), "--out", str(tmp_path)])  # fmt: skip
+    build = tables["build"].set_index("tokenizer")
+    corpus_mb = (tmp_path / "work" / "corpus_200000.txt").stat().st_size / 1e6
+    assert build.loc["bytes", "tokens (M)"] == pytest.approx(corpus_mb)  # a byte each; each newline an end token
+    assert build.loc["bpe:600", "tokens (M)"] < corpus_mb * 0.7  # merges: fewer tokens than bytes
+    assert 0 < tables["loader"]["loading share %"].iloc[0] < 100
+    assert (tmp_path / "data_pipeline_loader.md").read_text().startswith("## data_pipeline_loader")
