@@ -28,7 +28,7 @@ from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.console import quiet
 from gemmalab.runs.hydra_callbacks import ended
 from gemmalab.runs.identity import run_name
-from gemmalab.runs.job import run_job
+from gemmalab.runs.job import ddp_rank_job, run_job, train_rank
 from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import INTERRUPTED, NOT_STARTED, latest_members, record_sweep_member
 from gemmalab.schema import SWEEP_ID, new_sweep_id, register
@@ -95,6 +95,10 @@ def closing_summary(root: Path, group: str, stop: int | None) -> int:
 
 
 if __name__ == "__main__":
+    if rank_job := ddp_rank_job():  # a DDP rank > 0: join the job rank 0 runs, nothing else
+        quiet()
+        train_rank(rank_job)
+        sys.exit(0)
     # Own W&B service per sweep process: one inherited from a parent process would outlive a killed
     # job and keep holding its run id, so the job could not resume into the same W&B run.
     os.environ.pop("WANDB_SERVICE", None)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,3 +49,24 @@ def start_sweep(run_root: Path, *args: str) -> subprocess.Popen:
 @pytest.fixture
 def sweep():
     return run_sweep
+
+
+def wandb_history(run_path: Path) -> list[dict]:
+    """The history rows of a run's W&B offline files, read by wandb's own CLI."""
+    (offline,) = (run_path / "wandb").glob("offline-run-*")
+    command = ["wandb", "leet", "inspect", "--json", str(offline)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    return [r["history"]["item"] for r in records if r.get("type") == "history"]
+
+
+def assert_wandb_matches_run_store(run_path: Path, metrics: dict[int, dict[str, float]]) -> int:
+    """Every value of the W&B history equals the run store's at its step; returns how many were compared."""
+    compared = 0
+    for item in wandb_history(run_path):
+        step = int(item["trainer/global_step"])
+        for key in ("train/loss", "train/grad_norm", "train/lr", "val/loss", "attn/max_logit/layer_0"):
+            if key in item:
+                assert metrics[step][key] == item[key], (step, key)
+                compared += 1
+    return compared

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import RunDir, latest_members
 from gemmalab.train.checkpoints import load_checkpoint
 
-from .conftest import REPO, TINY, start_sweep
+from .conftest import REPO, TINY, assert_wandb_matches_run_store, start_sweep
 from .test_conf import compose_config
 
 
@@ -61,30 +59,6 @@ def test_the_2x2_ablation_command(tmp_path, sweep, capsys):
     assert all(len(list((r.path / "wandb").glob("offline-run-*"))) == 1 for r in runs)
 
 
-def wandb_history(run: RunDir) -> list[dict]:
-    (offline,) = (run.path / "wandb").glob("offline-run-*")
-    command = ["wandb", "leet", "inspect", "--json", str(offline)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True)
-    records = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
-    return [r["history"]["item"] for r in records if r.get("type") == "history"]
-
-
-def test_wandb_offline_files_agree_with_the_run_store(tmp_path, sweep):
-    result = sweep(tmp_path, "softcap=off")
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = run_dirs(tmp_path)
-    history = wandb_history(run)
-    store = run.metrics()
-    compared = 0
-    for item in history:
-        step = int(item["trainer/global_step"])
-        for key in ("train/loss", "train/grad_norm", "train/lr", "val/loss", "attn/max_logit/layer_0"):
-            if key in item:
-                assert store[step][key] == item[key], (step, key)
-                compared += 1
-    assert compared >= 6 * 3 + 2
-
-
 def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_path, sweep, capsys):
     longer = ["trainer.max_steps=10", "trainer.ckpt_every=2", "trainer.val_every=5"]
     killed = sweep(tmp_path / "a", *longer, "fault.kill_at_step=6")
@@ -97,10 +71,12 @@ def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_
     last.write_bytes(os.urandom(last.stat().st_size))  # damaged on disk for real: random bytes
     (run.path / "error.txt").write_text("from an earlier attempt\n")
 
-    resumed = sweep(tmp_path / "a", *longer)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"[gemmalab] damaged: {last} is damaged (not a complete torch checkpoint" in resumed.stdout
-    assert "from previous.ckpt" in resumed.stdout
+    capsys.readouterr()
+    resumed = run_job(compose_config(*TINY, *longer, f"run_root={tmp_path / 'a'}"), [], "a")  # the rerun, here
+    printed = capsys.readouterr().out
+    assert resumed["status"] == "finished"
+    assert f"[gemmalab] damaged: {last} is damaged (not a complete torch checkpoint" in printed
+    assert "from previous.ckpt" in printed
     summary = run.summary()
     assert summary["status"] == "finished" and summary["resumed_from"].endswith("previous.ckpt")
     assert (run.checkpoint_dir / "last.ckpt.damaged").exists() and len(summary["damaged"]) == 1
@@ -250,3 +226,31 @@ def test_a_student_whose_teacher_never_finished_fails_alone(tmp_path, sweep):
     assert [m["status"] for m in members(tmp_path)] == [
         "failed: distill.teacher='alias:nobody' names no finished run (allowed: none yet)"
     ] * 2
+
+
+def test_a_ddp_sweep_trains_each_job_once_on_both_ranks_and_matches_one_process(tmp_path, sweep):
+    """Two gloo ranks per job (Lightning's launcher re-runs sweep.py; the rank joins its job, nothing more),
+    against one process with the same global batch (data.batch_size=4: two sequences per rank)."""
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    result = sweep(tmp_path / "ddp", "-m", "seed=0,1", *ddp)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("[gemmalab] finished:") == 2 and result.stdout.count("[gemmalab] group ") == 1
+    assert len(list((tmp_path / "ddp" / "_sweeps").iterdir())) == 1
+    assert [j["status"] for j in members(tmp_path / "ddp")] == ["finished", "finished"]
+    runs = {r.summary()["name"]: r for r in run_dirs(tmp_path / "ddp")}
+    assert sorted(runs) == ["seed=0", "seed=1"]
+    for run in runs.values():  # one W&B run per job, holding what the run store holds
+        assert assert_wandb_matches_run_store(run.path, run.metrics()) >= 3 * 6
+
+    one = run_job(compose_config(*TINY, "logger=none", f"run_root={tmp_path / 'one'}"), [], "one")
+    (reference,) = run_dirs(tmp_path / "one")
+    # Same samples, same arithmetic up to the order of reductions (two half-batch gradients averaged by
+    # all-reduce, against one mean over the batch): float32 rounding, ~1e-7 relative per step, compounding
+    # over 6 AdamW steps; 1e-5 relative bounds it with room and is far below any difference a switch makes.
+    ddp_metrics, one_metrics = runs["seed=0"].metrics(), reference.metrics()
+    assert sorted(ddp_metrics) == sorted(one_metrics) == list(range(6))
+    for step, values in one_metrics.items():
+        for key in ("train/loss", "train/grad_norm", "val/loss"):
+            if key in values:
+                assert ddp_metrics[step][key] == pytest.approx(values[key], rel=1e-5), (step, key)
+    assert runs["seed=0"].summary()["val/loss"] == pytest.approx(one["val/loss"], rel=1e-5)

@@ -7,12 +7,17 @@ import json
 import pytest
 
 from analysis import evaluate, report
+from gemmalab.runs.job import run_job
+
+from ..conftest import TINY
+from ..test_conf import compose_config
 
 
-def test_evaluation_at_the_trained_setting_reproduces_the_run_and_others_are_stored_beside_it(tmp_path, sweep):
-    result = sweep(tmp_path, "-m", "seed=0", "logger=none")
-    assert result.returncode == 0, result.stderr[-2000:]
-    group = next((tmp_path / "_sweeps").iterdir()).name
+def test_evaluation_at_the_trained_setting_reproduces_the_run_and_others_are_stored_beside_it(tmp_path):
+    group = "g"
+    assert (
+        run_job(compose_config(*TINY, "logger=none", f"run_root={tmp_path}"), ["seed=0"], group)["status"] == "finished"
+    )
     written = evaluate.main(["--run-root", str(tmp_path), "--group", group, "attn.window=4,2"])
     assert len(written) == 3  # as trained, W=4, W=2
     for path in written:

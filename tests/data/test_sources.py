@@ -57,23 +57,29 @@ def write_bad(folder):
 
 
 @pytest.mark.parametrize(
-    "names, extra, message",
+    "names, column, message",
     [
-        (["empty.txt"], [], "empty.txt' is empty (allowed: a file with at least one document)"),
-        (["binary.txt"], [], "binary.txt' is binary, not text (a NUL byte at offset 4; allowed: UTF-8 text)"),
-        (["latin1.txt"], [], "latin1.txt' is not UTF-8 (byte 0xe9 at offset 3; allowed: UTF-8 text"),
-        (["fake.parquet"], [], "fake.parquet' is not a parquet file"),
-        (["rows.jsonl"], [], "data.text_column='text' is not a column of "),
-        (["good.txt"], ["data.text_column=body"], "good.txt' is plain text, read as the column 'text'"),
+        (["empty.txt"], "text", "empty.txt' is empty (allowed: a file with at least one document)"),
+        (["binary.txt"], "text", "binary.txt' is binary, not text (a NUL byte at offset 4; allowed: UTF-8 text)"),
+        (["latin1.txt"], "text", "latin1.txt' is not UTF-8 (byte 0xe9 at offset 3; allowed: UTF-8 text"),
+        (["fake.parquet"], "text", "fake.parquet' is not a parquet file"),
+        (["rows.jsonl"], "text", "data.text_column='text' is not a column of "),
+        (["good.txt"], "body", "good.txt' is plain text, read as the column 'text'"),
     ],
 )
-def test_a_bad_file_is_refused_in_one_line_before_the_first_job(tmp_path, names, extra, message):
+def test_a_bad_file_is_refused_in_one_line(tmp_path, names, column, message):
     write_bad(tmp_path)
     (tmp_path / "good.txt").write_text("fine\n")
-    listed = ",".join(str(tmp_path / n) for n in names)
     with pytest.raises(ConfigError) as err:
-        validate_all_jobs([*TINY, "-m", "seed=0,1", "data=files", f"data.files=[{listed}]", *extra], REPO / "conf")
+        check_source(files_config(tmp_path, *names, column=column), cache_built=False)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_bad_file_stops_a_sweep_before_its_first_job(tmp_path):
+    write_bad(tmp_path)
+    with pytest.raises(ConfigError, match=r"latin1.txt' is not UTF-8 .* \[job: "):
+        validate_all_jobs([*TINY, "-m", "seed=0,1", "data=files", f"data.files=[{tmp_path / 'latin1.txt'}]"],
+                          REPO / "conf")  # fmt: skip
 
 
 def test_mixed_file_types_are_refused(files):

@@ -7,6 +7,8 @@ checkpoint into the same W&B run.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -169,11 +171,7 @@ def train(
     traceback in error.txt, so the other jobs of a sweep still run."""
     wandb_logger = None
     try:
-        L.seed_everything(spec.seed, workers=True, verbose=False)
-        datamodule = LMDataModule(spec.data, spec.seed, spec.trainer.max_steps, spec.model.vocab_size,
-                                  cache_root(spec.data, config["run_root"]))  # fmt: skip
-        teacher = load_teacher(spec.distill.teacher) if spec.distill.enabled else None
-        module = LMModule(spec.model, spec.optim, spec.trainer, spec.stability, spec.distill, teacher)
+        module, datamodule = build(spec, config)
         run.update_summary(parameters=count_parameters(module.model), **datamodule.prepare())
         loggers = [RunStoreLogger(run)]
         if config["logger"]["kind"] == "wandb":
@@ -185,8 +183,14 @@ def train(
             loggers.append(wandb_logger)
         elif config["logger"]["kind"] == "csv":
             loggers.append(CSVLogger(str(run.path), name="csv", version=""))
-        fit(module, datamodule, spec.trainer, run.checkpoint_dir, loggers, resume_from,
-            config.get("fault", {}).get("kill_at_step"))  # fmt: skip
+        # DDP ranks started by Lightning's launcher re-run sweep.py: this tells them which job to join
+        os.environ[DDP_JOB] = json.dumps({"config": config, "run_id": run.run_id, "resume_from": resume_from and
+                                          str(resume_from)})  # fmt: skip
+        try:
+            fit(module, datamodule, spec.trainer, run.checkpoint_dir, loggers, resume_from,
+                config.get("fault", {}).get("kill_at_step"))  # fmt: skip
+        finally:
+            os.environ.pop(DDP_JOB)
         return FINISHED, None, wandb_logger
     except Diverged as err:
         return f"diverged at step {err.step}", err.step, wandb_logger
@@ -195,6 +199,39 @@ def train(
     except Exception as err:
         (run.path / "error.txt").write_text(traceback.format_exc())
         return f"failed: {type(err).__name__}: {err}".splitlines()[0], None, wandb_logger
+
+
+def build(spec: JobSpec, config: dict[str, Any]) -> tuple[LMModule, LMDataModule]:
+    """The seeded model and its data, alike on every rank."""
+    L.seed_everything(spec.seed, workers=True, verbose=False)
+    datamodule = LMDataModule(spec.data, spec.seed, spec.trainer.max_steps, spec.model.vocab_size,
+                              cache_root(spec.data, config["run_root"]))  # fmt: skip
+    teacher = load_teacher(spec.distill.teacher) if spec.distill.enabled else None
+    return LMModule(spec.model, spec.optim, spec.trainer, spec.stability, spec.distill, teacher), datamodule
+
+
+DDP_JOB = "GEMMALAB_DDP_JOB"
+
+
+def ddp_rank_job() -> dict[str, Any] | None:
+    """In a DDP rank > 0 that Lightning's launcher started: the job its rank 0 runs."""
+    job = os.environ.get(DDP_JOB)
+    return json.loads(job) if job and os.environ.get("LOCAL_RANK", "0") != "0" else None
+
+
+def train_rank(job: dict[str, Any]) -> None:
+    """A DDP rank > 0 of a job: trains its slice of every global batch beside rank 0 and writes nothing.
+    Rank 0 alone claims the run, logs (the run store, W&B, the console), checkpoints and records the
+    sweep member; it decided what to resume from before the ranks started."""
+    config = job["config"]
+    spec = JobSpec.from_config(config)
+    module, datamodule = build(spec, config)
+    resume_from = Path(job["resume_from"]) if job["resume_from"] else None
+    checkpoint_dir = RunDir(Path(config["run_root"]), job["run_id"]).checkpoint_dir
+    try:
+        fit(module, datamodule, spec.trainer, checkpoint_dir, [], resume_from)
+    except (Diverged, SIGTERMException):  # rank 0 records it
+        pass
 
 
 def summarise(run: RunDir, spec: JobSpec, status: str, diverged_step: int | None) -> dict[str, Any]:

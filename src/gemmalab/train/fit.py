@@ -31,6 +31,9 @@ def progress_bar() -> Callback:
         return TQDMProgressBar()
 
 
+# What Lightning's subprocess launcher sets in the launching process for its DDP ranks.
+LAUNCHER_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
 # Set by sweep.py on SIGTERM / SIGINT, whenever it arrives (also before Lightning's own handler exists).
 stop_requested = threading.Event()
 
@@ -101,5 +104,15 @@ def fit(
     )
     if cfg.compile:
         module = torch.compile(module)  # Lightning fits a compiled LightningModule as it is
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    launched_by = {k: os.environ.get(k) for k in LAUNCHER_ENV}
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    finally:
+        # Lightning's launcher leaves its process group up and its variables set (with LOCAL_RANK set, the
+        # next Trainer would wait for ranks started by someone else): the next job of a sweep starts afresh
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for key, value in launched_by.items():
+            if value is None:
+                os.environ.pop(key, None)
     return trainer

@@ -8,6 +8,7 @@ import time
 
 import lightning as L
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from gemmalab.data.mqar import accuracy_by_distance
@@ -48,6 +49,16 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device | str = "cpu")
     stacked, then summed), so a later evaluation of the same weights gives the logged figures exactly."""
     sums = [eval_sums(model(b["input_ids"].to(device)), b["targets"].to(device)) for b in loader]
     return eval_metrics(torch.stack(sums).sum(0))
+
+
+def over_ranks(value: torch.Tensor | float, op: str, device: torch.device) -> torch.Tensor:
+    """The value over every DDP rank ("mean", "sum" or "max"); the value itself in one process."""
+    value = torch.as_tensor(value, dtype=torch.float32, device=device).detach()
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    value = value.clone()
+    dist.all_reduce(value, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return value / dist.get_world_size() if op == "mean" else value
 
 
 class LMModule(L.LightningModule):
@@ -111,7 +122,9 @@ class LMModule(L.LightningModule):
         with_stats = self.stats_every > 0 and self.global_step % self.stats_every == 0
         if with_stats:
             logits, stats = self.model(batch["input_ids"], with_stats=True)
-            self._log_this_step_only(stats)
+            # under DDP, of the global batch: maxima the largest over ranks, fractions and means their mean
+            self._log_this_step_only({k: over_ranks(v, "max" if "max" in k else "mean", self.device)
+                                      for k, v in stats.items()})  # fmt: skip
         else:
             logits = self.model(batch["input_ids"])
         targets = batch["targets"]
@@ -120,17 +133,20 @@ class LMModule(L.LightningModule):
                 teacher_logits = self._teacher[0](batch["input_ids"])
             loss, kl, ce = distillation_loss(logits, teacher_logits, targets, self.distill.alpha,
                                              self.distill.temperature)  # fmt: skip
-            self.log_dict({"train/distill_kl": kl, "train/ce": ce}, on_step=True, on_epoch=False)
+            parts = {"train/distill_kl": kl, "train/ce": ce}
+            self.log_dict({k: over_ranks(v, "mean", self.device) for k, v in parts.items()}, on_step=True,
+                          on_epoch=False)  # fmt: skip
         else:
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-        self._check_divergence(loss)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        global_loss = over_ranks(loss, "mean", self.device)  # ranks hold equal shares of the global batch
+        self._check_divergence(global_loss)  # every rank decides alike
+        self.log("train/loss", global_loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
         if self.optim.z_loss > 0:
             # z-loss (PaLM; Wortsman et al.): pull log Z of the output softmax towards 0
             log_z = torch.logsumexp(logits.float(), dim=-1)[targets != IGNORE]
             z_term = self.optim.z_loss * log_z.square().mean()
-            self.log("train/z_loss", z_term, on_step=True, on_epoch=False)
+            self.log("train/z_loss", over_ranks(z_term, "mean", self.device), on_step=True, on_epoch=False)
             return loss + z_term
         return loss
 
@@ -145,7 +161,8 @@ class LMModule(L.LightningModule):
             )
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        # The global L2 norm of all gradients, before clipping; with clipping off, only measured.
+        # The global L2 norm of all gradients, before clipping; with clipping off, only measured. Under DDP
+        # the gradients are already averaged over ranks here: the norm is the global batch's on every rank.
         max_norm = self.optim.grad_clip if self.optim.grad_clip is not None else math.inf
         total = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
         self.log("train/grad_norm", total, on_step=True, on_epoch=False)
@@ -154,7 +171,8 @@ class LMModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         seconds = time.perf_counter() - self._step_started
-        self.log("train/tokens_per_sec", batch["input_ids"].numel() / seconds, on_step=True, on_epoch=False)
+        tokens_per_sec = over_ranks(batch["input_ids"].numel() / seconds, "sum", self.device)  # of all ranks
+        self.log("train/tokens_per_sec", tokens_per_sec, on_step=True, on_epoch=False)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._val_sums.append(eval_sums(self.model(batch["input_ids"]), batch["targets"]))
