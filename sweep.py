@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from gemmalab.runs.identity import run_name
 from gemmalab.runs.job import ddp_rank_job, run_job, train_rank
 from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import INTERRUPTED, NOT_STARTED, latest_members, record_sweep_member
+from gemmalab.runs.watchdog import LAUNCHER, exit_if_orphaned, stop_file, stop_seen
 from gemmalab.schema import SWEEP_ID, new_sweep_id, register
 from gemmalab.train.fit import stop_requested
 
@@ -45,6 +47,7 @@ def stop_after_this_step(signum: int, _frame: object) -> None:
         print(f"\n[gemmalab] {signal.Signals(signum).name}: saving the current step, then stopping", file=sys.stderr)
     sweep["stop"] = sweep["stop"] or signum
     stop_requested.set()
+    stop_file(os.environ[SWEEP_ID]).touch()  # for jobs running in worker processes (runs/watchdog.py)
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -58,8 +61,9 @@ def main(cfg: DictConfig) -> None:
         cores = os.cpu_count() or 1
         torch.set_num_threads(max(1, cores // (parallel if parallel > 0 else cores)))  # n_jobs=-1: one per core
     job = {"name": run_name(overrides, cfg.seed, sweep["swept"]), "overrides": overrides}
-    if sweep["stop"] is not None:
+    if sweep["stop"] is not None or stop_seen():  # a worker process watches its launcher (runs/watchdog.py)
         record_sweep_member(cfg.run_root, group, {**job, "status": NOT_STARTED})
+        exit_if_orphaned()
         return
     try:
         summary = run_job(OmegaConf.to_container(cfg, resolve=True), overrides, group, sweep["swept"])
@@ -71,6 +75,7 @@ def main(cfg: DictConfig) -> None:
         return
     if summary["status"] == INTERRUPTED:
         sweep["stop"] = sweep["stop"] or signal.SIGTERM
+        exit_if_orphaned()
 
 
 def closing_summary(root: Path, group: str, stop: int | None) -> int:
@@ -103,6 +108,7 @@ if __name__ == "__main__":
     # job and keep holding its run id, so the job could not resume into the same W&B run.
     os.environ.pop("WANDB_SERVICE", None)
     os.environ[SWEEP_ID] = new_sweep_id()  # this sweep's group; its workers inherit it
+    os.environ[LAUNCHER] = f"{socket.gethostname()}:{os.getpid()}"  # whom they watch (runs/watchdog.py)
     quiet()
     try:
         _, sweep["swept"] = validate_all_jobs(sys.argv[1:], config_dir=Path(__file__).parent / "conf")
@@ -111,6 +117,9 @@ if __name__ == "__main__":
         sys.exit(2)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop_after_this_step)
-    main()
+    try:
+        main()
+    finally:
+        stop_file(os.environ[SWEEP_ID]).unlink(missing_ok=True)
     if ended:  # set by the SweepEnd callback in this, the launching, process
         sys.exit(closing_summary(Path(ended["run_root"]), ended["group"], sweep["stop"]))
