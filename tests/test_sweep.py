@@ -198,12 +198,18 @@ def test_under_submitit_a_failing_job_is_recorded_the_others_finish_and_the_swee
     assert "| 2 (1 failed) |" in (out / "tables" / "runs.md").read_text()  # counted, never averaged in
 
 
-def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path, sweep, capsys):
-    result = sweep(tmp_path, "-m", "optim.lr=100.0,1e-3", "optim.warmup_steps=2", "trainer.max_steps=30",
-                   "logger=none")  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]  # a diverged run is a result, not an error
+def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path, capsys):
+    import sweep as sweep_script  # its closing summary, read from members.jsonl
+
+    def job(lr: str) -> dict:  # what `sweep.py -m optim.lr=100.0,1e-3 ...` runs, in this process
+        config = compose_config(*TINY, f"optim.lr={lr}", "optim.warmup_steps=2", "trainer.max_steps=30",
+                                "logger=none", f"run_root={tmp_path}")  # fmt: skip
+        return run_job(config, [f"optim.lr={lr}"], "lrs", swept={"optim.lr"})
+
+    for lr in ("100.0", "1e-3"):  # a diverged job returns like any other: the next one runs
+        job(lr)
     by_name = {r.summary()["name"]: r for r in run_dirs(tmp_path)}
-    diverged, healthy = by_name["optim.lr=100.0 seed=0"], by_name["optim.lr=0.001 seed=0"]
+    diverged, healthy = by_name["optim.lr=100.0 seed=0"], by_name["optim.lr=1e-3 seed=0"]
     summary = diverged.summary()
     step = summary["diverged_step"]
     assert summary["diverged"] and summary["status"] == f"diverged at step {step}" and 0 < step < 30
@@ -213,10 +219,10 @@ def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path
     for key in ("stability/loss_spikes", "stability/grad_norm_var", "stability/grad_norm_cv", "val/loss_init"):
         assert key in summary
     assert healthy.summary()["status"] == "finished" and not healthy.summary()["diverged"]
-    for lr in ("100.0", "1e-3"):  # in this process: the run store alone decides
-        again = run_job(compose_config(*TINY, f"optim.lr={lr}", "optim.warmup_steps=2", "trainer.max_steps=30",
-                                       "logger=none", f"run_root={tmp_path}"), [], "again")  # fmt: skip
-        assert again["status"] == by_name[f"optim.lr={float(lr)} seed=0"].summary()["status"]
+    assert sweep_script.closing_summary(tmp_path, "lrs", None) == 0  # a diverged run is a result, not an error
+    assert "1 finished, 1 diverged (2 job(s)" in capsys.readouterr().out
+    for lr in ("100.0", "1e-3"):  # asked again: the run store alone decides
+        assert job(lr)["status"] == by_name[f"optim.lr={lr} seed=0"].summary()["status"]
     assert capsys.readouterr().out.count("[gemmalab] skip") == 2  # diverging again would teach nothing
 
 
