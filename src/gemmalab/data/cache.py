@@ -78,11 +78,12 @@ def tokenizer_identity(cfg: DataConfig) -> str:
 
 def cache_key(cfg: DataConfig) -> str:
     """`<source>-<tokenizer>-<hash>`: the directory name of this data's token cache."""
+    tokenizer = tokenizer_identity(cfg)
     fields = {
-        "format": FORMAT, "source": source_fingerprint(cfg), "tokenizer": tokenizer_identity(cfg),
-        "max_tokens": cfg.max_tokens, "split": cfg.split, "val_split": cfg.val_split, "text_column": cfg.text_column,
+        "format": FORMAT, "source": source_fingerprint(cfg), "tokenizer": tokenizer, "max_tokens": cfg.max_tokens,
+        "split": cfg.split, "val_split": cfg.val_split, "text_column": cfg.text_column,
     }  # fmt: skip
-    return f"{cfg.source}-{tokenizer_identity(cfg).split('-')[0]}-{_digest(fields)}"
+    return f"{cfg.source}-{tokenizer.split('-')[0]}-{_digest(fields)}"
 
 
 @dataclass
@@ -103,13 +104,16 @@ def manifest_problem(path: Path, key: str) -> str | None:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError):
         return "no readable manifest.json"
-    if manifest.get("format") != FORMAT or manifest.get("key") != key:
-        return f"its manifest is for {manifest.get('key')} (format {manifest.get('format')})"
-    itemsize = np.dtype(manifest["dtype"]).itemsize
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("key") != key:
+        return f"its manifest is for other data ({str(manifest)[:80]})"
+    try:
+        expected = {split: manifest["tokens"][split] * np.dtype(manifest["dtype"]).itemsize for split in SPLITS}
+    except (KeyError, TypeError):
+        return "its manifest lacks the token counts or dtype"
     for split in SPLITS:
         size = (path / f"{split}.bin").stat().st_size if (path / f"{split}.bin").is_file() else -1
-        if size != manifest["tokens"][split] * itemsize:
-            return f"{split}.bin holds {size} bytes, the manifest says {manifest['tokens'][split] * itemsize}"
+        if size != expected[split]:
+            return f"{split}.bin holds {size} bytes, the manifest says {expected[split]}"
         if not (path / f"{split}_counts.npy").is_file():
             return f"{split}_counts.npy is missing"
     return None
