@@ -33,10 +33,10 @@ def sweep_command(run_root: Path, *args: str, tiny: bool = True) -> tuple[list[s
     return [sys.executable, "sweep.py", *flags, *overrides], env
 
 
-def run_sweep(run_root: Path, *args: str, tiny: bool = True) -> subprocess.CompletedProcess:
-    """sweep.py in a subprocess, waited for."""
-    command, env = sweep_command(run_root, *args, tiny=tiny)
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+def run_sweep(run_root: Path, *args: str, tiny: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """sweep.py in a subprocess, waited for; `env` adds to its environment."""
+    command, base = sweep_command(run_root, *args, tiny=tiny)
+    return subprocess.run(command, cwd=REPO, env={**base, **(env or {})}, capture_output=True, text=True, timeout=600)
 
 
 def start_sweep(run_root: Path, *args: str) -> subprocess.Popen:

@@ -234,11 +234,20 @@ def test_a_student_whose_teacher_never_finished_fails_alone(tmp_path, sweep):
     ] * 2
 
 
+# What SLURM sets for a job of one task on one node (hydra/launcher=slurm with tasks_per_node=1).
+ONE_TASK_SLURM_JOB = {
+    "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "gemmalab", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1",
+    "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_JOB_NUM_NODES": "1",
+    "SLURM_NODELIST": "localhost",
+}  # fmt: skip
+
+
 def test_a_ddp_sweep_trains_each_job_once_on_both_ranks_and_matches_one_process(tmp_path, sweep):
     """Two gloo ranks per job (Lightning's launcher re-runs sweep.py; the rank joins its job, nothing more),
-    against one process with the same global batch (data.batch_size=4: two sequences per rank)."""
+    against one process with the same global batch (data.batch_size=4: two sequences per rank). Inside a
+    one-task SLURM job, as on a cluster node: Lightning's own launcher starts the ranks there as here."""
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
-    result = sweep(tmp_path / "ddp", "-m", "seed=0,1", *ddp)
+    result = sweep(tmp_path / "ddp", "-m", "seed=0,1", *ddp, env=ONE_TASK_SLURM_JOB)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("[gemmalab] finished:") == 2 and result.stdout.count("[gemmalab] group ") == 1
     assert len(list((tmp_path / "ddp" / "_sweeps").iterdir())) == 1

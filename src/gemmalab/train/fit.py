@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -66,6 +67,13 @@ class KillAtStep(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def one_task_slurm_job() -> list[LightningEnvironment]:
+    """In a SLURM job of one task (hydra/launcher=slurm keeps tasks_per_node=1), Lightning's own launcher
+    starts one rank per device, as outside SLURM; Lightning's SLURM environment would instead insist on
+    one SLURM task per device and refuse trainer.devices > 1."""
+    return [LightningEnvironment()] if os.environ.get("SLURM_NTASKS") == "1" else []
+
+
 def fit(
     module: L.LightningModule,
     datamodule: L.LightningDataModule,
@@ -99,7 +107,7 @@ def fit(
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         default_root_dir=checkpoint_dir.parent,
-        plugins=[SafeCheckpointIO()],
+        plugins=[SafeCheckpointIO(), *one_task_slurm_job()],
         use_distributed_sampler=False,  # the datamodule's sampler gives each rank its slice of the global batch
     )
     if cfg.compile:
