@@ -7,8 +7,10 @@
 Every job of a multirun is validated before the first one trains; a job that fails while
 training is recorded with its reason and the others still run. SIGTERM or Ctrl-C stops the
 running job after its current step (saved), starts no further job, says what was left, and
-exits non-zero; rerunning the same command resumes. The closing summary and the exit code are
-read from the sweep's members.jsonl, so they count what every job recorded.
+exits non-zero; rerunning the same command resumes; jobs in joblib / submitit worker processes
+stop too, and stop when this process dies. The closing summary and the exit code are read from
+the sweep's members.jsonl, so they count what every job recorded. Under DDP, Lightning re-runs
+this script for ranks 1..D-1, which join the job their rank 0 runs and do nothing else.
 """
 
 from __future__ import annotations
