@@ -280,8 +280,13 @@ def _alive(claim: dict[str, Any]) -> bool:
         return time.time() - claim["since"] < CLAIM_LEASE_HOURS * 3600
     if claim["pid"] == os.getpid():
         return False  # this process's own claim, left by a job it no longer runs
+    return pid_alive(claim["pid"])
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with that pid exists."""
     try:
-        os.kill(claim["pid"], 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, another user's

@@ -20,6 +20,8 @@ from pathlib import Path
 from gemmalab.schema import SWEEP_ID
 from gemmalab.train.fit import stop_requested
 
+from .store import pid_alive
+
 LAUNCHER = "GEMMALAB_LAUNCHER"  # "<host>:<pid>" of the sweep.py that launched the jobs
 CHECK_EVERY_S = 2.0
 
@@ -33,15 +35,7 @@ def launcher_alive(launcher: str) -> bool:
     """Whether the launching process still runs (always True for one on another host: its jobs there
     are SLURM's, which signals them itself)."""
     host, pid = launcher.rsplit(":", 1)
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
+    return host != socket.gethostname() or pid_alive(int(pid))
 
 
 _watching: list[threading.Thread] = []
@@ -63,10 +57,15 @@ def watch_launcher(launcher: str, stop: Path) -> None:
     _watching[0].start()
 
 
+def _launcher_of_this_worker() -> str | None:
+    """The launching sweep.py's "<host>:<pid>" when this process is one of its workers, else None."""
+    launcher = os.environ.get(LAUNCHER)
+    return launcher if launcher and not launcher.endswith(f":{os.getpid()}") else None
+
+
 def stop_seen() -> bool:
     """Whether this process was asked to stop; in a worker process, watching its launcher from now on."""
-    launcher = os.environ.get(LAUNCHER)
-    if launcher and not launcher.endswith(f":{os.getpid()}"):
+    if launcher := _launcher_of_this_worker():
         watch_launcher(launcher, stop_file(os.environ[SWEEP_ID]))
     return stop_requested.is_set()
 
@@ -74,6 +73,5 @@ def stop_seen() -> bool:
 def exit_if_orphaned() -> None:
     """A worker whose launcher is gone ends its process once its job is saved and recorded: no one will
     collect its result, and an idle pool worker would otherwise linger for minutes."""
-    launcher = os.environ.get(LAUNCHER)
-    if launcher and not launcher.endswith(f":{os.getpid()}") and not launcher_alive(launcher):
+    if (launcher := _launcher_of_this_worker()) and not launcher_alive(launcher):
         os._exit(1)
