@@ -31,7 +31,15 @@ from filelock import FileLock
 
 from .config import DataConfig, held_out
 from .sources import check_source, documents, source_fingerprint
-from .tokenizer import BPE_TRAIN_CHARS, ByteTokenizer, LocalHFTokenizer, Tokenizer, bpe_size, train_bpe
+from .tokenizer import (
+    BPE_TRAIN_CHARS,
+    ByteTokenizer,
+    LocalHFTokenizer,
+    Tokenizer,
+    bpe_size,
+    load_saved,
+    train_bpe,
+)
 
 FORMAT = 1
 CACHE_DIR = "_cache"  # under the run store when data.cache_dir is not given
@@ -47,8 +55,8 @@ def check_data(cfg: DataConfig, root: Path) -> None:
     content, the hub's reachability when the cache is not built yet."""
     if cfg.source == "mqar":
         return
-    key = cache_key(cfg)
-    check_source(cfg, cache_built=cfg.source == "hf" and manifest_problem(root / key, key) is None)
+    built = cfg.source == "hf" and manifest_problem(root / (key := cache_key(cfg)), key) is None
+    check_source(cfg, cache_built=built)
 
 
 def data_changed(cfg: DataConfig, summary: dict | None) -> str | None:
@@ -69,11 +77,7 @@ def tokenizer_identity(cfg: DataConfig) -> str:
         return "bytes"
     if (n := bpe_size(cfg.tokenizer)) is not None:
         return f"bpe{n}-{_digest({'source': source_fingerprint(cfg), 'chars': BPE_TRAIN_CHARS, 'n': n})}"
-    digest = hashlib.sha256()
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (Path(cfg.tokenizer) / name).is_file():
-            digest.update((Path(cfg.tokenizer) / name).read_bytes())
-    return f"hf-{digest.hexdigest()[:16]}"
+    return f"hf-{load_saved(cfg.tokenizer).digest}"
 
 
 def cache_key(cfg: DataConfig) -> str:
@@ -146,7 +150,7 @@ def load_tokenizer(cfg: DataConfig, root: Path) -> Tokenizer:
     if cfg.tokenizer == "bytes":
         return ByteTokenizer()
     if (n := bpe_size(cfg.tokenizer)) is None:
-        return LocalHFTokenizer(cfg.tokenizer)
+        return load_saved(cfg.tokenizer)
     folder = root / tokenizer_identity(cfg)
     problem = lambda: None if (folder / "tokenizer.json").is_file() else "no tokenizer.json"  # noqa: E731
 
@@ -175,19 +179,17 @@ def _training_text(cfg: DataConfig) -> Iterator[str]:
 
 def token_cache(cfg: DataConfig, root: Path) -> TokenCache:
     """Open this data's cache, building it first if no complete one exists."""
-    tokenizer = load_tokenizer(cfg, root)
     key = cache_key(cfg)
     path = root / key
-    started = time.time()
     problem = lambda: manifest_problem(path, key)  # noqa: E731
-    if build_once(path, problem, lambda tmp: build_cache(cfg, tokenizer, key, tmp), "token cache"):
-        manifest = json.loads((path / "manifest.json").read_text())
-        total = sum(manifest["tokens"].values())
-        print(f"[gemmalab] token cache built: {total:,} tokens in {time.time() - started:.1f} s "
-              f"({total / max(time.time() - started, 1e-9):,.0f} tokens/s) -> {path}")  # fmt: skip
+    built = build_once(path, problem, lambda tmp: build_cache(cfg, load_tokenizer(cfg, root), key, tmp), "token cache")
+    cache = TokenCache(path, json.loads((path / "manifest.json").read_text()))
+    if built:
+        total, seconds = sum(cache.manifest["tokens"].values()), cache.manifest["build_seconds"]
+        print(f"[gemmalab] token cache built: {total:,} tokens in {seconds:.1f} s "
+              f"({total / max(seconds, 1e-9):,.0f} tokens/s) -> {path}")  # fmt: skip
     else:
         print(f"[gemmalab] token cache: {path} (built earlier)")
-    cache = TokenCache(path, json.loads((path / "manifest.json").read_text()))
     if not cache.manifest["budget_reached"]:
         print(f"[gemmalab] the source ran out before data.max_tokens={cfg.max_tokens:,}: "
               f"{sum(cache.manifest['tokens'].values()):,} tokens, all of it used")  # fmt: skip
@@ -253,6 +255,6 @@ def build_cache(cfg: DataConfig, tokenizer: Tokenizer, key: str, out: Path) -> N
         "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "dtype": dtype.name,
         "max_tokens": cfg.max_tokens, "budget_reached": budget_reached[0],  # False: the source ran out first
         "documents": {s: streams[s].documents for s in SPLITS}, "tokens": {s: streams[s].tokens for s in SPLITS},
-        "build_seconds": round(time.time() - started, 2), "built_on": socket.gethostname(),
+        "build_seconds": time.time() - started, "built_on": socket.gethostname(),
     }  # fmt: skip
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

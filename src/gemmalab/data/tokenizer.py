@@ -8,6 +8,8 @@ vocabulary, so caches of different token budgets share it.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +23,7 @@ BPE_PREFIX = "bpe:"
 BPE_MIN = 512  # 256 byte symbols, the end-of-text token, and room for merges
 BPE_TRAIN_CHARS = 20_000_000  # ~1 min of training on 2 cores; more text barely changes an 8k vocabulary
 EOS_TOKEN = "<|endoftext|>"
+SAVED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")  # a saved HF tokenizer
 
 
 class Tokenizer(Protocol):
@@ -51,11 +54,15 @@ class LocalHFTokenizer:
         from tokenizers import Tokenizer as HFTokenizer
 
         folder = Path(path)
-        if not (folder / "tokenizer.json").is_file():
+        if not (folder / SAVED_FILES[0]).is_file():
             raise ConfigError(f"data.tokenizer={str(path)!r} has no tokenizer.json (allowed: bytes, bpe:N, or a "
                               "directory a Hugging Face tokenizer was saved to)")  # fmt: skip
-        self._tok = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tok = HFTokenizer.from_file(str(folder / SAVED_FILES[0]))
         self.name = name or str(folder.resolve())
+        digest = hashlib.sha256()
+        for file in _saved_files(folder):
+            digest.update(file.read_bytes())
+        self.digest = digest.hexdigest()[:16]  # the saved files' content: what a token cache is keyed by
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         eos = _eos_token(folder)
         eos_id = self._tok.token_to_id(eos) if eos else None
@@ -66,9 +73,25 @@ class LocalHFTokenizer:
         return [np.asarray(e.ids, dtype=np.uint32) for e in encoded]
 
 
+def _saved_files(folder: Path) -> list[Path]:
+    return [folder / name for name in SAVED_FILES if (folder / name).is_file()]
+
+
+def load_saved(folder: str | Path) -> LocalHFTokenizer:
+    """A saved tokenizer, read once per process while its files stay as they are (every composed job of a
+    sweep asks for its vocabulary size, and a 256k-token tokenizer.json takes a while to parse)."""
+    stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in _saved_files(Path(folder)))
+    return _load_saved(str(Path(folder).resolve()), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_saved(folder: str, stamp: tuple) -> LocalHFTokenizer:
+    return LocalHFTokenizer(folder)
+
+
 def _eos_token(folder: Path) -> str | None:
     """The end-of-text token as saved beside tokenizer.json (a string, or {"content": ...})."""
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+    for name in SAVED_FILES[1:]:
         if (folder / name).is_file():
             token = json.loads((folder / name).read_text()).get("eos_token")
             if token:
@@ -92,7 +115,7 @@ def vocab_size_of(spec: str) -> int:
         return ByteTokenizer.vocab_size
     if (n := bpe_size(spec)) is not None:
         return n
-    return LocalHFTokenizer(spec).vocab_size
+    return load_saved(spec).vocab_size
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, folder: Path) -> None:
