@@ -8,9 +8,12 @@ Every job of a multirun is validated before the first one trains; a job that fai
 training is recorded with its reason and the others still run. SIGTERM or Ctrl-C stops the
 running job after its current step (saved), starts no further job, says what was left, and
 exits non-zero; rerunning the same command resumes; jobs in joblib / submitit worker processes
-stop too, and stop when this process dies. The closing summary and the exit code are read from
-the sweep's members.jsonl, so they count what every job recorded. Under DDP, Lightning re-runs
-this script for ranks 1..D-1, which join the job their rank 0 runs and do nothing else.
+stop too, and stop when this process dies. A submitit job that is preempted or reaches its time
+limit saves its step the same way before submitit requeues it (runs/requeue.py). The closing
+summary and the exit code are read from the sweep's members.jsonl, so they count what every job
+recorded. Under DDP, ranks 1..D-1 (re-runs of this script by Lightning's launcher, or ranks that
+torchrun or SLURM started beside rank 0) train the jobs their rank 0 hands over and do nothing else
+(runs/ranks.py).
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.console import quiet
 from gemmalab.runs.hydra_callbacks import ended
 from gemmalab.runs.identity import run_name
-from gemmalab.runs.job import ddp_rank_job, run_job, train_rank
+from gemmalab.runs.job import follow_rank_zero, run_job
 from gemmalab.runs.preflight import validate_all_jobs
+from gemmalab.runs.ranks import follows_rank_zero, job_ended, sweep_ended
+from gemmalab.runs.requeue import defer_submitit_requeue, requeue_if_asked
 from gemmalab.runs.store import INTERRUPTED, NOT_STARTED, latest_members, record_sweep_member
 from gemmalab.runs.watchdog import LAUNCHER, exit_if_orphaned, stop_file, stop_seen
 from gemmalab.schema import SWEEP_ID, new_sweep_id, register
@@ -40,6 +45,7 @@ from gemmalab.train.fit import stop_requested
 
 register()
 sweep: dict = {"swept": None, "stop": None}
+CONF = Path(__file__).resolve().parent / "conf"  # absolute: main() also runs where sweep.py is imported
 
 
 def stop_after_this_step(signum: int, _frame: object) -> None:
@@ -52,7 +58,7 @@ def stop_after_this_step(signum: int, _frame: object) -> None:
     stop_file(os.environ[SWEEP_ID]).touch()  # for jobs running in worker processes (runs/watchdog.py)
 
 
-@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -63,8 +69,14 @@ def main(cfg: DictConfig) -> None:
         cores = os.cpu_count() or 1
         torch.set_num_threads(max(1, cores // (parallel if parallel > 0 else cores)))  # n_jobs=-1: one per core
     job = {"name": run_name(overrides, cfg.seed, sweep["swept"]), "overrides": overrides}
+    if follows_rank_zero():  # a task > 0 of a multi-task submitit job: its rank 0 keeps the books
+        follow_rank_zero(whole_sweep=False)
+        return
+    defer_submitit_requeue()  # in a submitit job: its preemption signal saves the step before requeueing
     if sweep["stop"] is not None or stop_seen():  # a worker process watches its launcher (runs/watchdog.py)
         record_sweep_member(cfg.run_root, group, {**job, "status": NOT_STARTED})
+        job_ended()
+        requeue_if_asked()
         exit_if_orphaned()
         return
     try:
@@ -75,7 +87,10 @@ def main(cfg: DictConfig) -> None:
             sys.exit(2 if isinstance(err, ConfigError) else 3)
         record_sweep_member(cfg.run_root, group, {**job, "status": f"failed: {err}"})
         return
+    finally:
+        job_ended()  # ranks > 0 started outside: told there is nothing to train, unless handed this job
     if summary["status"] == INTERRUPTED:
+        requeue_if_asked()  # submitit requeues the job, which resumes from the step just saved
         sweep["stop"] = sweep["stop"] or signal.SIGTERM
         exit_if_orphaned()
 
@@ -102,9 +117,9 @@ def closing_summary(root: Path, group: str, stop: int | None) -> int:
 
 
 if __name__ == "__main__":
-    if rank_job := ddp_rank_job():  # a DDP rank > 0: join the job rank 0 runs, nothing else
+    if follows_rank_zero():  # a DDP rank > 0: train the jobs rank 0 hands over, nothing else
         quiet()
-        train_rank(rank_job)
+        follow_rank_zero(whole_sweep=True)
         sys.exit(0)
     # Own W&B service per sweep process: one inherited from a parent process would outlive a killed
     # job and keep holding its run id, so the job could not resume into the same W&B run.
@@ -113,15 +128,16 @@ if __name__ == "__main__":
     os.environ[LAUNCHER] = f"{socket.gethostname()}:{os.getpid()}"  # whom they watch (runs/watchdog.py)
     quiet()
     try:
-        _, sweep["swept"] = validate_all_jobs(sys.argv[1:], config_dir=Path(__file__).parent / "conf")
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop_after_this_step)
-    try:
+        try:
+            _, sweep["swept"] = validate_all_jobs(sys.argv[1:], config_dir=CONF)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stop_after_this_step)
         main()
     finally:
         stop_file(os.environ[SWEEP_ID]).unlink(missing_ok=True)
+        sweep_ended()  # ranks > 0 started outside stop waiting for jobs
     if ended:  # set by the SweepEnd callback in this, the launching, process
         sys.exit(closing_summary(Path(ended["run_root"]), ended["group"], sweep["stop"]))

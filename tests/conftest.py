@@ -51,6 +51,28 @@ def sweep():
     return run_sweep
 
 
+@pytest.fixture
+def sweep_here(monkeypatch):
+    """sweep.py's multirun in this process (Hydra's basic launcher, the same main and closing summary),
+    for tests about what a sweep records rather than about its process: no Python start, no imports.
+    Returns (exit code, group)."""
+    import sweep as sweep_script
+    from gemmalab.runs import hydra_callbacks
+    from gemmalab.schema import SWEEP_ID, new_sweep_id
+
+    def run(run_root: Path, *args: str) -> tuple[int, str]:
+        command, _ = sweep_command(run_root, *args)
+        monkeypatch.setenv(SWEEP_ID, new_sweep_id())
+        monkeypatch.setattr(sys, "argv", command[1:])
+        monkeypatch.setitem(sweep_script.sweep, "swept", None)
+        hydra_callbacks.ended.clear()
+        sweep_script.main()
+        ended = hydra_callbacks.ended
+        return sweep_script.closing_summary(Path(ended["run_root"]), ended["group"], None), ended["group"]
+
+    return run
+
+
 def wandb_history(run_path: Path) -> list[dict]:
     """The history rows of a run's W&B offline files, read by wandb's own CLI."""
     (offline,) = (run_path / "wandb").glob("offline-run-*")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import RunDir, latest_members
 from gemmalab.train.checkpoints import load_checkpoint
 
-from .conftest import REPO, TINY, assert_wandb_matches_run_store, start_sweep
+from .conftest import REPO, TINY, assert_wandb_matches_run_store, start_sweep, sweep_command
 from .test_conf import compose_config
 
 
@@ -24,8 +26,16 @@ def run_dirs(root: Path) -> list[RunDir]:
     return [RunDir(root, p.name) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith("_")]
 
 
-def members(root: Path) -> list[dict]:
-    """The sweep's jobs, each with the last status it recorded."""
+def curves(run: RunDir) -> dict[int, dict[str, float]]:
+    """A run's logged values by step, but for its speed."""
+    return {s: {k: v for k, v in m.items() if k != "train/tokens_per_sec"} for s, m in run.metrics().items()}
+
+
+def members(root: Path, result: subprocess.CompletedProcess | None = None) -> list[dict]:
+    """The sweep's jobs, each with the last status it recorded (the sweep that printed `result`, if
+    several ran under root)."""
+    if result is not None:
+        return latest_members(root, result.stdout.split("[gemmalab] group ")[1].split(":")[0])
     (path,) = (root / "_sweeps").glob("*/members.jsonl")
     return latest_members(root, path.parent.name)
 
@@ -89,9 +99,6 @@ def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_
     (reference,) = run_dirs(tmp_path / "b")
     assert reference.run_id == run.run_id
 
-    def curves(r: RunDir) -> dict:
-        return {s: {k: v for k, v in m.items() if k != "train/tokens_per_sec"} for s, m in r.metrics().items()}
-
     assert curves(run) == curves(reference)  # identical, not close: CPU, same seed
     assert sorted(curves(run)) == list(range(10))
 
@@ -140,7 +147,8 @@ def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp
     resumed = run_job(config, ["seed=0"], "rerun")
     assert resumed["status"] == "finished" and "resume seed=0 from last.ckpt" in capsys.readouterr().out
     straight = run_job(compose_config(*TINY, *long, f"run_root={tmp_path / 'b'}"), [], "b")
-    assert straight["final"] == {**resumed["final"], "train/tokens_per_sec": straight["final"]["train/tokens_per_sec"]}
+    assert straight["status"] == "finished"
+    assert curves(run) == curves(RunDir(tmp_path / "b", run.run_id))  # every step logged, once
 
 
 def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep):
@@ -181,10 +189,13 @@ def test_every_bad_value_is_found_before_the_first_job(overrides, message):
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
-def test_under_submitit_a_failing_job_is_recorded_the_others_finish_and_the_sweep_exits_1(tmp_path, sweep):
+def test_under_submitit_a_failing_job_is_recorded_a_preempted_one_requeued_and_the_sweep_exits_1(tmp_path, sweep):
     """Real submitit (its local executor: each job its own process): the closing summary and the exit
-    code come from what the jobs recorded, in the launching process."""
-    result = sweep(tmp_path, "-m", "hydra/launcher=submitit_local", "data.seq_len=400000,32", "logger=none")
+    code come from what the jobs recorded, in the launching process. The job that trains gets submitit's
+    preemption signal (USR2, what SLURM sends) in its 5th step: it saves that step, submitit requeues it
+    (the local executor restarts it as SLURM would) and the requeued job resumes exactly there."""
+    result = sweep(tmp_path, "-m", "hydra/launcher=submitit_local", "data.seq_len=400000,32", "logger=none",
+                   "fault.kill_at_step=4", "fault.signal=USR2")  # fmt: skip
     assert result.returncode == 1, result.stderr[-2000:]
     statuses = {m["name"]: m["status"] for m in members(tmp_path)}
     assert statuses["data.seq_len=400000 seed=0"].startswith("failed: ValueError: data.seq_len=400000 needs more than")
@@ -196,6 +207,18 @@ def test_under_submitit_a_failing_job_is_recorded_the_others_finish_and_the_swee
     group = next((tmp_path / "_sweeps").iterdir()).name
     out = report.main(["--run-root", str(tmp_path), "--group", group, "--no-wandb"])
     assert "| 2 (1 failed) |" in (out / "tables" / "runs.md").read_text()  # counted, never averaged in
+
+    (run,) = [r for r in run_dirs(tmp_path) if r.summary()["status"] == "finished"]
+    logs = "".join(p.read_text() for p in (tmp_path / "_sweeps" / group / ".submitit").glob("*/*_log.*"))
+    assert "SIGUSR2 (preempted or at the time limit): saving the current step, then requeueing" in logs
+    assert "Requeued job" in logs and "[gemmalab] resume data.seq_len=32 seed=0 from last.ckpt" in logs
+    assert run.summary()["resumed_from"].endswith("last.ckpt")
+    # saved at step 5, where the signal stopped it (the periodic checkpoints are at 3 and 6)
+    assert load_checkpoint(run.checkpoint_dir / "previous.ckpt")["global_step"] == 5
+    # every step logged once (the SIGTERM test above shows a stop saved this way resumes identically)
+    rows = [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
+    assert sorted(r["step"] for r in rows if "train/loss" in r) == list(range(6))
+    assert sorted(r["step"] for r in rows if "val/loss" in r) == [0, 2, 5]
 
 
 def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path, capsys):
@@ -226,9 +249,9 @@ def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path
     assert capsys.readouterr().out.count("[gemmalab] skip") == 2  # diverging again would teach nothing
 
 
-def test_a_student_whose_teacher_never_finished_fails_alone(tmp_path, sweep):
-    result = sweep(tmp_path, "-m", "distill=on", "distill.teacher=alias:nobody", "seed=0,1", "logger=none")
-    assert result.returncode == 1 and "2 failed (2 job(s)" in result.stdout
+def test_a_student_whose_teacher_never_finished_fails_alone(tmp_path, sweep_here, capsys):
+    code, _ = sweep_here(tmp_path, "-m", "distill=on", "distill.teacher=alias:nobody", "seed=0,1", "logger=none")
+    assert code == 1 and "2 failed (2 job(s)" in capsys.readouterr().out
     assert [m["status"] for m in members(tmp_path)] == [
         "failed: distill.teacher='alias:nobody' names no finished run (allowed: none yet)"
     ] * 2
@@ -242,26 +265,38 @@ ONE_TASK_SLURM_JOB = {
 }  # fmt: skip
 
 
-def test_a_ddp_sweep_trains_each_job_once_on_both_ranks_and_matches_one_process(tmp_path, sweep):
-    """Two gloo ranks per job (Lightning's launcher re-runs sweep.py; the rank joins its job, nothing more),
-    against one process with the same global batch (data.batch_size=4: two sequences per rank). Inside a
-    one-task SLURM job, as on a cluster node: Lightning's own launcher starts the ranks there as here."""
-    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
-    result = sweep(tmp_path / "ddp", "-m", "seed=0,1", *ddp, env=ONE_TASK_SLURM_JOB)
+def test_ddp_sweeps_train_each_job_once_on_both_ranks_stop_together_and_match_one_process(tmp_path, sweep):
+    """Two gloo ranks per job, against one process with the same global batch (data.batch_size=4: two
+    sequences per rank). First torchrun starts both ranks, each running sweep.py: rank 0 alone gets SIGTERM
+    after step 3 and both stop after step 4 (they agree at every step), saved. Then the rerun under
+    Lightning's launcher (it re-runs sweep.py for rank 1, which joins the job), inside a one-task SLURM job
+    as on a cluster node: seed 0 resumes, seed 1 trains."""
+    ddp = ["-m", "seed=0,1", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    command, env = sweep_command(tmp_path / "ddp", *ddp, "logger=none", "fault.kill_at_step=3", "fault.signal=TERM")
+    command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    stopped = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert stopped.returncode != 0 and "[gemmalab] interrupted: seed=0" in stopped.stdout, stopped.stderr[-3000:]
+    assert "1 interrupted, 1 not started (2 job(s)" in stopped.stdout  # printed once: by rank 0
+    assert stopped.stdout.count("[gemmalab] group ") == 1
+    (run,) = run_dirs(tmp_path / "ddp")
+    assert load_checkpoint(run.checkpoint_dir / "last.ckpt")["global_step"] == 4 and max(run.metrics()) == 3
+
+    result = sweep(tmp_path / "ddp", *ddp, env=ONE_TASK_SLURM_JOB)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "[gemmalab] resume seed=0 from last.ckpt" in result.stdout
     assert result.stdout.count("[gemmalab] finished:") == 2 and result.stdout.count("[gemmalab] group ") == 1
-    assert len(list((tmp_path / "ddp" / "_sweeps").iterdir())) == 1
-    assert [j["status"] for j in members(tmp_path / "ddp")] == ["finished", "finished"]
+    assert [j["status"] for j in members(tmp_path / "ddp", result)] == ["finished", "finished"]
     runs = {r.summary()["name"]: r for r in run_dirs(tmp_path / "ddp")}
     assert sorted(runs) == ["seed=0", "seed=1"]
-    for run in runs.values():  # one W&B run per job, holding what the run store holds
-        assert assert_wandb_matches_run_store(run.path, run.metrics()) >= 3 * 6
+    # one W&B run for the job, holding what the run store holds
+    assert assert_wandb_matches_run_store(runs["seed=1"].path, runs["seed=1"].metrics()) >= 3 * 6
 
     one = run_job(compose_config(*TINY, "logger=none", f"run_root={tmp_path / 'one'}"), [], "one")
     (reference,) = run_dirs(tmp_path / "one")
-    # Same samples, same arithmetic up to the order of reductions (two half-batch gradients averaged by
-    # all-reduce, against one mean over the batch): float32 rounding, ~1e-7 relative per step, compounding
-    # over 6 AdamW steps; 1e-5 relative bounds it with room and is far below any difference a switch makes.
+    # Same samples (seed 0 stopped and resumed), same arithmetic up to the order of reductions (two
+    # half-batch gradients averaged by all-reduce, against one mean over the batch): float32 rounding,
+    # ~1e-7 relative per step, compounding over 6 AdamW steps; 1e-5 relative bounds it with room and is
+    # far below any difference a switch makes.
     ddp_metrics, one_metrics = runs["seed=0"].metrics(), reference.metrics()
     assert sorted(ddp_metrics) == sorted(one_metrics) == list(range(6))
     for step, values in one_metrics.items():

@@ -49,7 +49,8 @@ class LoggerConfig:
 
 @dataclass
 class FaultConfig:
-    kill_at_step: int | None = None  # testing only: SIGKILL the job after this many steps (to exercise resume)
+    kill_at_step: int | None = None  # testing only: signal the job after this many steps (to exercise resume)
+    signal: str = "KILL"  # testing only: the signal it gets (FAULT_SIGNALS)
 
 
 @dataclass

@@ -28,10 +28,9 @@ def test_every_study_composes_and_validates():
         assert n_jobs >= 6 and "seed" in swept, study
 
 
-def test_run_store_and_wandb_offline_give_the_same_frame(tmp_path, sweep):
-    result = sweep(tmp_path, "-m", "norm=dual,pre", *SHORT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    group = next((tmp_path / "_sweeps").iterdir()).name
+def test_run_store_and_wandb_offline_give_the_same_frame(tmp_path, sweep_here):
+    code, group = sweep_here(tmp_path, "-m", "norm=dual,pre", *SHORT)
+    assert code == 0
     from_store = load_run_store(tmp_path, group)
     offline = [d for run_id in from_store["run_id"] for d in (tmp_path / run_id / "wandb").glob("offline-run-*")]
     from_wandb = load_wandb_offline(offline)
@@ -48,9 +47,8 @@ def test_run_store_and_wandb_offline_give_the_same_frame(tmp_path, sweep):
     assert len(frame) == 1 and missing == [f"{gone}: no W&B offline run in {tmp_path / gone / 'wandb'}"]
 
 
-def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep):
-    result = sweep(tmp_path, "-m", "+ablation=softcap", "seed=0,1", *SHORT)
-    assert result.returncode == 0, result.stderr[-2000:]
+def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep_here):
+    assert sweep_here(tmp_path, "-m", "+ablation=softcap", "seed=0,1", *SHORT)[0] == 0
     out = report.main(["--run-root", str(tmp_path), "--study", "softcap"])
     text = (out / "report.md").read_text()
     assert "# Report: softcap" in text and "brief: change" in text and "capping on" in text

@@ -26,7 +26,7 @@ def is_identity_key(key: str) -> bool:
 
 
 # Keys added after runs existed, with the value that reproduces what every run did before them.
-ADDED_LATER = {"model.init": "shared", "model.kernels": "auto"}
+ADDED_LATER = {"model.init": "shared", "model.kernels": "auto", "trainer.num_nodes": 1}
 
 # Settings an attention pattern never reads: `full` has no window, `local` no local:global ratio.
 IGNORED_BY_PATTERN = {"full": ("window", "local_global_ratio", "first"), "local": ("local_global_ratio", "first")}

@@ -7,8 +7,8 @@ checkpoint into the same W&B run.
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -35,9 +35,12 @@ from gemmalab.train.distill import (
     teacher_run_dir,
 )
 from gemmalab.train.engagement import engagement_summary, initial_val_loss, trained_val_loss
+from gemmalab.train.fit import check_world, ranks_started_outside
 
 from .aliases import ALIAS_PREFIX, resolve_teacher, write_alias
 from .identity import run_identity, run_name
+from .ranks import DDP_JOB, END, hand_over, job_from_rank_zero
+from .requeue import requeue_signal
 from .store import (
     FINISHED,
     INTERRUPTED,
@@ -52,6 +55,7 @@ from .wandb_logger import MODES as WANDB_MODES
 from .wandb_logger import finish_wandb, make_wandb_logger
 
 LOGGER_KINDS = ("wandb", "csv", "none")
+FAULT_SIGNALS = ("KILL", "TERM", "INT", "USR2")  # a crash, a scheduler's stop, Ctrl-C, submitit's preemption
 
 
 @dataclass
@@ -63,6 +67,7 @@ class JobSpec:
     stability: StabilityConfig
     distill: DistillConfig
     seed: int
+    fault: tuple[int, signal.Signals] | None = None  # testing only: (step, signal)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> JobSpec:
@@ -80,14 +85,20 @@ class JobSpec:
             check_teacher_compatible(teacher_config(distill.teacher), config)
         data = DataConfig(**config["data"])
         check_data(data, cache_root(data, config["run_root"]))
+        trainer = TrainerConfig(**config["trainer"])
+        check_world(trainer)
+        fault = config.get("fault", {})
+        fault_step, fault_signal = fault.get("kill_at_step"), fault.get("signal", "KILL")
+        require_choice("fault.signal", fault_signal, FAULT_SIGNALS)
         return cls(
             model=model,
             data=data,
             optim=OptimConfig(**config["optim"]),
-            trainer=TrainerConfig(**config["trainer"]),
+            trainer=trainer,
             stability=StabilityConfig(**config["stability"]),
             distill=distill,
             seed=config["seed"],
+            fault=None if fault_step is None else (fault_step, signal.Signals[f"SIG{fault_signal}"]),
         )
 
 
@@ -183,14 +194,11 @@ def train(
             loggers.append(wandb_logger)
         elif config["logger"]["kind"] == "csv":
             loggers.append(CSVLogger(str(run.path), name="csv", version=""))
-        # DDP ranks started by Lightning's launcher re-run sweep.py: this tells them which job to join
-        os.environ[DDP_JOB] = json.dumps({"config": config, "run_id": run.run_id, "resume_from": resume_from and
-                                          str(resume_from)})  # fmt: skip
+        hand_over({"config": config, "run_id": run.run_id, "resume_from": resume_from and str(resume_from)})
         try:
-            fit(module, datamodule, spec.trainer, run.checkpoint_dir, loggers, resume_from,
-                config.get("fault", {}).get("kill_at_step"))  # fmt: skip
+            fit(module, datamodule, spec.trainer, run.checkpoint_dir, loggers, resume_from, spec.fault)
         finally:
-            os.environ.pop(DDP_JOB)
+            os.environ.pop(DDP_JOB, None)
         return FINISHED, None, wandb_logger
     except Diverged as err:
         return f"diverged at step {err.step}", err.step, wandb_logger
@@ -210,15 +218,6 @@ def build(spec: JobSpec, config: dict[str, Any]) -> tuple[LMModule, LMDataModule
     return LMModule(spec.model, spec.optim, spec.trainer, spec.stability, spec.distill, teacher), datamodule
 
 
-DDP_JOB = "GEMMALAB_DDP_JOB"
-
-
-def ddp_rank_job() -> dict[str, Any] | None:
-    """In a DDP rank > 0 that Lightning's launcher started: the job its rank 0 runs."""
-    job = os.environ.get(DDP_JOB)
-    return json.loads(job) if job and os.environ.get("LOCAL_RANK", "0") != "0" else None
-
-
 def train_rank(job: dict[str, Any]) -> None:
     """A DDP rank > 0 of a job: trains its slice of every global batch beside rank 0 and writes nothing.
     Rank 0 alone claims the run, logs (the run store, W&B, the console), checkpoints and records the
@@ -232,6 +231,19 @@ def train_rank(job: dict[str, Any]) -> None:
         fit(module, datamodule, spec.trainer, checkpoint_dir, [], resume_from)
     except (Diverged, SIGTERMException):  # rank 0 records it
         pass
+
+
+def follow_rank_zero(whole_sweep: bool) -> None:
+    """A DDP rank > 0: train what rank 0 hands over, one message per job, until END when torchrun or
+    SLURM started this rank to run sweep.py, else one job. Ctrl-C and SLURM signal every process of a
+    job; rank 0 alone acts on them, and stops all ranks at one step (train/fit.py StopOnRequest)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, requeue_signal()):
+        signal.signal(signum, signal.SIG_IGN)
+    while (job := job_from_rank_zero()) != END:
+        if job:
+            train_rank(job)
+        if not (whole_sweep and ranks_started_outside()):
+            return
 
 
 def summarise(run: RunDir, spec: JobSpec, status: str, diverged_step: int | None) -> dict[str, Any]:

@@ -45,14 +45,15 @@ class TrainerConfig:
     ckpt_every: int = 50
     stats_every: int = 10  # logit-growth signals every k steps: one extra q.k^T pass per layer on those steps
     accelerator: str = "cpu"
-    devices: int | str = 1
+    devices: int | str = 1  # per node
+    num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
     compile: bool = False
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        for key in ("max_steps", "val_every", "ckpt_every"):
+        for key in ("max_steps", "val_every", "ckpt_every", "num_nodes"):
             require_int(f"trainer.{key}", getattr(self, key))
         require_int("trainer.stats_every", self.stats_every, minimum=0, allowed="0 for off, or >= 1")
         require_choice("trainer.accelerator", self.accelerator, ACCELERATORS)

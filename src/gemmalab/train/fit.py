@@ -9,10 +9,17 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.environments import LightningEnvironment
+from lightning.fabric.plugins.environments import (
+    ClusterEnvironment,
+    LightningEnvironment,
+    SLURMEnvironment,
+    TorchElasticEnvironment,
+)
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from gemmalab.errors import ConfigError
 
 from .checkpoints import SafeCheckpointIO
 from .config import TrainerConfig
@@ -40,38 +47,87 @@ stop_requested = threading.Event()
 
 
 class StopOnRequest(Callback):
-    """Stop after the current step once a stop was requested: raise Lightning's SIGTERMException, which
-    ends the fit as a scheduler's SIGTERM would; that step is saved as last.ckpt first, so the rerun
-    resumes exactly there."""
+    """Stop after the current step once a stop was requested. The step is saved as last.ckpt where
+    ModelCheckpoint saves (the end of the step, the state Lightning's resume expects), its metrics are
+    logged and a validation due after it runs; then, before the next step starts, Lightning's
+    SIGTERMException ends the fit as a scheduler's SIGTERM would. The rerun resumes exactly there, with
+    every step logged once. A SIGTERM that Lightning catches itself ends the fit after the step too;
+    that step is saved on the way out. Under DDP the ranks agree at every step (one all-reduce of a
+    flag), so all of them stop at the same step, whichever rank was asked, and save together."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.saved_step: int | None = None
+        self.sigterm_before_fit = signal.getsignal(signal.SIGTERM)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            # Lightning's own SIGTERM handler broadcasts from inside the handler, which deadlocks when
+            # a rank is in another collective (seen: two gloo ranks hung for good after one SIGTERM);
+            # here a SIGTERM only requests the stop, and the ranks agree on it at the end of the step
+            signal.signal(signal.SIGTERM, self.sigterm_before_fit)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if stop_requested.is_set():
+        stop = stop_requested.is_set()
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # any rank
+        if stop:
+            trainer.save_checkpoint(self.path)
+            self.saved_step = trainer.global_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.saved_step is not None:
             raise SIGTERMException
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
+        if isinstance(exception, SIGTERMException) and self.saved_step != trainer.global_step:
             trainer.save_checkpoint(self.path)
 
 
-class KillAtStep(Callback):
-    """Fault injection for resume tests: SIGKILL this process once `step` optimizer steps are done."""
+class SignalAtStep(Callback):
+    """Fault injection for resume tests: send this process `signum` once `step` optimizer steps are done."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int, signum: signal.Signals) -> None:
+        self.step, self.signum = step, signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            os.kill(os.getpid(), self.signum)
 
 
-def one_task_slurm_job() -> list[LightningEnvironment]:
-    """In a SLURM job of one task (hydra/launcher=slurm keeps tasks_per_node=1), Lightning's own launcher
-    starts one rank per device, as outside SLURM; Lightning's SLURM environment would instead insist on
-    one SLURM task per device and refuse trainer.devices > 1."""
-    return [LightningEnvironment()] if os.environ.get("SLURM_NTASKS") == "1" else []
+def ranks_started_outside() -> ClusterEnvironment | None:
+    """The environment of DDP ranks that were all started outside Lightning, each running this script:
+    by torchrun, or by SLURM with several tasks (srun; submitit with nodes or tasks_per_node > 1)."""
+    if TorchElasticEnvironment.detect():
+        environment: ClusterEnvironment = TorchElasticEnvironment()
+    elif os.environ.get("SLURM_NTASKS", "1") != "1" and SLURMEnvironment.detect():
+        environment = SLURMEnvironment()
+    else:
+        return None
+    return environment if environment.world_size() > 1 else None
+
+
+def check_world(cfg: TrainerConfig) -> None:
+    """Ranks started outside: the job must ask for exactly the ranks that were started."""
+    if (environment := ranks_started_outside()) is None:
+        return
+    ranks = environment.world_size()
+    if not isinstance(cfg.devices, int) or cfg.devices * cfg.num_nodes != ranks or cfg.strategy != "ddp":
+        raise ConfigError(
+            f"{type(environment).__name__} started {ranks} ranks, but trainer.strategy={cfg.strategy} "
+            f"trainer.devices={cfg.devices} trainer.num_nodes={cfg.num_nodes} (allowed: trainer=ddp with "
+            f"devices x num_nodes = {ranks}, e.g. trainer.devices={ranks // cfg.num_nodes})"
+        )
+
+
+def slurm_environment() -> list[ClusterEnvironment]:
+    """Inside a SLURM job of one task (hydra/launcher=slurm's tasks_per_node=1), Lightning's own launcher
+    starts one rank per device, as outside SLURM: Lightning's SLURM environment would insist on one task
+    per device and refuse trainer.devices > 1. With several tasks each task is a rank, and submitit
+    requeues the job (runs/requeue.py): Lightning's own requeue on SIGUSR1 stays off."""
+    if os.environ.get("SLURM_NTASKS") == "1":
+        return [LightningEnvironment()]
+    return [SLURMEnvironment(auto_requeue=False)] if isinstance(ranks_started_outside(), SLURMEnvironment) else []
 
 
 def fit(
@@ -81,21 +137,23 @@ def fit(
     checkpoint_dir: Path,
     loggers: list[Logger],
     resume_from: Path | None = None,
-    kill_at_step: int | None = None,
+    fault: tuple[int, signal.Signals] | None = None,
 ) -> L.Trainer:
-    checkpoint = ModelCheckpoint(
-        dirpath=checkpoint_dir, every_n_train_steps=cfg.ckpt_every, save_last=True, save_top_k=0
-    )
+    checkpoint = ModelCheckpoint(  # one last.ckpt, also over one that StopOnRequest wrote (never last-v1.ckpt)
+        dirpath=checkpoint_dir, every_n_train_steps=cfg.ckpt_every, save_last=True, save_top_k=0,
+        enable_version_counter=False,
+    )  # fmt: skip
     callbacks: list[Callback] = [checkpoint, StopOnRequest(checkpoint_dir / "last.ckpt")]
+    if fault is not None:
+        callbacks.append(SignalAtStep(*fault))
     if cfg.progress_bar:
         callbacks.append(progress_bar())
-    if kill_at_step is not None:
-        callbacks.append(KillAtStep(kill_at_step))
     trainer = L.Trainer(
         max_steps=cfg.max_steps,
         max_epochs=-1,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         precision=cfg.precision,
         logger=loggers,
@@ -107,7 +165,7 @@ def fit(
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         default_root_dir=checkpoint_dir.parent,
-        plugins=[SafeCheckpointIO(), *one_task_slurm_job()],
+        plugins=[SafeCheckpointIO(), *slurm_environment()],
         use_distributed_sampler=False,  # the datamodule's sampler gives each rank its slice of the global batch
     )
     if cfg.compile:
@@ -117,8 +175,10 @@ def fit(
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     finally:
         # Lightning's launcher leaves its process group up and its variables set (with LOCAL_RANK set, the
-        # next Trainer would wait for ranks started by someone else): the next job of a sweep starts afresh
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # next Trainer would wait for ranks started by someone else): the next job of a sweep starts afresh.
+        # Ranks started outside keep theirs: rank 0 tells the others each job over it (runs/ranks.py).
+        started_outside = ranks_started_outside() is not None
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and not started_outside:
             torch.distributed.destroy_process_group()
         for key, value in launched_by.items():
             if value is None:
