@@ -44,7 +44,7 @@ from gemmalab.schema import SWEEP_ID, new_sweep_id, register
 from gemmalab.train.fit import stop_requested
 
 register()
-sweep: dict = {"swept": None, "stop": None}
+sweep: dict = {"jobs": 1, "swept": None, "stop": None}
 CONF = Path(__file__).resolve().parent / "conf"  # absolute: main() also runs where sweep.py is imported
 
 
@@ -60,26 +60,23 @@ def stop_after_this_step(signum: int, _frame: object) -> None:
 
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if follows_rank_zero():  # a task > 0 of a multi-task submitit job: its rank 0 keeps the books
+        follow_rank_zero(whole_sweep=False)
+        return
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     group = cfg.group or Path(hydra_cfg.sweep.dir if multirun else hydra_cfg.run.dir).name
     overrides = list(hydra_cfg.overrides.task)
-    parallel = (hydra_cfg.launcher.get("n_jobs") or 1) if multirun else 1
-    if parallel != 1:  # joblib: N jobs share the machine's cores instead of each taking all of them
-        cores = os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // (parallel if parallel > 0 else cores)))  # n_jobs=-1: one per core
+    if multirun and (at_once := jobs_at_once(hydra_cfg.launcher)) > 1:  # they share the cores, not each take all
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // at_once))
     job = {"name": run_name(overrides, cfg.seed, sweep["swept"]), "overrides": overrides}
-    if follows_rank_zero():  # a task > 0 of a multi-task submitit job: its rank 0 keeps the books
-        follow_rank_zero(whole_sweep=False)
-        return
     defer_submitit_requeue()  # in a submitit job: its preemption signal saves the step before requeueing
-    if sweep["stop"] is not None or stop_seen():  # a worker process watches its launcher (runs/watchdog.py)
-        record_sweep_member(cfg.run_root, group, {**job, "status": NOT_STARTED})
-        job_ended()
-        requeue_if_asked()
-        exit_if_orphaned()
-        return
     try:
+        if sweep["stop"] is not None or stop_seen():  # a worker process watches its launcher (runs/watchdog.py)
+            record_sweep_member(cfg.run_root, group, {**job, "status": NOT_STARTED})
+            requeue_if_asked()
+            exit_if_orphaned()
+            return
         summary = run_job(OmegaConf.to_container(cfg, resolve=True), overrides, group, sweep["swept"])
     except (ConfigError, RunBusy) as err:  # a teacher alias that never finished; a run another process trains
         print(f"error: {err}", file=sys.stderr)
@@ -93,6 +90,19 @@ def main(cfg: DictConfig) -> None:
         requeue_if_asked()  # submitit requeues the job, which resumes from the step just saved
         sweep["stop"] = sweep["stop"] or signal.SIGTERM
         exit_if_orphaned()
+
+
+def jobs_at_once(launcher: DictConfig) -> int:
+    """How many jobs of the sweep train on this machine at the same time: joblib's n_jobs (-1: one per
+    core); every job for submitit's local executor, which starts them all at once; else one."""
+    cores = os.cpu_count() or 1
+    if "n_jobs" in launcher:
+        at_once = cores if launcher.n_jobs == -1 else launcher.n_jobs
+    elif launcher.get("_target_", "").endswith("submitit_launcher.LocalLauncher"):
+        at_once = sweep["jobs"]
+    else:
+        return 1
+    return min(at_once, sweep["jobs"], cores)
 
 
 def closing_summary(root: Path, group: str, stop: int | None) -> int:
@@ -129,7 +139,7 @@ if __name__ == "__main__":
     quiet()
     try:
         try:
-            _, sweep["swept"] = validate_all_jobs(sys.argv[1:], config_dir=CONF)
+            sweep["jobs"], sweep["swept"] = validate_all_jobs(sys.argv[1:], config_dir=CONF)
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from analysis import report
 from analysis.loaders import load_run_store
@@ -304,3 +305,20 @@ def test_ddp_sweeps_train_each_job_once_on_both_ranks_stop_together_and_match_on
             if key in values:
                 assert ddp_metrics[step][key] == pytest.approx(values[key], rel=1e-5), (step, key)
     assert runs["seed=0"].summary()["val/loss"] == pytest.approx(one["val/loss"], rel=1e-5)
+
+
+def test_local_jobs_that_run_at_once_share_the_cores(monkeypatch):
+    """Each job takes cores / (jobs at once) torch threads: joblib runs n_jobs at once, submitit's local
+    executor every job of the sweep, the basic launcher one."""
+    import sweep as sweep_script
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setitem(sweep_script.sweep, "jobs", 4)
+    local = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+    for launcher, at_once in [
+        ({"_target_": local}, 4),
+        ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 2}, 2),
+        ({"n_jobs": -1}, 4),  # one per core, but only 4 jobs
+        ({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 1),
+    ]:
+        assert sweep_script.jobs_at_once(OmegaConf.create(launcher)) == at_once, launcher

@@ -48,14 +48,15 @@ def test_run_store_and_wandb_offline_give_the_same_frame(tmp_path, sweep_here):
 
 
 def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep_here):
-    assert sweep_here(tmp_path, "-m", "+ablation=softcap", "seed=0,1", *SHORT)[0] == 0
+    brief = ["trainer.max_steps=12", "trainer.val_every=6", "optim.warmup_steps=2"]
+    assert sweep_here(tmp_path, "-m", "+ablation=softcap", "seed=0,1", *brief)[0] == 0
     out = report.main(["--run-root", str(tmp_path), "--study", "softcap"])
     text = (out / "report.md").read_text()
     assert "# Report: softcap" in text and "brief: change" in text and "capping on" in text
     for name in ("softcap", "runs"):
         for suffix in ("md", "tex", "csv"):
             assert (out / "tables" / f"{name}.{suffix}").stat().st_size > 0
-    # 30 steps of the tiny model: neither cap bends 1% of its inputs, and the report says so
+    # 12 steps of the tiny model: neither cap bends 1% of its inputs, and the report says so
     assert "Warning: in no run did the attention cap reach 1%" in text
     assert "Warning: in no run did the final-logit cap reach 1%" in text
     assert "Warning" in (out / "tables" / "softcap.md").read_text()
