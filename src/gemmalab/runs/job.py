@@ -7,6 +7,7 @@ checkpoint into the same W&B run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -241,7 +242,8 @@ def follow_rank_zero(whole_sweep: bool) -> None:
         signal.signal(signum, signal.SIG_IGN)
     while (job := job_from_rank_zero()) != END:
         if job:
-            train_rank(job)
+            with open(os.devnull, "w") as nowhere, contextlib.redirect_stdout(nowhere):  # rank 0's lines, once
+                train_rank(job)
         if not (whole_sweep and ranks_started_outside()):
             return
 
