@@ -184,15 +184,16 @@ def token_cache(cfg: DataConfig, root: Path) -> TokenCache:
     problem = lambda: manifest_problem(path, key)  # noqa: E731
     built = build_once(path, problem, lambda tmp: build_cache(cfg, load_tokenizer(cfg, root), key, tmp), "token cache")
     cache = TokenCache(path, json.loads((path / "manifest.json").read_text()))
+    total = sum(cache.manifest["tokens"].values())
     if built:
-        total, seconds = sum(cache.manifest["tokens"].values()), cache.manifest["build_seconds"]
+        seconds = cache.manifest["build_seconds"]
         print(f"[gemmalab] token cache built: {total:,} tokens in {seconds:.1f} s "
               f"({total / max(seconds, 1e-9):,.0f} tokens/s) -> {path}")  # fmt: skip
     else:
         print(f"[gemmalab] token cache: {path} (built earlier)")
     if not cache.manifest["budget_reached"]:
         print(f"[gemmalab] the source ran out before data.max_tokens={cfg.max_tokens:,}: "
-              f"{sum(cache.manifest['tokens'].values()):,} tokens, all of it used")  # fmt: skip
+              f"{total:,} tokens, all of it used")  # fmt: skip
     return cache
 
 

@@ -28,6 +28,7 @@ from gemmalab.model import ModelConfig, count_parameters, model_config
 from gemmalab.schema import check_known_keys
 from gemmalab.switches import tags as switch_tags
 from gemmalab.train import Diverged, LMModule, OptimConfig, StabilityConfig, TrainerConfig, fit, stability_summary
+from gemmalab.train.cluster import check_world, ranks_started_outside
 from gemmalab.train.distill import (
     DistillConfig,
     check_teacher_compatible,
@@ -36,11 +37,10 @@ from gemmalab.train.distill import (
     teacher_run_dir,
 )
 from gemmalab.train.engagement import engagement_summary, initial_val_loss, trained_val_loss
-from gemmalab.train.fit import check_world, ranks_started_outside
 
 from .aliases import ALIAS_PREFIX, resolve_teacher, write_alias
 from .identity import run_identity, run_name
-from .ranks import DDP_JOB, END, hand_over, job_from_rank_zero
+from .ranks import END, handed_over, job_from_rank_zero
 from .requeue import requeue_signal
 from .store import (
     FINISHED,
@@ -195,11 +195,8 @@ def train(
             loggers.append(wandb_logger)
         elif config["logger"]["kind"] == "csv":
             loggers.append(CSVLogger(str(run.path), name="csv", version=""))
-        hand_over({"config": config, "run_id": run.run_id, "resume_from": resume_from and str(resume_from)})
-        try:
+        with handed_over({"config": config, "run_id": run.run_id, "resume_from": resume_from and str(resume_from)}):
             fit(module, datamodule, spec.trainer, run.checkpoint_dir, loggers, resume_from, spec.fault)
-        finally:
-            os.environ.pop(DDP_JOB, None)
         return FINISHED, None, wandb_logger
     except Diverged as err:
         return f"diverged at step {err.step}", err.step, wandb_logger

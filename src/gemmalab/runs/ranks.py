@@ -12,14 +12,16 @@ Ranks start in one of two ways.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from gemmalab.train.fit import ranks_started_outside
+from gemmalab.train.cluster import ranks_started_outside
 
 DDP_JOB = "GEMMALAB_DDP_JOB"
 END = "end of sweep"
@@ -47,13 +49,19 @@ def _broadcast(message: Any) -> Any:
     return box[0]
 
 
-def hand_over(job: dict[str, Any]) -> None:
-    """Rank 0, as its fit starts: the job (resolved config, run id, checkpoint to resume from) to the others."""
+@contextlib.contextmanager
+def handed_over(job: dict[str, Any]) -> Iterator[None]:
+    """Rank 0, around its fit: the job (resolved config, run id, checkpoint to resume from) to the others."""
     if ranks_started_outside() is not None:
         _broadcast(job)
         _told[0] = True
-    else:  # Lightning's launcher is about to re-run sweep.py for them
-        os.environ[DDP_JOB] = json.dumps(job)
+        yield
+        return
+    os.environ[DDP_JOB] = json.dumps(job)  # for the ranks Lightning's launcher is about to start
+    try:
+        yield
+    finally:
+        os.environ.pop(DDP_JOB)
 
 
 def job_ended() -> None:

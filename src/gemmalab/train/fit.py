@@ -9,19 +9,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.environments import (
-    ClusterEnvironment,
-    LightningEnvironment,
-    SLURMEnvironment,
-    TorchElasticEnvironment,
-)
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from gemmalab.errors import ConfigError
-
 from .checkpoints import SafeCheckpointIO
+from .cluster import ranks_started_outside, slurm_environment
 from .config import TrainerConfig
 
 
@@ -93,41 +86,6 @@ class SignalAtStep(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step and trainer.is_global_zero:
             os.kill(os.getpid(), self.signum)
-
-
-def ranks_started_outside() -> ClusterEnvironment | None:
-    """The environment of DDP ranks that were all started outside Lightning, each running this script:
-    by torchrun, or by SLURM with several tasks (srun; submitit with nodes or tasks_per_node > 1)."""
-    if TorchElasticEnvironment.detect():
-        environment: ClusterEnvironment = TorchElasticEnvironment()
-    elif os.environ.get("SLURM_NTASKS", "1") != "1" and SLURMEnvironment.detect():
-        environment = SLURMEnvironment()
-    else:
-        return None
-    return environment if environment.world_size() > 1 else None
-
-
-def check_world(cfg: TrainerConfig) -> None:
-    """Ranks started outside: the job must ask for exactly the ranks that were started."""
-    if (environment := ranks_started_outside()) is None:
-        return
-    ranks = environment.world_size()
-    if not isinstance(cfg.devices, int) or cfg.devices * cfg.num_nodes != ranks or cfg.strategy != "ddp":
-        raise ConfigError(
-            f"{type(environment).__name__} started {ranks} ranks, but trainer.strategy={cfg.strategy} "
-            f"trainer.devices={cfg.devices} trainer.num_nodes={cfg.num_nodes} (allowed: trainer=ddp with "
-            f"devices x num_nodes = {ranks}, e.g. trainer.devices={ranks // cfg.num_nodes})"
-        )
-
-
-def slurm_environment() -> list[ClusterEnvironment]:
-    """Inside a SLURM job of one task (hydra/launcher=slurm's tasks_per_node=1), Lightning's own launcher
-    starts one rank per device, as outside SLURM: Lightning's SLURM environment would insist on one task
-    per device and refuse trainer.devices > 1. With several tasks each task is a rank, and submitit
-    requeues the job (runs/requeue.py): Lightning's own requeue on SIGUSR1 stays off."""
-    if os.environ.get("SLURM_NTASKS") == "1":
-        return [LightningEnvironment()]
-    return [SLURMEnvironment(auto_requeue=False)] if isinstance(ranks_started_outside(), SLURMEnvironment) else []
 
 
 def fit(
