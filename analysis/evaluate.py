@@ -25,10 +25,9 @@ import yaml
 from analysis.loaders import group_run_ids
 from analysis.tables import aggregate, display
 from gemmalab.data import LMDataModule
-from gemmalab.data.cache import cache_root
 from gemmalab.errors import ConfigError
 from gemmalab.model import Decoder
-from gemmalab.runs.job import JobSpec
+from gemmalab.runs.spec import JobSpec, data_cache
 from gemmalab.runs.store import FINISHED, RunDir
 from gemmalab.switches import AT_INFERENCE
 from gemmalab.train.checkpoints import load_checkpoint
@@ -60,12 +59,12 @@ def evaluate_run(run: RunDir, overrides: dict[str, Any]) -> dict[str, Any]:
         group, field = key.split(".")
         config[group][field] = value
     spec = JobSpec.from_config(config)  # validates the overridden setting like a training job
-    checkpoint = load_checkpoint(run.checkpoint_dir / "last.ckpt")
+    checkpoint = load_checkpoint(run.last_checkpoint_path)
     model = Decoder(spec.model)
     model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()})
     model.eval()
     data = LMDataModule(spec.data, spec.seed, spec.trainer.max_steps, spec.model.vocab_size,
-                        cache_root(spec.data, run.path.parent))  # fmt: skip
+                        data_cache(config))  # fmt: skip
     metrics = {k: float(v) for k, v in evaluate(model, data.val_dataloader()).items()}
     return {"evaluated_with": overrides, "checkpoint_step": checkpoint["global_step"], **metrics}
 

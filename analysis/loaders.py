@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from gemmalab.errors import DamagedFile
-from gemmalab.runs.store import RunDir, latest_members
+from gemmalab.runs.store import RunDir, SweepDir
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
 HEADLINE_PREFIXES = (
@@ -25,7 +25,7 @@ HEADLINE_PREFIXES = (
 )  # fmt: skip
 HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init")
 # Config that says where and how a run was logged, not what it is.
-NOT_COLUMNS = ("logger.", "run_root", "group", "fault.", "hydra.", "trainer.progress_bar")
+NOT_COLUMNS = ("logger.", "run_root", "group", "callbacks.", "hydra.", "trainer.progress_bar")
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -60,11 +60,11 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def group_run_ids(run_root: str | Path, group: str) -> list[str]:
-    path = Path(run_root) / "_sweeps" / group / "members.jsonl"
-    if not path.exists():
-        known = sorted(p.name for p in (Path(run_root) / "_sweeps").glob("*") if (p / "members.jsonl").exists())
-        raise FileNotFoundError(f"--group {group!r} has no runs in {run_root} (known groups: {', '.join(known)})")
-    return list(dict.fromkeys(m["run_id"] for m in latest_members(run_root, group) if m.get("run_id")))
+    sweep = SweepDir(run_root, group)
+    if not sweep.members_path.exists():
+        known = ", ".join(SweepDir.groups(run_root))
+        raise FileNotFoundError(f"--group {group!r} has no runs in {run_root} (known groups: {known})")
+    return list(dict.fromkeys(m["run_id"] for m in sweep.latest_members() if m.get("run_id")))
 
 
 def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFrame:
@@ -91,7 +91,7 @@ def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFra
             continue
         rows.append(run_row(run_id, summary.get("name", run_id), config, summary))
     if group:  # jobs that never made a run: refused when they started, or never started (a stopped sweep)
-        missing += [f"{m.get('name') or ' '.join(m['overrides'])}: {m['status']}" for m in latest_members(root, group)
+        missing += [f"{m.get('name') or ' '.join(m['overrides'])}: {m['status']}" for m in SweepDir(root, group).latest_members()
                     if not m.get("run_id") and m.get("overrides")]  # fmt: skip
     frame = _frame(rows)
     frame.attrs["missing"] = missing

@@ -24,21 +24,21 @@ from analysis.latex import build_pdf, report_document, to_latex
 from analysis.loaders import load_run_store, load_wandb_api, load_wandb_offline
 from analysis.power import power_note
 from analysis.tables import QUALITY, to_markdown, varying_switches
-from gemmalab.runs.store import RunDir, line_numbers
+from gemmalab.runs.store import SWEEPS, RunDir, SweepDir, line_numbers, reports_dir
 from gemmalab.train.stability import SpikeRule, StabilityConfig, spike_rule, stability_summary
 
 
 def latest_group(run_root: Path, study: str) -> str:
-    groups = sorted(p.name for p in (run_root / "_sweeps").glob(f"{study}_*") if (p / "members.jsonl").exists())
+    groups = SweepDir.groups(run_root, f"{study}_")
     if not groups:
-        raise SystemExit(f"error: --study {study} has no sweep in {run_root / '_sweeps'} "
+        raise SystemExit(f"error: --study {study} has no sweep in {run_root / SWEEPS} "
                          f"(run: python sweep.py -m +ablation={study})")  # fmt: skip
     return groups[-1]
 
 
 def study_of(run_root: Path, group: str) -> str | None:
     """The ablation a sweep ran (its `+ablation=NAME` override), if any."""
-    multirun = run_root / "_sweeps" / group / "multirun.yaml"
+    multirun = SweepDir(run_root, group).path / "multirun.yaml"
     if not multirun.exists():
         return None
     overrides = yaml.safe_load(multirun.read_text())["hydra"]["overrides"]["task"]
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         frame = recount_spikes(frame, args.run_root, args.spike_rule)
     rule = spike_rule(args.spike_rule) if args.spike_rule else rule_of_runs(frame)
     rules = sorted(frame["stability/spike_rule"].dropna().unique()) if "stability/spike_rule" in frame else []
-    out = args.out or args.run_root / "_reports" / group
+    out = args.out or reports_dir(args.run_root) / group
     by = varying_switches(frame)
     baseline = check_baseline(args.baseline, by, group)
     try:

@@ -1,5 +1,5 @@
 """What the stats-step diagnostics cost: one training step (forward, backward, AdamW) with and without
-`with_stats` (max logit, cap engagement, global attention beyond the window, final-logit engagement),
+the decoder's recorder on (max logit, cap engagement, global attention beyond the window, final-logit engagement),
 timed in alternating rounds; the overhead of a run is that difference once every `stats_every` steps.
 
     python benchmarks/diagnostics_overhead.py                    # the default run: laptop model, 8 x 128, W 32
@@ -36,8 +36,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1))
 
     def step(with_stats: bool) -> None:
-        out = model(ids[:, :-1], with_stats=with_stats)
-        logits = out[0] if with_stats else out
+        if with_stats:
+            with model.recorder.recording():
+                logits = model(ids[:, :-1])
+        else:
+            logits = model(ids[:, :-1])
         F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten()).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

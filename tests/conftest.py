@@ -53,24 +53,24 @@ def sweep():
 
 @pytest.fixture
 def sweep_here(monkeypatch):
-    """sweep.py's multirun in this process (Hydra's basic launcher, the same main and closing summary),
+    """sweep.py in this process (sweep.launch: the same preflight, plan, Hydra main and closing summary),
     for tests about what a sweep records rather than about its process: no Python start, no imports.
     Returns (exit code, group)."""
+    import signal
+
     import sweep as sweep_script
-    from gemmalab.runs import hydra_callbacks
-    from gemmalab.schema import SWEEP_ID, new_sweep_id
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def run(run_root: Path, *args: str) -> tuple[int, str]:
         command, _ = sweep_command(run_root, *args)
-        monkeypatch.setenv(SWEEP_ID, new_sweep_id())
         monkeypatch.setattr(sys, "argv", command[1:])
-        monkeypatch.setitem(sweep_script.sweep, "swept", None)
-        hydra_callbacks.ended.clear()
-        sweep_script.main()
-        ended = hydra_callbacks.ended
-        return sweep_script.closing_summary(Path(ended["run_root"]), ended["group"], None), ended["group"]
+        code = sweep_script.launch(sys.argv)
+        return code, next(a for a in reversed(sys.argv) if a.startswith("group=")).removeprefix("group=")
 
-    return run
+    yield run
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 def wandb_history(run_path: Path) -> list[dict]:

@@ -16,9 +16,12 @@ from analysis.loaders import load_run_store
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import validate_all_jobs
-from gemmalab.runs.store import RunDir, latest_members
+from gemmalab.runs.console import closing_summary
+from gemmalab.runs.launchers import jobs_at_once
+from gemmalab.runs.store import RunDir, SweepDir
 from gemmalab.train.checkpoints import load_checkpoint
 
+from .faults import fault
 from .conftest import REPO, TINY, assert_wandb_matches_run_store, start_sweep, sweep_command
 from .test_conf import compose_config
 
@@ -36,9 +39,9 @@ def members(root: Path, result: subprocess.CompletedProcess | None = None) -> li
     """The sweep's jobs, each with the last status it recorded (the sweep that printed `result`, if
     several ran under root)."""
     if result is not None:
-        return latest_members(root, result.stdout.split("[gemmalab] group ")[1].split(":")[0])
-    (path,) = (root / "_sweeps").glob("*/members.jsonl")
-    return latest_members(root, path.parent.name)
+        return SweepDir(root, result.stdout.split("[gemmalab] group ")[1].split(":")[0]).latest_members()
+    (group,) = SweepDir.groups(root)
+    return SweepDir(root, group).latest_members()
 
 
 def test_the_2x2_ablation_command(tmp_path, sweep, capsys):
@@ -72,7 +75,7 @@ def test_the_2x2_ablation_command(tmp_path, sweep, capsys):
 
 def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_path, sweep, capsys):
     longer = ["trainer.max_steps=10", "trainer.ckpt_every=2", "trainer.val_every=5"]
-    killed = sweep(tmp_path / "a", *longer, "fault.kill_at_step=6")
+    killed = sweep(tmp_path / "a", *longer, *fault(6))
     assert killed.returncode == -signal.SIGKILL
     (run,) = run_dirs(tmp_path / "a")
     assert run.summary()["status"] == "running"
@@ -196,7 +199,7 @@ def test_under_submitit_a_failing_job_is_recorded_a_preempted_one_requeued_and_t
     preemption signal (USR2, what SLURM sends) in its 5th step: it saves that step, submitit requeues it
     (the local executor restarts it as SLURM would) and the requeued job resumes exactly there."""
     result = sweep(tmp_path, "-m", "hydra/launcher=submitit_local", "data.seq_len=400000,32", "logger=none",
-                   "fault.kill_at_step=4", "fault.signal=USR2")  # fmt: skip
+                   *fault(4, "USR2"))  # fmt: skip
     assert result.returncode == 1, result.stderr[-2000:]
     statuses = {m["name"]: m["status"] for m in members(tmp_path)}
     assert statuses["data.seq_len=400000 seed=0"].startswith("failed: ValueError: data.seq_len=400000 needs more than")
@@ -223,13 +226,12 @@ def test_under_submitit_a_failing_job_is_recorded_a_preempted_one_requeued_and_t
 
 
 def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path, capsys):
-    import sweep as sweep_script  # its closing summary, read from members.jsonl
-
     def job(lr: str) -> dict:  # what `sweep.py -m optim.lr=100.0,1e-3 ...` runs, in this process
         config = compose_config(*TINY, f"optim.lr={lr}", "optim.warmup_steps=2", "trainer.max_steps=30",
                                 "logger=none", f"run_root={tmp_path}")  # fmt: skip
-        return run_job(config, [f"optim.lr={lr}"], "lrs", swept={"optim.lr"})
+        return run_job(config, [f"optim.lr={lr}"], "lrs")
 
+    SweepDir(tmp_path, "lrs").plan(jobs=2, swept={"optim.lr"})  # as sweep.py plans it
     for lr in ("100.0", "1e-3"):  # a diverged job returns like any other: the next one runs
         job(lr)
     by_name = {r.summary()["name"]: r for r in run_dirs(tmp_path)}
@@ -243,7 +245,7 @@ def test_an_absurd_learning_rate_diverges_cleanly_and_the_sweep_goes_on(tmp_path
     for key in ("stability/loss_spikes", "stability/grad_norm_var", "stability/grad_norm_cv", "val/loss_init"):
         assert key in summary
     assert healthy.summary()["status"] == "finished" and not healthy.summary()["diverged"]
-    assert sweep_script.closing_summary(tmp_path, "lrs", None) == 0  # a diverged run is a result, not an error
+    assert closing_summary(SweepDir(tmp_path, "lrs")) == 0  # a diverged run is a result, not an error
     assert "1 finished, 1 diverged (2 job(s)" in capsys.readouterr().out
     for lr in ("100.0", "1e-3"):  # asked again: the run store alone decides
         assert job(lr)["status"] == by_name[f"optim.lr={lr} seed=0"].summary()["status"]
@@ -273,7 +275,7 @@ def test_ddp_sweeps_train_each_job_once_on_both_ranks_stop_together_and_match_on
     Lightning's launcher (it re-runs sweep.py for rank 1, which joins the job), inside a one-task SLURM job
     as on a cluster node: seed 0 resumes, seed 1 trains."""
     ddp = ["-m", "seed=0,1", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
-    command, env = sweep_command(tmp_path / "ddp", *ddp, "logger=none", "fault.kill_at_step=3", "fault.signal=TERM")
+    command, env = sweep_command(tmp_path / "ddp", *ddp, "logger=none", *fault(3, "TERM"))
     command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     stopped = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert stopped.returncode != 0 and "[gemmalab] interrupted: seed=0" in stopped.stdout, stopped.stderr[-3000:]
@@ -310,10 +312,7 @@ def test_ddp_sweeps_train_each_job_once_on_both_ranks_stop_together_and_match_on
 def test_local_jobs_that_run_at_once_share_the_cores(monkeypatch):
     """Each job takes cores / (jobs at once) torch threads: joblib runs n_jobs at once, submitit's local
     executor every job of the sweep, the basic launcher one."""
-    import sweep as sweep_script
-
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    monkeypatch.setitem(sweep_script.sweep, "jobs", 4)
     local = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
     for launcher, at_once in [
         ({"_target_": local}, 4),
@@ -321,4 +320,4 @@ def test_local_jobs_that_run_at_once_share_the_cores(monkeypatch):
         ({"n_jobs": -1}, 4),  # one per core, but only 4 jobs
         ({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 1),
     ]:
-        assert sweep_script.jobs_at_once(OmegaConf.create(launcher)) == at_once, launcher
+        assert jobs_at_once(OmegaConf.create(launcher), jobs=4) == at_once, launcher

@@ -10,9 +10,6 @@ command line and `preset("laptop")` in Python are one definition.
 from __future__ import annotations
 
 import dataclasses
-import os
-import secrets
-import time
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,12 +45,6 @@ class LoggerConfig:
 
 
 @dataclass
-class FaultConfig:
-    kill_at_step: int | None = None  # testing only: signal the job after this many steps (to exercise resume)
-    signal: str = "KILL"  # testing only: the signal it gets (FAULT_SIGNALS)
-
-
-@dataclass
 class CascadeConfig:
     size: str = "teacher"
     training: str = "scratch"
@@ -75,7 +66,7 @@ class JobConfig:
     run_root: str = "runs"  # the local run store (see gemmalab/runs/store.py)
     group: str | None = None  # W&B group and sweep name; null: the Hydra sweep directory's name
     alias: str | None = None  # a name for this run once finished: distill.teacher=alias:NAME finds it
-    fault: FaultConfig = field(default_factory=FaultConfig)
+    callbacks: dict[str, Any] = field(default_factory=dict)  # name: {_target_: a Lightning Callback, args}
     ablation: str | None = None  # set by +ablation=NAME
     cascade: CascadeConfig | None = None  # set by +cascade=...
 
@@ -97,7 +88,6 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "logger": _names(LoggerConfig),
     "distill": (*_names(DistillConfig), "teacher_run"),  # teacher_run: pinned by the job (runs/job.py)
     "stability": _names(StabilityConfig),
-    "fault": _names(FaultConfig),
     "cascade": _names(CascadeConfig),
 }
 
@@ -115,21 +105,6 @@ def check_known_keys(config: dict[str, Any]) -> None:
 
 def model_size(cfg: ModelConfig) -> dict[str, Any]:
     return {key: getattr(cfg, key) for key in MODEL_KEYS}
-
-
-SWEEP_ID = "GEMMALAB_SWEEP_ID"
-
-
-def new_sweep_id() -> str:
-    """The time and 4 random hex digits: two sweeps started in the same second get different groups."""
-    return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(2)}"
-
-
-def sweep_name(ablation: str | None) -> str:
-    """The sweep directory's name, which is the sweep's group: `<ablation>_<time>_<hex>`. sweep.py sets the
-    id in its environment, so a launcher's worker processes (joblib, submitit) read the same one."""
-    stamp = os.environ.setdefault(SWEEP_ID, new_sweep_id())
-    return f"{ablation}_{stamp}" if ablation else stamp
 
 
 def precision_for(accelerator: str) -> str:
@@ -155,6 +130,5 @@ def register() -> None:
         size = {**model_size(preset(name)), "vocab_size": "${vocab_of:${data.tokenizer}}"}
         store.store(group="model", name=name, node=ModelSize(**size))
     OmegaConf.register_new_resolver("floor_div", lambda a, b: max(1, int(a) // int(b)), replace=True)
-    OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
     OmegaConf.register_new_resolver("precision_for", precision_for, replace=True)
     OmegaConf.register_new_resolver("vocab_of", vocab_of, replace=True)

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from gemmalab.runs.identity import run_identity
-from gemmalab.runs.store import RunDir, RunStoreLogger, record_sweep_member
+from gemmalab.runs.metrics_logger import RunStoreLogger
+from gemmalab.runs.store import RunDir, SweepDir
 
 from ..test_conf import compose_config
 
@@ -35,7 +36,7 @@ class FakeStore:
             logger.log_metrics(
                 {"train/loss": loss, "train/grad_norm": 1.0 + 0.1 * step, "attn/max_logit/layer_0": 1.0}, step
             )
-        record_sweep_member(self.root, self.group, {"run_id": run.run_id, "status": summary["status"]})
+        SweepDir(self.root, self.group).record({"run_id": run.run_id, "status": summary["status"]})
         return run.run_id
 
 

@@ -24,8 +24,8 @@ SHORT = ["trainer.max_steps=30", "trainer.val_every=10", "optim.warmup_steps=5"]
 def test_every_study_composes_and_validates():
     assert {"softcap", "norm", "kv_heads", "attn_pattern", "lr_sensitivity"} <= set(STUDIES)
     for study in STUDIES:
-        n_jobs, swept = validate_all_jobs(["-m", f"+ablation={study}"], REPO / "conf")
-        assert n_jobs >= 6 and "seed" in swept, study
+        plan = validate_all_jobs(["-m", f"+ablation={study}"], REPO / "conf")
+        assert plan.jobs >= 6 and "seed" in plan.swept and plan.ablation == study, study
 
 
 def test_run_store_and_wandb_offline_give_the_same_frame(tmp_path, sweep_here):
@@ -74,7 +74,7 @@ def test_a_cap_that_bends_scores_is_reported_engaged_without_a_warning(tmp_path)
     for cap in ("0.5", "50"):  # what sweep.py -m softcap.attn=0.5,50 runs, in this process
         config = compose_config(*TINY, f"softcap.attn={cap}", "logger=none", "stability.spike_rule=olmo_core", *SHORT,
                                 f"run_root={tmp_path}")  # fmt: skip
-        assert run_job(config, [f"softcap.attn={cap}"], group, swept={"softcap.attn"})["status"] == "finished"
+        assert run_job(config, [f"softcap.attn={cap}"], group)["status"] == "finished"
     out = report.main(["--run-root", str(tmp_path), "--group", group, "--no-wandb"])
     text = (out / "report.md").read_text()
     assert "Engaged: attention cap" in text and "attention cap reach" not in text

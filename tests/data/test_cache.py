@@ -11,6 +11,7 @@ import pytest
 
 from gemmalab.data import DataConfig
 from gemmalab.data.cache import build_cache, build_once, cache_key, manifest_problem, token_cache
+from gemmalab.errors import ConfigError
 
 DOCS = [f"line {i}: " + "word " * (i % 7) for i in range(200)]
 
@@ -30,9 +31,9 @@ def test_the_cache_holds_each_document_and_its_end_token_split_by_the_held_out_r
     assert train_docs == [d.encode() for i, d in enumerate(DOCS) if i % 20]
     m = cache.manifest
     assert m["dtype"] == "uint16" and m["documents"] == {"train": 190, "val": 10}
-    assert m["tokens"]["train"] == sum(len(d) + 1 for d in train_docs) and m["budget_reached"] is False
+    assert m["tokens"]["train"] == sum(len(d) + 1 for d in train_docs) and m["budget_reached"] == {"train": False, "val": False}
     assert (cache.counts("train").sum(), cache.counts("val").sum()) == (m["tokens"]["train"], m["tokens"]["val"])
-    assert "the source ran out before data.max_tokens=1,000,000" in capsys.readouterr().out
+    assert "the source ran out before its budget of 1,000,000 tokens" in capsys.readouterr().out
 
 
 def test_a_second_run_reads_the_cache_the_first_built(tmp_path, corpus, capsys):
@@ -43,7 +44,7 @@ def test_a_second_run_reads_the_cache_the_first_built(tmp_path, corpus, capsys):
     assert again.path == first.path and (again.path / "train.bin").stat().st_mtime_ns == stamp
     assert "(built earlier)" in capsys.readouterr().out
     smaller = token_cache(DataConfig(**{**corpus.__dict__, "max_tokens": 500}), tmp_path / "cache")
-    assert smaller.path != first.path and smaller.manifest["budget_reached"] is True
+    assert smaller.path != first.path and smaller.manifest["budget_reached"] == {"train": True, "val": True}
     assert 500 <= sum(smaller.manifest["tokens"].values()) < 500 + 20  # the document that crosses it, whole
 
 
@@ -126,4 +127,27 @@ def test_a_streamed_dataset_fills_the_cache_up_to_the_budget(tmp_path):
     pq.write_table(pa.table({"text": DOCS * 50}), tmp_path / "dataset" / "train.parquet")  # a local hub-style dataset
     cfg = DataConfig(source="hf", name=str(tmp_path / "dataset"), streaming=True, max_tokens=2000)
     cache = token_cache(cfg, tmp_path / "cache")
-    assert cache.manifest["budget_reached"] and 2000 <= sum(cache.manifest["tokens"].values()) < 2100
+    assert cache.manifest["budget_reached"] == {"train": True, "val": True}
+    assert 2000 <= sum(cache.manifest["tokens"].values()) < 2100
+
+
+def test_with_a_validation_split_max_tokens_is_the_training_budget_and_validation_has_its_own(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "dataset").mkdir()
+    pq.write_table(pa.table({"text": DOCS * 50}), tmp_path / "dataset" / "train.parquet")
+    pq.write_table(pa.table({"text": DOCS[:30]}), tmp_path / "dataset" / "validation.parquet")
+    cfg = DataConfig(source="hf", name=str(tmp_path / "dataset"), val_split="validation", max_tokens=3000)
+    manifest = token_cache(cfg, tmp_path / "cache").manifest
+    tokens = manifest["tokens"]
+    assert 3000 <= tokens["train"] < 3100  # the training split alone holds data.max_tokens
+    assert 3000 // 20 <= tokens["val"] < 3000 // 20 + 100  # its own budget: max_tokens // 20 by default
+    assert manifest["budgets"] == {"train": 3000, "val": 150}
+    assert manifest["budget_reached"] == {"train": True, "val": True}
+    roomy = DataConfig(**{**cfg.__dict__, "val_max_tokens": 10**6})  # more than the split holds
+    manifest = token_cache(roomy, tmp_path / "cache").manifest
+    assert manifest["budget_reached"] == {"train": True, "val": False} and manifest["tokens"]["val"] > tokens["val"]
+    assert "the val split ran out before its budget of 1,000,000 tokens" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="data.val_max_tokens=10 is not allowed without data.val_split"):
+        DataConfig(val_max_tokens=10)

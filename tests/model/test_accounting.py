@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from torch import nn
 
 from gemmalab.model import (
     Decoder,
@@ -15,6 +16,7 @@ from gemmalab.model import (
     kv_cache_bytes_per_token,
     preset,
 )
+from gemmalab.model.norm import RMSNorm
 
 
 def meta_model(name: str, **changes) -> Decoder:
@@ -46,7 +48,7 @@ def test_gemma1_2b_is_mqa_prenorm_full_attention():
     model = meta_model("gemma1-2b")
     assert {layer.attn.kv_heads for layer in model.layers} == {1}
     assert {layer.attn.window for layer in model.layers} == {None}
-    assert model.layers[0].attn_out_norm is None and model.layers[0].attn_in_norm is not None
+    assert isinstance(model.layers[0].attn_out_norm, nn.Identity) and isinstance(model.layers[0].attn_in_norm, RMSNorm)
 
 
 def test_kv_cache_of_9b_at_8k_in_bf16():

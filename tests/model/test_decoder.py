@@ -147,7 +147,8 @@ def test_final_cap_bounds_logits():
     model = build(softcap_final=2.0)
     with torch.no_grad():
         model.embed.weight.mul_(100)
-        _, stats = model(IDS, with_stats=True)
+        with model.recorder.recording() as stats:
+            model(IDS)
         assert stats["output/max_abs_logit"] > 10.0
         assert model(IDS).abs().max() <= 2.0  # tanh saturates to exactly 1 in float32
 
@@ -185,7 +186,8 @@ def test_stats_are_off_by_default_and_match_brute_force_when_on():
     captured = []
     model.layers[1].attn.register_forward_pre_hook(lambda module, args: captured.append(args))
     with torch.no_grad():
-        logits, stats = model(IDS, with_stats=True)
+        with model.recorder.recording() as stats:
+            logits = model(IDS)
         assert torch.equal(logits, model(IDS))
     per_layer = ["attn/max_logit", "softcap/attn/beyond_half", "softcap/attn/max_ratio"]
     assert sorted(stats) == sorted(

@@ -11,7 +11,7 @@ CONFIG = {
     "run_root": "runs",
     "group": "g1",
     "logger": {"kind": "wandb", "mode": "offline"},
-    "fault": {"kill_at_step": None},
+    "callbacks": {},
     "trainer": {"max_steps": 10, "progress_bar": True},
 }
 
@@ -30,7 +30,7 @@ def changed(**edits) -> dict:
 def test_identity_ignores_where_and_how_results_are_logged():
     base = run_identity(CONFIG)
     assert run_identity(changed(run_root="/elsewhere", group="g2")) == base
-    assert run_identity(changed(logger__kind="none", fault__kill_at_step=5)) == base
+    assert run_identity(changed(logger__kind="none", callbacks={"fault": {"_target_": "tests.faults.SignalAtStep", "step": 5}})) == base
     assert run_identity(changed(trainer__progress_bar=False)) == base
 
 

@@ -12,14 +12,8 @@ import pytest
 import torch
 
 from gemmalab.errors import DamagedFile, RunBusy
-from gemmalab.runs.store import (
-    CLAIM_LEASE_HOURS,
-    RunDir,
-    RunStoreLogger,
-    last_values,
-    latest_members,
-    record_sweep_member,
-)
+from gemmalab.runs.metrics_logger import RunStoreLogger
+from gemmalab.runs.store import CLAIM_LEASE_HOURS, RunDir, SweepDir, last_values
 from gemmalab.train.checkpoints import SafeCheckpointIO, checkpoint_problem, load_checkpoint
 
 
@@ -55,15 +49,16 @@ def test_summary_updates_merge_and_status_decides_skipping(tmp_path):
 
 def test_a_resumed_run_keeps_the_config_it_started_with(tmp_path):
     run = RunDir(tmp_path, "abc")
-    run.create("seed: 0\nfault: 6\n")
-    run.create("seed: 0\nfault: null\n")
-    assert run.config_path.read_text() == "seed: 0\nfault: 6\n"
+    run.create("seed: 0\nlogger: csv\n")
+    run.create("seed: 0\nlogger: none\n")
+    assert run.config_path.read_text() == "seed: 0\nlogger: csv\n"
 
 
 def test_sweep_members_append(tmp_path):
-    record_sweep_member(tmp_path, "g", {"run_id": "a"})
-    path = record_sweep_member(tmp_path, "g", {"run_id": "b"})
-    assert [json.loads(line)["run_id"] for line in path.read_text().splitlines()] == ["a", "b"]
+    sweep = SweepDir(tmp_path, "g")
+    sweep.record({"run_id": "a"})
+    sweep.record({"run_id": "b"})
+    assert [json.loads(line)["run_id"] for line in sweep.members_path.read_text().splitlines()] == ["a", "b"]
 
 
 def test_damaged_metric_lines_are_skipped_and_numbered(tmp_path):
@@ -98,7 +93,7 @@ def test_a_damaged_summary_is_named_and_set_aside(tmp_path):
 
 
 def save_two(directory) -> tuple:
-    io = SafeCheckpointIO()
+    io = SafeCheckpointIO(spare=directory / "previous.ckpt")
     last = directory / "last.ckpt"
     io.save_checkpoint({"step": 1, "w": torch.arange(4000.0)}, last)
     io.save_checkpoint({"step": 2, "w": torch.arange(4000.0) * 2}, last)
@@ -186,7 +181,8 @@ def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
 
 
 def test_latest_members_keep_each_jobs_last_line(tmp_path):
-    record_sweep_member(tmp_path, "g", {"run_id": "a", "overrides": ["seed=0"], "status": "started"})
-    record_sweep_member(tmp_path, "g", {"overrides": ["seed=1"], "status": "not started: the sweep was stopped"})
-    record_sweep_member(tmp_path, "g", {"run_id": "a", "overrides": ["seed=0"], "status": "finished"})
-    assert [m["status"] for m in latest_members(tmp_path, "g")] == ["finished", "not started: the sweep was stopped"]
+    sweep = SweepDir(tmp_path, "g")
+    sweep.record({"run_id": "a", "overrides": ["seed=0"], "status": "started"})
+    sweep.record({"overrides": ["seed=1"], "status": "not started: the sweep was stopped"})
+    sweep.record({"run_id": "a", "overrides": ["seed=0"], "status": "finished"})
+    assert [m["status"] for m in sweep.latest_members()] == ["finished", "not started: the sweep was stopped"]

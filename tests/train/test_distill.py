@@ -8,9 +8,11 @@ import torch
 import yaml
 
 from gemmalab.model import ConfigError, Decoder, preset
-from gemmalab.runs.job import JobSpec, run_job
+from gemmalab.runs.job import run_job
+from gemmalab.runs.spec import JobSpec
 from gemmalab.runs.store import RunDir
-from gemmalab.train.distill import DistillConfig, distillation_loss, load_teacher
+from gemmalab.runs.aliases import teacher_model
+from gemmalab.train.distill import DistillConfig, distillation_loss
 
 from ..conftest import TINY
 from ..test_conf import compose_config
@@ -50,7 +52,7 @@ def teacher_dir(tmp_path):
 
 
 def test_alpha_zero_trains_exactly_like_plain_training_and_the_teacher_stays_frozen(tmp_path, teacher_dir):
-    teacher_before = copy.deepcopy(load_teacher(str(teacher_dir)).state_dict())
+    teacher_before = copy.deepcopy(teacher_model(str(teacher_dir)).state_dict())
     plain = run_job(base(tmp_path), [], group="s")
     distilled = run_job(base(tmp_path, "distill=on", f"distill.teacher={teacher_dir}", "distill.alpha=0.0"),
                         ["distill.alpha=0.0"], group="s")  # fmt: skip
@@ -63,7 +65,7 @@ def test_alpha_zero_trains_exactly_like_plain_training_and_the_teacher_stays_fro
     assert curve(plain, "val/loss") == curve(distilled, "val/loss")
     assert all(kl > 0 for kl in curve(distilled, "train/distill_kl"))
     assert distilled["teacher/val_loss"] < distilled["val/loss_init"]
-    after = load_teacher(str(teacher_dir)).state_dict()
+    after = teacher_model(str(teacher_dir)).state_dict()
     assert all(torch.equal(teacher_before[k], after[k]) for k in after)
 
 
@@ -89,7 +91,7 @@ def test_a_mismatched_or_missing_teacher_is_refused_before_training(tmp_path, te
 def test_teacher_is_not_part_of_the_students_parameters_or_checkpoint(tmp_path, teacher_dir):
     from gemmalab.train import LMModule, OptimConfig, TrainerConfig
 
-    teacher = load_teacher(str(teacher_dir))
+    teacher = teacher_model(str(teacher_dir))
     module = LMModule(preset("tiny"), OptimConfig(), TrainerConfig(), None, DistillConfig(True, "x"), teacher)
     assert all(not k.startswith("teacher") for k in module.state_dict())
     assert sum(p.numel() for p in module.parameters()) == sum(p.numel() for p in Decoder(preset("tiny")).parameters())

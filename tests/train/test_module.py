@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.model import preset
-from gemmalab.runs.store import RunDir, RunStoreLogger
+from gemmalab.runs.metrics_logger import RunStoreLogger
+from gemmalab.runs.store import RunDir
 from gemmalab.train import LMModule, OptimConfig, TrainerConfig, fit
 
 
@@ -26,7 +27,8 @@ def train_briefly(
     initial = copy.deepcopy(module.model)
     run = RunDir(tmp_path, "run")
     run.create("seed: 0\n")
-    fit(module, LMDataModule(data, 0, steps, 256, tmp_path), trainer_cfg, tmp_path / "ckpt", [RunStoreLogger(run)])
+    fit(module, LMDataModule(data, 0, steps, 256, tmp_path), trainer_cfg, run.last_checkpoint_path,
+        run.previous_checkpoint_path, [RunStoreLogger(run)], should_stop=lambda: False)
     first_batch = next(iter(LMDataModule(data, 0, steps, 256, tmp_path).train_dataloader()))  # no trainer: from step 0
     return module, initial, run.metrics(), first_batch
 

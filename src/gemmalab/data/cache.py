@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from .config import DataConfig, held_out
+from .config import DataConfig, held_out, split_budgets
 from .sources import check_source, documents, source_fingerprint
 from .tokenizer import (
     BPE_TRAIN_CHARS,
@@ -42,12 +42,7 @@ from .tokenizer import (
 )
 
 FORMAT = 1
-CACHE_DIR = "_cache"  # under the run store when data.cache_dir is not given
 SPLITS = ("train", "val")
-
-
-def cache_root(cfg: DataConfig, run_root: str | Path) -> Path:
-    return Path(cfg.cache_dir) if cfg.cache_dir else Path(run_root) / CACHE_DIR
 
 
 def check_data(cfg: DataConfig, root: Path) -> None:
@@ -87,6 +82,8 @@ def cache_key(cfg: DataConfig) -> str:
         "format": FORMAT, "source": source_fingerprint(cfg), "tokenizer": tokenizer, "max_tokens": cfg.max_tokens,
         "split": cfg.split, "val_split": cfg.val_split, "text_column": cfg.text_column,
     }  # fmt: skip
+    if cfg.val_split is not None:  # the validation split's own budget (caches without one keep their keys)
+        fields["val_max_tokens"] = split_budgets(cfg)["val"]
     return f"{cfg.source}-{tokenizer.split('-')[0]}-{_digest(fields)}"
 
 
@@ -191,10 +188,21 @@ def token_cache(cfg: DataConfig, root: Path) -> TokenCache:
               f"({total / max(seconds, 1e-9):,.0f} tokens/s) -> {path}")  # fmt: skip
     else:
         print(f"[gemmalab] token cache: {path} (built earlier)")
-    if not cache.manifest["budget_reached"]:
-        print(f"[gemmalab] the source ran out before data.max_tokens={cfg.max_tokens:,}: "
-              f"{total:,} tokens, all of it used")  # fmt: skip
+    budgets = cache.manifest.get("budgets", {})
+    for split, reached in budget_reached(cache.manifest).items():
+        if not reached and (cfg.val_split is not None or split == "train"):  # one pass without a val split
+            what = f"the {split} split" if cfg.val_split is not None else "the source"
+            budget, tokens = budgets.get(split, cfg.max_tokens), cache.manifest["tokens"]
+            print(f"[gemmalab] {what} ran out before its budget of {budget:,} tokens: "
+                  f"{tokens[split] if cfg.val_split is not None else total:,} tokens, all of it used")  # fmt: skip
     return cache
+
+
+def budget_reached(manifest: dict) -> dict[str, bool]:
+    """Per split, whether it holds its whole budget (False: the source ran out first). Caches built before
+    this was recorded per split hold one value for both (they had no validation split of their own)."""
+    reached = manifest["budget_reached"]
+    return reached if isinstance(reached, dict) else dict.fromkeys(SPLITS, reached)
 
 
 class _Stream:
@@ -217,7 +225,7 @@ class _Stream:
 
 def build_cache(cfg: DataConfig, tokenizer: Tokenizer, key: str, out: Path) -> None:
     """Tokenize the source into `out`: documents in order, each followed by the end-of-text token, until
-    train and validation together hold data.max_tokens (the document that crosses it included). Without
+    each pass holds its budget (config.split_budgets; the document that crosses it included). Without
     a validation split, the documents config.held_out picks are validation."""
     from tqdm.auto import tqdm
 
@@ -226,15 +234,15 @@ def build_cache(cfg: DataConfig, tokenizer: Tokenizer, key: str, out: Path) -> N
     started = time.time()
     print(f"[gemmalab] building token cache {key} ({cfg.source}, tokenizer {cfg.tokenizer}, "
           f"up to {cfg.max_tokens:,} tokens)")  # fmt: skip
-    bar = tqdm(total=cfg.max_tokens, unit="tok", unit_scale=True, desc="token cache", disable=None)
-    passes = [(cfg.split, None)] if cfg.val_split is None else [(cfg.split, "train"), (cfg.val_split, "val")]
-    budget_reached = []
-    for split, only in passes:
+    budgets = split_budgets(cfg)
+    bar = tqdm(total=sum(budgets.values()), unit="tok", unit_scale=True, desc="token cache", disable=None)
+    reached: dict[str, bool] = {}
+    for only, budget in budgets.items():
         i, used = 0, 0
-        for batch in documents(cfg, split):
+        for batch in documents(cfg, cfg.val_split if only == "val" else cfg.split):
             taken: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
             for tokens in tokenizer.encode_batch(batch):
-                if used >= cfg.max_tokens:
+                if used >= budget:
                     break
                 taken[only or ("val" if held_out(i) else "train")].append(tokens)
                 used += len(tokens) + 1
@@ -242,9 +250,9 @@ def build_cache(cfg: DataConfig, tokenizer: Tokenizer, key: str, out: Path) -> N
             for s in SPLITS:
                 streams[s].append(taken[s])
             bar.update(sum(len(t) + 1 for s in SPLITS for t in taken[s]))
-            if used >= cfg.max_tokens:
+            if used >= budget:
                 break
-        budget_reached.append(used >= cfg.max_tokens)
+        reached.update({only: used >= budget} if only else dict.fromkeys(SPLITS, used >= budget))
     bar.close()
     for s in SPLITS:
         streams[s].file.close()
@@ -254,7 +262,8 @@ def build_cache(cfg: DataConfig, tokenizer: Tokenizer, key: str, out: Path) -> N
         "files": cfg.files, "name": cfg.name, "config": cfg.config, "split": cfg.split, "val_split": cfg.val_split,
         "text_column": cfg.text_column, "tokenizer": cfg.tokenizer, "tokenizer_identity": tokenizer_identity(cfg),
         "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "dtype": dtype.name,
-        "max_tokens": cfg.max_tokens, "budget_reached": budget_reached[0],  # False: the source ran out first
+        "budgets": {only or "both": n for only, n in budgets.items()},
+        "budget_reached": reached,  # per split; False: the source ran out first
         "documents": {s: streams[s].documents for s in SPLITS}, "tokens": {s: streams[s].tokens for s in SPLITS},
         "build_seconds": time.time() - started, "built_on": socket.gethostname(),
     }  # fmt: skip

@@ -13,6 +13,14 @@ SOURCES = ("embedded", "hf", "files", "mqar")
 VAL_EVERY = 20
 
 
+def split_budgets(cfg: DataConfig) -> dict[str | None, int]:
+    """Tokens each pass over the source may take: one pass holding both splits (key None), or, with a
+    validation split, each split its own budget."""
+    if cfg.val_split is None:
+        return {None: cfg.max_tokens}
+    return {"train": cfg.max_tokens, "val": cfg.val_max_tokens or max(1, cfg.max_tokens // VAL_EVERY)}
+
+
 def held_out(i: int) -> bool:
     """Without a validation split, document i is held out for validation when this holds: every
     VAL_EVERY-th document, the first included (the embedded corpus and text files alike)."""
@@ -26,7 +34,10 @@ class DataConfig:
     batch_size: int = 8  # the global batch: under DDP each device reads batch_size / devices of it
     val_batches: int = 8
     tokenizer: str = "bytes"  # bytes | bpe:N (trained here; data/tokenizer.py) | a local tokenizer directory
-    max_tokens: int = 6_000_000  # tokens taken from the source (train and validation together)
+    # tokens taken from the source: train and validation together, or, with data.val_split, the training
+    # split's alone, the validation split then taking up to val_max_tokens (None: max_tokens // VAL_EVERY)
+    max_tokens: int = 6_000_000
+    val_max_tokens: int | None = None
     cache_dir: str | None = None  # the token cache (data/cache.py); None: <run_root>/_cache
     # source=hf: datasets.load_dataset(name, config, split=..., streaming=...)
     name: str | None = None
@@ -45,6 +56,11 @@ class DataConfig:
         require_choice("data.source", self.source, SOURCES)
         for key in ("seq_len", "batch_size", "val_batches", "max_tokens", "n_pairs", "train_items"):
             require_int(f"data.{key}", getattr(self, key))
+        if self.val_max_tokens is not None:
+            require_int("data.val_max_tokens", self.val_max_tokens)
+            if self.val_split is None:
+                raise ConfigError(f"data.val_max_tokens={self.val_max_tokens} is not allowed without data.val_split "
+                                  "(allowed: null: the held-out documents come out of data.max_tokens)")  # fmt: skip
         if self.source == "hf" and not self.name:
             raise ConfigError("data.name=None is not allowed with data.source=hf (allowed: a dataset name or path)")
         if self.source == "files" and not self.files:

@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .cache import token_cache
+from .cache import budget_reached, token_cache
 from .config import DataConfig
 from .mqar import MQARDataset
 from .packing import PackedDataset, ResumableSampler
@@ -52,7 +52,7 @@ class LMDataModule(L.LightningDataModule):
             "data/cache": str(cache.path),
             "data/train_tokens": manifest["tokens"]["train"],
             "data/val_tokens": manifest["tokens"]["val"],
-            "data/budget_reached": manifest["budget_reached"],
+            "data/budget_reached": budget_reached(manifest)["train"],
             "data/unigram_loss": unigram_cross_entropy(cache.counts("train"), cache.counts("val")),
         }
         return self.info

@@ -12,7 +12,7 @@ from torch import nn
 
 from .backends import BACKENDS, local_attention_in_blocks, resolve_backend
 from .config import ModelConfig
-from .diagnostics import REFERENCE_CAPS, attention_diagnostics, reference_cap
+from .diagnostics import REFERENCE_CAPS, Recorder, attention_diagnostics, reference_cap
 from .kv_cache import LayerCache
 from .mask import blocks_pay_off
 from .norm import RMSNorm
@@ -20,8 +20,9 @@ from .rope import apply_rope
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, local: bool) -> None:
+    def __init__(self, cfg: ModelConfig, local: bool, layer: int = 0, recorder: Recorder | None = None) -> None:
         super().__init__()
+        self.layer, self.recorder = layer, recorder or Recorder()  # where its diagnostics go: the decoder's
         self.n_heads = cfg.n_heads
         self.kv_heads = cfg.attn.kv_heads
         self.head_dim = cfg.head_dim
@@ -32,6 +33,7 @@ class Attention(nn.Module):
         self.local_window = cfg.attn.window  # diagnostics of a global layer: what a local one would cut
         self.backend = cfg.attn.backend
         self.handwritten = cfg.handwritten_kernels
+        self._resolved: tuple[str, str] | None = None  # (device type, backend): attn.backend=auto, resolved once
         self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
         self.k_proj = nn.Linear(cfg.d_model, self.kv_heads * cfg.head_dim, bias=False)
         self.v_proj = nn.Linear(cfg.d_model, self.kv_heads * cfg.head_dim, bias=False)
@@ -50,21 +52,20 @@ class Attention(nn.Module):
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        stats: list[dict[str, torch.Tensor]] | None = None,
         cache: LayerCache | None = None,
     ) -> torch.Tensor:
+        """x: (B, T, d_model) -> (B, T, d_model)."""
         batch, t, _ = x.shape
+        # (B, T, heads * head_dim) -> (B, T, heads, head_dim) -> (B, heads, T, head_dim)
         q = self.q_proj(x).view(batch, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, t, self.kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(batch, t, self.kv_heads, self.head_dim).transpose(1, 2)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if stats is not None:
-            stats.append(
-                attention_diagnostics(q, k, self.scale, self.window, self.cap, self.reference_cap, self.local_window)
-            )
-        backend = resolve_backend(self.backend, x.device, self.cap, self.handwritten)
+        if self.recorder.on:
+            self.record(q, k)
+        backend = self.backend_for(x.device)
         attend = BACKENDS[backend]
         if cache is not None and cache.length > 0:  # decoding: one new token against the cached keys
             if t != 1:
@@ -78,4 +79,17 @@ class Attention(nn.Module):
                 out = attend(q, k, v, self.scale, self.cap, self.window)
             if cache is not None:
                 cache.append(k, v)
+        # (B, heads, T, head_dim) -> (B, T, heads, head_dim) -> (B, T, heads * head_dim)
         return self.o_proj(out.transpose(1, 2).reshape(batch, t, self.n_heads * self.head_dim))
+
+    def backend_for(self, device: torch.device) -> str:
+        if self._resolved is None or self._resolved[0] != device.type:
+            self._resolved = (device.type, resolve_backend(self.backend, device, self.cap, self.handwritten))
+        return self._resolved[1]
+
+    def record(self, q: torch.Tensor, k: torch.Tensor) -> None:
+        """This layer's logit-growth and engagement signals (diagnostics.py), under its layer's names."""
+        found = attention_diagnostics(q, k, self.scale, self.window, self.cap, self.reference_cap, self.local_window)
+        names = {"max_logit": "attn/max_logit", "cap_beyond_half": "softcap/attn/beyond_half",
+                 "cap_max_ratio": "softcap/attn/max_ratio", "mass_beyond_window": "window/mass_beyond"}  # fmt: skip
+        self.recorder.record({f"{names[k]}/layer_{self.layer}": v for k, v in found.items()})

@@ -1,6 +1,8 @@
 """One decoder layer: attention and MLP sub-layers, each wrapped by the norm placement.
 
-This is the only place that reads `norm`. For a sub-layer f and residual stream x:
+This is the only place that reads `norm`. For a sub-layer f and residual stream x, every placement is
+    x <- norm_res(x + norm_out(f(norm_in(x))))
+with the norms it has not set to the identity:
   pre    x + f(norm(x))                 Gemma 1
   post   x + norm(f(x))                 norm on the sub-layer output only
   dual   x + norm_out(f(norm_in(x)))    Gemma 2
@@ -9,62 +11,51 @@ This is the only place that reads `norm`. For a sub-layer f and residual stream 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .attention import Attention
 from .config import ModelConfig
+from .diagnostics import Recorder
 from .mlp import MLP
 from .norm import RMSNorm
 
 if TYPE_CHECKING:
     from .kv_cache import LayerCache
 
-_NORMS_BY_PLACEMENT = {  # (norm before the sub-layer, norm after it)
-    "pre": (True, False),
-    "post": (False, True),
-    "dual": (True, True),
-    "postln": (False, True),
+_NORMS_BY_PLACEMENT = {  # which of (norm_in, norm_out, norm_res) the placement has
+    "pre": (True, False, False),
+    "post": (False, True, False),
+    "dual": (True, True, False),
+    "postln": (False, False, True),
 }
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig, local: bool) -> None:
+    def __init__(self, cfg: ModelConfig, local: bool, layer: int, recorder: Recorder) -> None:
         super().__init__()
-        self.placement = cfg.norm
-        self.attn = Attention(cfg, local)
+        self.attn = Attention(cfg, local, layer, recorder)
         self.mlp = MLP(cfg.d_model, cfg.d_ff, cfg.activation, cfg.handwritten_kernels)
-        norm_in, norm_out = _NORMS_BY_PLACEMENT[cfg.norm]
 
-        def make_norm(present: bool) -> nn.Module | None:
-            return RMSNorm(cfg.d_model, cfg.norm_eps, cfg.handwritten_kernels) if present else None
+        def norm(present: bool) -> nn.Module:
+            return RMSNorm(cfg.d_model, cfg.norm_eps, cfg.handwritten_kernels) if present else nn.Identity()
 
-        self.attn_in_norm, self.attn_out_norm = make_norm(norm_in), make_norm(norm_out)
-        self.mlp_in_norm, self.mlp_out_norm = make_norm(norm_in), make_norm(norm_out)
+        has_in, has_out, has_res = _NORMS_BY_PLACEMENT[cfg.norm]
+        self.attn_in_norm, self.attn_out_norm, self.attn_res_norm = norm(has_in), norm(has_out), norm(has_res)
+        self.mlp_in_norm, self.mlp_out_norm, self.mlp_res_norm = norm(has_in), norm(has_out), norm(has_res)
+        if cfg.norm == "postln":
+            self._register_load_state_dict_pre_hook(_postln_names_before_res_norm)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        stats: list[dict[str, torch.Tensor]] | None = None,
-        cache: LayerCache | None = None,
-    ) -> torch.Tensor:
-        attend = lambda h: self.attn(h, cos, sin, stats, cache)  # noqa: E731
-        x = self._residual(x, attend, self.attn_in_norm, self.attn_out_norm)
-        return self._residual(x, self.mlp, self.mlp_in_norm, self.mlp_out_norm)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+        """x: (B, T, d_model) -> (B, T, d_model)."""
+        x = self.attn_res_norm(x + self.attn_out_norm(self.attn(self.attn_in_norm(x), cos, sin, cache)))
+        return self.mlp_res_norm(x + self.mlp_out_norm(self.mlp(self.mlp_in_norm(x))))
 
-    def _residual(
-        self,
-        x: torch.Tensor,
-        sublayer: Callable[[torch.Tensor], torch.Tensor],
-        norm_in: nn.Module | None,
-        norm_out: nn.Module | None,
-    ) -> torch.Tensor:
-        if self.placement == "postln":
-            return norm_out(x + sublayer(x))
-        h = sublayer(norm_in(x) if norm_in is not None else x)
-        return x + (norm_out(h) if norm_out is not None else h)
+
+def _postln_names_before_res_norm(state: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Checkpoints written before norm_res existed kept postln's norm under *_out_norm: read them as they were."""
+    for sub in ("attn", "mlp"):
+        if (old := f"{prefix}{sub}_out_norm.weight") in state:
+            state[f"{prefix}{sub}_res_norm.weight"] = state.pop(old)

@@ -11,7 +11,7 @@ from torch import nn
 
 from .block import Block
 from .config import ModelConfig
-from .diagnostics import REFERENCE_CAPS, final_logit_diagnostics, reference_cap
+from .diagnostics import REFERENCE_CAPS, Recorder, final_logit_diagnostics, reference_cap
 from .kv_cache import DecoderCache
 from .norm import RMSNorm
 from .pattern import layer_is_local
@@ -23,8 +23,11 @@ class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.recorder = Recorder()  # the diagnostics of a forward pass, on the steps that ask (diagnostics.py)
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.layers = nn.ModuleList(Block(cfg, local) for local in layer_is_local(cfg.attn, cfg.n_layers))
+        self.layers = nn.ModuleList(
+            Block(cfg, local, i, self.recorder) for i, local in enumerate(layer_is_local(cfg.attn, cfg.n_layers))
+        )
         self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps, cfg.handwritten_kernels)
         self.reset_parameters()
 
@@ -50,41 +53,35 @@ class Decoder(nn.Module):
                 with torch.no_grad():
                     param.copy_(torch.randn(param.shape, generator=generator) * std)
 
-    def forward(
-        self, input_ids: torch.Tensor, with_stats: bool = False, cache: DecoderCache | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits of shape (B, T, vocab). With with_stats, also the logit-growth and engagement signals
-        (diagnostics.py): per layer `attn/max_logit/layer_i` (pre-cap), `softcap/attn/beyond_half/layer_i`,
-        `softcap/attn/max_ratio/layer_i` and, on global layers, `window/mass_beyond/layer_i`; for the
-        output `output/max_abs_logit` (pre-cap), `output/log_z` (mean log-partition of the output
-        softmax), `softcap/final/beyond_half` and `softcap/final/max_ratio`. With a cache
-        (generation), input_ids continue the cached sequence."""
-        x = self.embed(input_ids)
+    def forward(self, input_ids: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
+        """input_ids (B, T) -> logits (B, T, vocab). With a cache (generation), input_ids continue the cached
+        sequence. While self.recorder records, the pass also writes the logit-growth and engagement
+        signals (diagnostics.py): per layer `attn/max_logit/layer_i` (pre-cap),
+        `softcap/attn/beyond_half/layer_i`, `softcap/attn/max_ratio/layer_i` and, on global layers,
+        `window/mass_beyond/layer_i`; for the output `output/max_abs_logit` (pre-cap), `output/log_z`
+        (mean log-partition of the output softmax), `softcap/final/beyond_half` and `softcap/final/max_ratio`."""
+        x = self.embed(input_ids)  # (B, T, d_model)
         x = x * torch.tensor(math.sqrt(self.cfg.d_model), dtype=x.dtype)
         start = cache.length if cache is not None else 0
         positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
         cos, sin = rope_cos_sin(positions, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
-        layer_stats: list[dict[str, torch.Tensor]] | None = [] if with_stats else None
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, layer_stats, cache.layers[i] if cache is not None else None)
-        logits = F.linear(self.final_norm(x), self.embed.weight)
+            x = layer(x, cos, sin, cache.layers[i] if cache is not None else None)
+        logits = F.linear(self.final_norm(x), self.embed.weight)  # tied head: (B, T, vocab)
         capped = soft_cap(logits, self.cfg.softcap.final)
-        if not with_stats:
-            return capped
-        with torch.no_grad():
-            stats = {}
-            for i, layer in enumerate(layer_stats):
-                stats[f"attn/max_logit/layer_{i}"] = layer["max_logit"]
-                stats[f"softcap/attn/beyond_half/layer_{i}"] = layer["cap_beyond_half"]
-                stats[f"softcap/attn/max_ratio/layer_{i}"] = layer["cap_max_ratio"]
-                if "mass_beyond_window" in layer:
-                    stats[f"window/mass_beyond/layer_{i}"] = layer["mass_beyond_window"]
-            final = final_logit_diagnostics(logits, reference_cap(self.cfg.softcap.final, REFERENCE_CAPS.final))
-            stats["softcap/final/beyond_half"] = final["cap_beyond_half"]
-            stats["softcap/final/max_ratio"] = final["cap_max_ratio"]
-            stats["output/max_abs_logit"] = final["max_abs"]
-            stats["output/log_z"] = torch.logsumexp(capped.detach().float(), dim=-1).mean()
-        return capped, stats
+        if self.recorder.on:
+            self.record_output(logits, capped)
+        return capped
+
+    @torch.no_grad()
+    def record_output(self, logits: torch.Tensor, capped: torch.Tensor) -> None:
+        final = final_logit_diagnostics(logits, reference_cap(self.cfg.softcap.final, REFERENCE_CAPS.final))
+        self.recorder.record({
+            "softcap/final/beyond_half": final["cap_beyond_half"],
+            "softcap/final/max_ratio": final["cap_max_ratio"],
+            "output/max_abs_logit": final["max_abs"],
+            "output/log_z": torch.logsumexp(capped.detach().float(), dim=-1).mean(),
+        })  # fmt: skip
 
 
 def parameter_seed(seed: int, name: str) -> int:

@@ -14,6 +14,9 @@ nothing there by construction, so it is not logged.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from .config import SoftcapConfig
@@ -26,6 +29,33 @@ GLOBAL_QUERY_BLOCK = 256  # queries per block of a global layer: bounds the (B, 
 
 def reference_cap(cap: float | None, default: float | None) -> float:
     return float(cap if cap is not None else default)
+
+
+class Recorder:
+    """The diagnostics of one forward pass: the decoder owns one and its layers write to it, on the steps it
+    records (trainer.stats_every); otherwise it is off and costs one attribute check per layer.
+
+        with model.recorder.recording() as stats:
+            logits = model(input_ids)   # stats: {"attn/max_logit/layer_0": tensor, ...}
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, torch.Tensor] | None = None
+
+    @property
+    def on(self) -> bool:
+        return self.values is not None
+
+    def record(self, values: dict[str, torch.Tensor]) -> None:
+        self.values.update(values)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[dict[str, torch.Tensor]]:
+        self.values = {}
+        try:
+            yield self.values
+        finally:
+            self.values = None
 
 
 @torch.no_grad()

@@ -1,12 +1,14 @@
-"""A quiet console: the lines a user reads past, dropped one by one by their exact text.
-
-Only messages named here are dropped; every other warning and log line still shows.
-"""
+"""The console: a sweep's closing summary, and quiet about the lines a user reads past (dropped one by
+one by their exact text; every other warning and log line still shows)."""
 
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 import warnings
+
+from .store import INTERRUPTED, NOT_STARTED, SweepDir
 
 # Lightning's advert for its cloud logger, printed once per Trainer.
 _TIPS = ("💡 Tip: For seamless cloud logging",)
@@ -22,3 +24,24 @@ def quiet() -> None:
     every fit (Lightning's code, not ours: nothing a user can act on)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())  # rank_zero_info's logger
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def closing_summary(sweep: SweepDir) -> int:
+    """What every job of the sweep recorded, and the exit code: 0 when every job finished or diverged
+    (a result), 1 when one failed, 128 + the signal when the sweep was stopped."""
+    jobs = sweep.latest_members()
+    statuses = [j["status"] for j in jobs]
+    kinds = {"finished": "finished", "diverged": "diverged", "failed": "failed", INTERRUPTED: INTERRUPTED,
+             NOT_STARTED: "not started"}  # fmt: skip
+    counts = {k: sum(s.startswith(k) for s in statuses) for k in kinds}
+    print(f"\n[gemmalab] group {sweep.group}: " + ", ".join(f"{n} {kinds[k]}" for k, n in counts.items() if n)
+          + f" ({len(jobs)} job(s); runs in {sweep.root.resolve()})")  # fmt: skip
+    for job in jobs:
+        if not job["status"].startswith(("finished", "diverged")):
+            print(f"  {job['name']}: {job['status']}", file=sys.stderr)
+    print(f"[gemmalab] sweep members: {sweep.members_path}")
+    print(f"[gemmalab] tables: python analysis/report.py --group {sweep.group} --run-root {sweep.root}")
+    if counts[INTERRUPTED] or counts[NOT_STARTED]:
+        print("[gemmalab] stopped: rerun the same command to resume the interrupted run and the rest", file=sys.stderr)
+        return 128 + (sweep.stop_signal() or signal.SIGTERM)
+    return 1 if counts["failed"] else 0

@@ -11,9 +11,10 @@ import hashlib
 import json
 from typing import Any
 
-# Config keys that say where results go or how a job is driven, not what is trained.
+# Config keys that say where results go or how a job is driven, not what is trained (callbacks watch
+# a fit: a test's injected fault, a profiler; what changes training is a model, optim or trainer key).
 NOT_IDENTITY = (
-    "logger", "run_root", "group", "fault", "hydra", "ablation", "trainer.progress_bar", "alias", "cascade",
+    "logger", "run_root", "group", "callbacks", "hydra", "ablation", "trainer.progress_bar", "alias", "cascade",
     "data.cache_dir",  # where the token cache lies; its content is data.* and the source
     # how spikes are counted afterwards; the analysis can recount from metrics.jsonl with any rule
     "stability.spike_rule", "stability.spike_window", "stability.spike_threshold", "stability.grad_norm_from",
@@ -26,7 +27,7 @@ def is_identity_key(key: str) -> bool:
 
 
 # Keys added after runs existed, with the value that reproduces what every run did before them.
-ADDED_LATER = {"model.init": "shared", "model.kernels": "auto", "trainer.num_nodes": 1}
+ADDED_LATER = {"model.init": "shared", "model.kernels": "auto", "trainer.num_nodes": 1, "data.val_max_tokens": None}
 
 # Settings an attention pattern never reads: `full` has no window, `local` no local:global ratio.
 IGNORED_BY_PATTERN = {"full": ("window", "local_global_ratio", "first"), "local": ("local_global_ratio", "first")}
@@ -40,7 +41,7 @@ def run_identity(config: dict[str, Any]) -> str:
     for key, before in ADDED_LATER.items():  # at the value that reproduces older runs: those keep their ids
         section, leaf = key.split(".")
         if relevant.get(section, {}).get(leaf) == before:
-            relevant[section].pop(leaf)
+            relevant.get(section, {}).pop(leaf, None)
     for key in NOT_IDENTITY:
         *parents, leaf = key.split(".")
         node = relevant

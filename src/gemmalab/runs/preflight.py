@@ -8,6 +8,7 @@ into the config objects a job uses; the first bad job raises ConfigError.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -21,7 +22,19 @@ from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException, Valid
 from gemmalab.errors import ConfigError
 from gemmalab.schema import SECTIONS, TOP_LEVEL_KEYS, register
 
-from .job import JobSpec
+from .spec import JobSpec
+
+
+@dataclass
+class Plan:
+    """What the command line asks for: how many jobs, the keys they vary (None: a single run), the run
+    store they share and the group they name (None: a new one, store.new_group)."""
+
+    jobs: int
+    swept: set[str] | None
+    run_root: str
+    group: str | None
+    ablation: str | None
 
 
 def job_overrides(argv: list[str], config_dir: Path) -> tuple[list[list[str]], set[str] | None]:
@@ -61,8 +74,8 @@ def hydra_message(err: Exception) -> str:
     return " ".join(str(err).split())
 
 
-def validate_all_jobs(argv: list[str], config_dir: Path) -> tuple[int, set[str] | None]:
-    """Compose and validate each job; returns how many there are and the swept keys. Raises ConfigError.
+def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
+    """Compose and validate each job; returns the plan. Raises ConfigError.
     Jobs that differ only in their seed are composed once (a compose takes ~0.2 s; a study has 3 seeds
     per setting) and given each seed before interpolations are resolved, as Hydra would."""
     register()
@@ -71,6 +84,7 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> tuple[int, set[str] 
     try:
         jobs, swept = job_overrides(argv, config_dir)
         composed: dict[tuple[str, ...], DictConfig] = {}
+        shared: set[tuple[str, str | None, str | None]] = set()
         with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
             for overrides in jobs:
                 seeds = [o for o in overrides if o.split("=", 1)[0] == "seed"]
@@ -81,6 +95,7 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> tuple[int, set[str] 
                 for seed in seeds:
                     job.seed = parser.parse_override(seed).value()
                 config = OmegaConf.to_container(job, resolve=True)
+                shared.add((config["run_root"], config["group"], config["ablation"]))
                 try:
                     JobSpec.from_config(config)
                 except ConfigError as err:
@@ -89,4 +104,8 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> tuple[int, set[str] 
         raise ConfigError(hydra_message(err)) from None
     finally:
         GlobalHydra.instance().clear()
-    return len(jobs), swept
+    if len(shared) > 1:  # one sweep directory holds the sweep's members and its stop
+        raise ConfigError(f"run_root, group and ablation differ between the jobs ({sorted(shared, key=str)[:2]}) "
+                          "(allowed: one run_root and group per sweep)")  # fmt: skip
+    ((run_root, group, ablation),) = shared
+    return Plan(len(jobs), swept, run_root, group, ablation)

@@ -3,22 +3,22 @@
 In every job it runs, submitit handles its preemption signal (USR2, which SLURM sends
 signal_delay_s before the time limit or on preemption) by pickling the job and requeueing it at
 once, wherever training is: the requeued run would resume from the last periodic checkpoint and
-redo up to trainer.ckpt_every steps. Here the signal only asks the fit to stop after its current
-step, which is saved as last.ckpt and recorded `interrupted`; submitit's own handler runs after
-that, and the requeued job resumes from exactly that step into the same run and W&B run.
+redo up to trainer.ckpt_every steps. Here, while the job trains its run, the signal only marks the
+run directory (RunDir.requeue_path): every process training the run stops after its current step
+(runs/stops.py), which is saved as last.ckpt and recorded `interrupted`; then submitit's own handler
+runs, and the requeued job resumes from exactly that step into the same run and W&B run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
-from typing import Any
+from collections.abc import Iterator
 
 from submitit.core.job_environment import JobEnvironment, SignalHandler
 
-from gemmalab.train.fit import stop_requested
-
-_deferred: list[Any] = []  # submitit's handler, once its signal arrived
+from .store import RunDir
 
 
 def requeue_signal() -> signal.Signals:
@@ -26,25 +26,31 @@ def requeue_signal() -> signal.Signals:
     return JobEnvironment._usr_sig()
 
 
-def defer_submitit_requeue() -> None:
-    """In a submitit job: its preemption signal stops the fit after the current step instead of
-    requeueing at once (requeue_if_asked does that afterwards). Elsewhere nothing changes."""
+@contextlib.contextmanager
+def deferred_requeue(run: RunDir) -> Iterator[None]:
+    """In a submitit job, while `run` trains: its preemption signal marks the run instead of requeueing at
+    once (requeue_if_asked hands over afterwards). Elsewhere nothing changes."""
     submitit_handler = signal.getsignal(requeue_signal())
     if not isinstance(getattr(submitit_handler, "__self__", None), SignalHandler):
-        return  # not a submitit job, or already deferred
+        yield  # not a submitit job
+        return
 
-    def save_then_requeue(signum: int, _frame: object) -> None:
-        if not _deferred:
+    def mark_the_run(signum: int, _frame: object) -> None:
+        if not run.requeue_path.exists():
             print(f"[gemmalab] {signal.Signals(signum).name} (preempted or at the time limit): saving the "
                   "current step, then requeueing", file=sys.stderr)  # fmt: skip
-            _deferred.append(submitit_handler)
-        stop_requested.set()
+            run.requeue_path.touch()
 
-    signal.signal(requeue_signal(), save_then_requeue)
+    signal.signal(requeue_signal(), mark_the_run)
+    try:
+        yield
+    finally:
+        signal.signal(requeue_signal(), submitit_handler)
 
 
-def requeue_if_asked() -> None:
-    """Once the job is saved and recorded: hand over to submitit's handler, which requeues the job
-    (or says why not, e.g. too many timeouts) and ends this process."""
-    if _deferred:
-        _deferred[0](requeue_signal(), None)
+def requeue_if_asked(run: RunDir) -> None:
+    """Once the job is saved and recorded: when the run was marked, hand over to submitit's handler, which
+    requeues the job (or says why not, e.g. too many timeouts) and ends this process."""
+    if run.requeue_path.exists():
+        run.requeue_path.unlink()
+        signal.getsignal(requeue_signal())(requeue_signal(), None)

@@ -6,7 +6,15 @@
     <root>/<run_id>/checkpoints/    last.ckpt and previous.ckpt (the one before), for resuming
     <root>/<run_id>/wandb/          the W&B run files (offline mode)
     <root>/<run_id>/claim.json      while a process trains the run: its host, pid and start (RunDir.claim)
+    <root>/<run_id>/attempt.json    what the current attempt trains: the job's config, name, group, checkpoint
+    <root>/<run_id>/requeue         a scheduler asked this run's job to requeue (runs/requeue.py)
+    <root>/_sweeps/<group>/sweep.json      the sweep as its launching process planned it (SweepDir)
     <root>/_sweeps/<group>/members.jsonl   which runs a sweep asked for: a line when a job starts, one when it ends
+    <root>/_sweeps/<group>/stop            the sweep was asked to stop (holds the signal's number)
+    <root>/_cache/ <root>/_reports/ <root>/_aliases/   the token cache, reports, run aliases
+
+A job is a run directory: the job's process writes attempt.json, and whichever process trains
+the run (this one, a DDP rank, a torchrun or SLURM task) reads everything it needs from there.
 
 A resumed run logs again the steps after its checkpoint; readers keep the last value
 written for each (step, metric), so a resumed run reads exactly like an uninterrupted one.
@@ -20,9 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
+import secrets
+import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,17 +40,38 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
-from lightning.pytorch.utilities import rank_zero_only
 
 from gemmalab.errors import DamagedFile, RunBusy
-from gemmalab.train.checkpoints import PREVIOUS_CHECKPOINT, checkpoint_problem
+from gemmalab.train.checkpoints import checkpoint_problem
 
 FINISHED = "finished"
 RUNNING = "running"
 INTERRUPTED = "interrupted"  # stopped by a signal after saving its step; the rerun resumes it
 NOT_STARTED = "not started: the sweep was stopped"
 TERMINAL_PREFIXES = (FINISHED, "diverged")  # rerunning these would only repeat them
+
+# The run store's names: every other module asks for paths here.
+LAST_CHECKPOINT, PREVIOUS_CHECKPOINT = "last.ckpt", "previous.ckpt"  # the one before last
+SWEEPS, CACHE, REPORTS, ALIASES = "_sweeps", "_cache", "_reports", "_aliases"
+
+
+def cache_dir(root: str | Path) -> Path:
+    """The token cache when data.cache_dir is not given."""
+    return Path(root) / CACHE
+
+
+def reports_dir(root: str | Path) -> Path:
+    return Path(root) / REPORTS
+
+
+def aliases_dir(root: str | Path) -> Path:
+    return Path(root) / ALIASES
+
+
+def new_group(ablation: str | None) -> str:
+    """A new sweep's group: `[<ablation>_]<time>_<4 hex digits>` (two sweeps in one second differ)."""
+    stamp = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(2)}"
+    return f"{ablation}_{stamp}" if ablation else stamp
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -64,12 +95,6 @@ def set_aside(path: Path) -> Path:
     return aside
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # "nan" / "inf": valid JSON, and readers turn them back into floats
-    return value
-
-
 # A claim by a process on another host counts as abandoned once this old: its liveness cannot be checked.
 CLAIM_LEASE_HOURS = 24.0
 
@@ -82,6 +107,24 @@ class RunDir:
         self.metrics_path = self.path / "metrics.jsonl"
         self.summary_path = self.path / "summary.json"
         self.checkpoint_dir = self.path / "checkpoints"
+        self.last_checkpoint_path = self.checkpoint_dir / LAST_CHECKPOINT
+        self.previous_checkpoint_path = self.checkpoint_dir / PREVIOUS_CHECKPOINT
+        self.attempt_path = self.path / "attempt.json"
+        self.requeue_path = self.path / "requeue"
+        self.error_path = self.path / "error.txt"
+
+    @classmethod
+    def at(cls, path: str | Path) -> RunDir:
+        """The run directory at `path` (<root>/<run_id>)."""
+        path = Path(path)
+        return cls(path.parent, path.name)
+
+    def write_attempt(self, attempt: dict[str, Any]) -> None:
+        write_atomic(self.attempt_path, json.dumps(attempt, indent=2, default=str))
+
+    def attempt(self) -> dict[str, Any]:
+        """What the current attempt trains (written by the job before any process trains the run)."""
+        return json.loads(self.attempt_path.read_text())
 
     def create(self, config_yaml: str) -> None:
         """Make the directory and write the config once: a resumed run (same identity) may differ
@@ -113,7 +156,7 @@ class RunDir:
 
     def checkpoints(self) -> list[Path]:
         """Checkpoints to resume from, newest first (train/fit.py keeps the one before last.ckpt)."""
-        return [p for p in (self.checkpoint_dir / n for n in ("last.ckpt", PREVIOUS_CHECKPOINT)) if p.exists()]
+        return [p for p in (self.last_checkpoint_path, self.previous_checkpoint_path) if p.exists()]
 
     def last_checkpoint(self) -> Path | None:
         return next(iter(self.checkpoints()), None)
@@ -202,63 +245,80 @@ def read_metrics(path: Path, damaged: list[int] | None = None) -> dict[int, dict
     return by_step
 
 
-class RunStoreLogger(Logger):
-    """A Lightning logger appending every logged metric to the run's metrics.jsonl."""
+class SweepDir:
+    """<root>/_sweeps/<group>/: what a sweep planned, which runs it asked for, whether it was asked to stop.
+    Every process of the sweep (workers, submitit jobs, DDP ranks, on any host of a shared filesystem)
+    reads and writes it; nothing about a sweep lives in a process's memory or environment."""
 
-    def __init__(self, run_dir: RunDir) -> None:
-        super().__init__()
-        self.run_dir = run_dir
+    def __init__(self, root: str | Path, group: str) -> None:
+        self.root, self.group = Path(root), group
+        self.path = self.root / SWEEPS / group
+        self.info_path = self.path / "sweep.json"
+        self.members_path = self.path / "members.jsonl"
+        self.stop_path = self.path / "stop"
 
-    @property
-    def name(self) -> str:
-        return "runstore"
+    @staticmethod
+    def groups(root: str | Path, prefix: str = "") -> list[str]:
+        """The groups of the run store that recorded members (those starting with `prefix`), sorted."""
+        return sorted(p.parent.name for p in (Path(root) / SWEEPS).glob(f"{prefix}*/members.jsonl"))
 
-    @property
-    def version(self) -> str:
-        return self.run_dir.run_id
+    def plan(self, jobs: int, swept: set[str] | None) -> None:
+        """Written by the launching process before the first job: how many jobs, which keys vary, and who
+        launched them (local workers stop when it is gone: runs/stops.py). A stop left by an earlier
+        sweep of the same group is cleared."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.stop_path.unlink(missing_ok=True)
+        info = {"jobs": jobs, "swept": sorted(swept) if swept is not None else None,
+                "launcher": {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": _slurm_job()}}  # fmt: skip
+        write_atomic(self.info_path, json.dumps(info, indent=2))
 
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> RunDir:
-        return self.run_dir
+    def info(self) -> dict[str, Any]:
+        """The plan; a job started outside sweep.py (no plan) runs alone, watching no launcher."""
+        if not self.info_path.exists():
+            return {"jobs": 1, "swept": None, "launcher": None}
+        return json.loads(self.info_path.read_text())
 
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass  # the resolved config is written by RunDir.create before training
+    def swept(self) -> set[str] | None:
+        swept = self.info()["swept"]
+        return None if swept is None else set(swept)
 
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        row = {"step": step, **{k: _json_value(float(v)) for k, v in metrics.items()}}
-        with self.run_dir.metrics_path.open("a+b") as f:
-            if f.tell() > 0:  # a killed writer may have left half a line: start on a fresh one
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    f.write(b"\n")
-            f.write((json.dumps(row) + "\n").encode())
+    def request_stop(self, signum: int) -> None:
+        """Every job of the sweep stops after its current step, which is saved (train/fit.py StopOnRequest);
+        no further job starts. sweep.py's SIGTERM (a scheduler's preemption) and SIGINT handler."""
+        if not self.stop_path.exists():
+            print(f"\n[gemmalab] {signal.Signals(signum).name}: saving the current step, then stopping",
+                  file=sys.stderr)  # fmt: skip
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.stop_path, f"{int(signum)}\n")
 
-
-def record_sweep_member(root: str | Path, group: str, entry: dict[str, Any]) -> Path:
-    """Append one line to the sweep's members.jsonl, under a file lock: jobs of a parallel launcher (or
-    several hosts on a shared filesystem) append to one file."""
-    path = Path(root) / "_sweeps" / group / "members.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"), path.open("a") as f:
-        f.write(json.dumps(entry, default=str) + "\n")
-    return path
-
-
-def latest_members(root: str | Path, group: str) -> list[dict[str, Any]]:
-    """Each job of a sweep once (by its overrides), with the last line it recorded (a job records when it
-    starts and when it ends), in the order the jobs first appeared."""
-    path = Path(root) / "_sweeps" / group / "members.jsonl"
-    latest: dict[str, dict[str, Any]] = {}
-    for line in path.read_text().splitlines() if path.exists() else []:
+    def stop_signal(self) -> signal.Signals | None:
+        """The signal the sweep was stopped by, None while it is not stopping."""
         try:
-            entry = json.loads(line)
-        except ValueError:  # cut short by a kill
-            continue
-        latest[" ".join(entry.get("overrides") or []) or entry.get("run_id", "")] = entry
-    return list(latest.values())
+            return signal.Signals(int(self.stop_path.read_text()))
+        except FileNotFoundError:
+            return None
+        except ValueError:  # cut short while written by hand: still a stop
+            return signal.SIGTERM
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Append one line to members.jsonl, under a file lock: jobs of a parallel launcher (or several
+        hosts on a shared filesystem) append to one file."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.members_path) + ".lock"), self.members_path.open("a") as f:
+            f.write(json.dumps(entry, default=str) + "\n")
+
+    def latest_members(self) -> list[dict[str, Any]]:
+        """Each job of the sweep once (by its overrides), with the last line it recorded (a job records when
+        it starts and when it ends), in the order the jobs first appeared."""
+        latest: dict[str, dict[str, Any]] = {}
+        lines = self.members_path.read_text().splitlines() if self.members_path.exists() else []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:  # cut short by a kill
+                continue
+            latest[" ".join(entry.get("overrides") or []) or entry.get("run_id", "")] = entry
+        return list(latest.values())
 
 
 def _read_claim(path: Path) -> dict[str, Any] | None:

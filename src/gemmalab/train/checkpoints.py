@@ -13,14 +13,16 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from gemmalab.errors import DamagedFile
 
-PREVIOUS_CHECKPOINT = "previous.ckpt"  # the checkpoint before last.ckpt
-
 
 class SafeCheckpointIO(TorchCheckpointIO):
     """Lightning's torch checkpoint writer, made atomic and keeping one spare: the new file is written under
     a temporary name unique to this process and flushed to disk; the checkpoint it replaces becomes
-    previous.ckpt; then it is renamed into place. A kill during a save never leaves half a file under a
-    checkpoint's name, and a damaged last.ckpt has an older one to fall back on."""
+    `spare` (the run store's previous.ckpt); then it is renamed into place. A kill during a save never
+    leaves half a file under a checkpoint's name, and a damaged last.ckpt has an older one to fall back on."""
+
+    def __init__(self, spare: Path) -> None:
+        super().__init__()
+        self.spare = spare
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
@@ -29,7 +31,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
         with tmp.open("rb") as f:
             os.fsync(f.fileno())
         if path.exists():
-            os.replace(path, path.with_name(PREVIOUS_CHECKPOINT))
+            os.replace(path, self.spare)
         os.replace(tmp, path)
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from gemmalab.data.packing import IGNORE
 from gemmalab.errors import ConfigError, require_positive, require_range
@@ -57,20 +56,6 @@ def distillation_loss(
     return alpha * temperature**2 * kl + (1 - alpha) * ce, kl, ce
 
 
-def teacher_run_dir(spec: str) -> Path:
-    """The run directory a teacher spec names: the directory itself or the one holding a checkpoint."""
-    path = Path(spec)
-    run_dir = path.parent.parent if path.suffix == ".ckpt" else path
-    if not (run_dir / "config.yaml").exists():
-        raise ConfigError(f"distill.teacher={spec!r} is not a run directory or a checkpoint in one "
-                          "(allowed: runs/<run_id>, runs/<run_id>/checkpoints/last.ckpt, alias:NAME)")  # fmt: skip
-    return run_dir
-
-
-def teacher_config(spec: str) -> dict[str, Any]:
-    return yaml.safe_load((teacher_run_dir(spec) / "config.yaml").read_text())
-
-
 def check_teacher_compatible(teacher: dict[str, Any], student: dict[str, Any]) -> None:
     """The teacher must predict over the student's vocabulary: same tokenizer, same vocabulary size."""
     for key, t_value, s_value in [
@@ -82,14 +67,9 @@ def check_teacher_compatible(teacher: dict[str, Any], student: dict[str, Any]) -
                               f"(allowed: a teacher with {key}={s_value!r})")  # fmt: skip
 
 
-def load_teacher(spec: str) -> Decoder:
-    """The teacher's Decoder with its trained weights, frozen and in eval mode."""
-    path = Path(spec)
-    run_dir = teacher_run_dir(spec)
-    checkpoint = path if path.suffix == ".ckpt" else run_dir / "checkpoints" / "last.ckpt"
-    if not checkpoint.exists():
-        raise ConfigError(f"distill.teacher={spec!r} has no checkpoint at {checkpoint} (allowed: a finished run)")
-    config = teacher_config(spec)
+def load_teacher(checkpoint: Path, config: dict[str, Any]) -> Decoder:
+    """The teacher's Decoder (its run's resolved `config`) with the trained weights of `checkpoint`, frozen
+    and in eval mode."""
     with torch.device("meta"):  # no random init: it would shift the student's seeded initialisation
         model = Decoder(model_config(config))
     state = load_checkpoint(checkpoint)["state_dict"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -14,7 +13,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .checkpoints import SafeCheckpointIO
-from .cluster import ranks_started_outside, slurm_environment
+from .cluster import slurm_environment
 from .config import TrainerConfig
 
 
@@ -32,15 +31,9 @@ def progress_bar() -> Callback:
         return TQDMProgressBar()
 
 
-# What Lightning's subprocess launcher sets in the launching process for its DDP ranks.
-LAUNCHER_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-# Set by sweep.py on SIGTERM / SIGINT, whenever it arrives (also before Lightning's own handler exists).
-stop_requested = threading.Event()
-
-
 class StopOnRequest(Callback):
-    """Stop after the current step once a stop was requested. The step is saved as last.ckpt where
+    """Stop after the current step once `should_stop()` says so (a stop file of the run store, asked at the
+    end of every step: a stat or two, no thread and no state in memory). The step is saved as last.ckpt where
     ModelCheckpoint saves (the end of the step, the state Lightning's resume expects), its metrics are
     logged and a validation due after it runs; then, before the next step starts, Lightning's
     SIGTERMException ends the fit as a scheduler's SIGTERM would. The rerun resumes exactly there, with
@@ -48,8 +41,8 @@ class StopOnRequest(Callback):
     that step is saved on the way out. Under DDP the ranks agree at every step (one all-reduce of a
     flag), so all of them stop at the same step, whichever rank was asked, and save together."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, should_stop: Callable[[], bool]) -> None:
+        self.path, self.should_stop = path, should_stop
         self.saved_step: int | None = None
         self.sigterm_before_fit = signal.getsignal(signal.SIGTERM)
 
@@ -61,8 +54,8 @@ class StopOnRequest(Callback):
             signal.signal(signal.SIGTERM, self.sigterm_before_fit)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        stop = stop_requested.is_set()
-        if trainer.world_size > 1:
+        stop = self.should_stop()
+        if trainer.world_size > 1:  # an all-reduce every step: a file may appear between two ranks' checks
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # any rank
         if stop:
             trainer.save_checkpoint(self.path)
@@ -77,33 +70,25 @@ class StopOnRequest(Callback):
             trainer.save_checkpoint(self.path)
 
 
-class SignalAtStep(Callback):
-    """Fault injection for resume tests: send this process `signum` once `step` optimizer steps are done."""
-
-    def __init__(self, step: int, signum: signal.Signals) -> None:
-        self.step, self.signum = step, signum
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step and trainer.is_global_zero:
-            os.kill(os.getpid(), self.signum)
-
-
 def fit(
     module: L.LightningModule,
     datamodule: L.LightningDataModule,
     cfg: TrainerConfig,
-    checkpoint_dir: Path,
+    last: Path,
+    spare: Path,
     loggers: list[Logger],
+    should_stop: Callable[[], bool],
     resume_from: Path | None = None,
-    fault: tuple[int, signal.Signals] | None = None,
+    extra_callbacks: list[Callback] = (),
 ) -> L.Trainer:
+    """Fit with checkpoints at `last` (the one it replaces kept as `spare`), stopping after the step at which
+    `should_stop()` turns true; resumes from `resume_from` when given."""
     checkpoint = ModelCheckpoint(  # one last.ckpt, also over one that StopOnRequest wrote (never last-v1.ckpt)
-        dirpath=checkpoint_dir, every_n_train_steps=cfg.ckpt_every, save_last=True, save_top_k=0,
+        dirpath=last.parent, every_n_train_steps=cfg.ckpt_every, save_last=True, save_top_k=0,
         enable_version_counter=False,
     )  # fmt: skip
-    callbacks: list[Callback] = [checkpoint, StopOnRequest(checkpoint_dir / "last.ckpt")]
-    if fault is not None:
-        callbacks.append(SignalAtStep(*fault))
+    checkpoint.CHECKPOINT_NAME_LAST = last.stem  # the run store's name
+    callbacks: list[Callback] = [checkpoint, StopOnRequest(last, should_stop), *extra_callbacks]
     if cfg.progress_bar:
         callbacks.append(progress_bar())
     trainer = L.Trainer(
@@ -122,23 +107,11 @@ def fit(
         log_every_n_steps=1,
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
-        default_root_dir=checkpoint_dir.parent,
-        plugins=[SafeCheckpointIO(), *slurm_environment()],
+        default_root_dir=last.parent.parent,
+        plugins=[SafeCheckpointIO(spare), *slurm_environment()],
         use_distributed_sampler=False,  # the datamodule's sampler gives each rank its slice of the global batch
     )
     if cfg.compile:
         module = torch.compile(module)  # Lightning fits a compiled LightningModule as it is
-    launched_by = {k: os.environ.get(k) for k in LAUNCHER_ENV}
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
-    finally:
-        # Lightning's launcher leaves its process group up and its variables set (with LOCAL_RANK set, the
-        # next Trainer would wait for ranks started by someone else): the next job of a sweep starts afresh.
-        # Ranks started outside keep theirs: rank 0 tells the others each job over it (runs/ranks.py).
-        started_outside = ranks_started_outside() is not None
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and not started_outside:
-            torch.distributed.destroy_process_group()
-        for key, value in launched_by.items():
-            if value is None:
-                os.environ.pop(key, None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     return trainer

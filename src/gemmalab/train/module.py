@@ -119,10 +119,11 @@ class LMModule(L.LightningModule):
         self._step_started = time.perf_counter()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        with_stats = self.stats_every > 0 and self.global_step % self.stats_every == 0
-        if with_stats:
-            logits, stats = self.model(batch["input_ids"], with_stats=True)
+        if self.stats_every > 0 and self.global_step % self.stats_every == 0:
+            with self.model.recorder.recording() as stats:
+                logits = self.model(batch["input_ids"])
             # under DDP, of the global batch: maxima the largest over ranks, fractions and means their mean
+            # (an all-reduce per signal, on these steps only)
             self._log_this_step_only({k: over_ranks(v, "max" if "max" in k else "mean", self.device)
                                       for k, v in stats.items()})  # fmt: skip
         else:

@@ -1,0 +1,88 @@
+"""A job's resolved config (a plain dict) built into the config objects training uses, every value checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+
+from gemmalab.data import DataConfig
+from gemmalab.data.cache import check_data
+from gemmalab.errors import ConfigError, refuse, require_choice
+from gemmalab.model import ModelConfig, model_config
+from gemmalab.schema import check_known_keys
+from gemmalab.train import OptimConfig, StabilityConfig, TrainerConfig
+from gemmalab.train.cluster import check_world
+from gemmalab.train.distill import DistillConfig, check_teacher_compatible
+
+from .aliases import ALIAS_PREFIX, teacher_config
+from .store import cache_dir
+from .wandb_logger import MODES as WANDB_MODES
+
+LOGGER_KINDS = ("wandb", "csv", "none")
+
+
+@dataclass
+class JobSpec:
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig
+    trainer: TrainerConfig
+    stability: StabilityConfig
+    distill: DistillConfig
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> JobSpec:
+        """Every config object built and validated; raises ConfigError naming the first bad key."""
+        check_known_keys(config)
+        model = model_config(config)
+        seed = config.get("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:  # numpy's seed range
+            refuse("seed", seed, "an integer from 0 to 2**32 - 1")
+        require_choice("logger.kind", config["logger"]["kind"], LOGGER_KINDS)
+        if config["logger"]["kind"] == "wandb":
+            require_choice("logger.mode", config["logger"].get("mode"), WANDB_MODES)
+        distill = DistillConfig(**{k: v for k, v in config["distill"].items() if k != "teacher_run"})
+        if distill.enabled and not distill.teacher.startswith(ALIAS_PREFIX):  # an alias may not exist yet
+            check_teacher_compatible(teacher_config(distill.teacher), config)
+        data = DataConfig(**config["data"])
+        check_data(data, data_cache(config))
+        trainer = TrainerConfig(**config["trainer"])
+        check_world(trainer)
+        callbacks(config)
+        return cls(
+            model=model,
+            data=data,
+            optim=OptimConfig(**config["optim"]),
+            trainer=trainer,
+            stability=StabilityConfig(**config["stability"]),
+            distill=distill,
+            seed=config["seed"],
+        )
+
+
+def data_cache(config: dict[str, Any]) -> Path:
+    """Where the job's token cache lies: data.cache_dir, else the run store's own."""
+    return Path(config["data"].get("cache_dir") or cache_dir(config["run_root"]))
+
+
+def callbacks(config: dict[str, Any]) -> list[Callback]:
+    """The job's extra Lightning callbacks, `callbacks.<name>: {_target_: ..., <args>}` (e.g. a fault
+    injected by a test); each one that cannot be built is refused in one line."""
+    built = []
+    for name, spec in (config.get("callbacks") or {}).items():
+        try:
+            callback = instantiate(spec)
+        except (InstantiationException, TypeError, ValueError) as err:
+            cause = " ".join(str(err.__cause__ or err).split())
+            raise ConfigError(f"callbacks.{name} cannot be built ({cause}) (allowed: _target_ naming a "
+                              "Lightning Callback, and its arguments)") from None  # fmt: skip
+        if not isinstance(callback, Callback):
+            refuse(f"callbacks.{name}._target_", (spec or {}).get("_target_"), "a Lightning Callback class")
+        built.append(callback)
+    return built

@@ -1,0 +1,158 @@
+"""Train the run in a directory: what every process that trains a run does, and all it needs to know.
+
+    python -m gemmalab.runs.train_run runs/<run_id>
+
+The job (runs/job.py) has already claimed the run and written its attempt.json: the config this
+attempt trains, its name and group, the checkpoint to resume from. Every process reads that file:
+the job's own process (one device), the process the job starts for a DDP fit, the ranks Lightning's
+launcher starts from that same command line, and ranks torchrun or SLURM started (runs/ranks.py).
+Rank 0 alone writes: metrics, checkpoints, W&B, then the run's summary from its metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from gemmalab.data import LMDataModule
+from gemmalab.model import count_parameters
+from gemmalab.switches import tags as switch_tags
+from gemmalab.train import Diverged, LMModule, fit, stability_summary
+from gemmalab.train.engagement import engagement_summary, initial_val_loss, trained_val_loss
+
+from . import ranks
+from .aliases import teacher_model
+from .console import quiet
+from .metrics_logger import RunStoreLogger
+from .requeue import requeue_signal
+from .spec import JobSpec, callbacks, data_cache
+from .stops import stop_check
+from .store import FINISHED, INTERRUPTED, RunDir, SweepDir, last_values, line_numbers, read_metrics
+from .wandb_logger import finish_wandb, make_wandb_logger
+
+
+def train_run(run: RunDir, parent: int | None = None) -> str:
+    """Fit the run its attempt.json describes and return how it ended (finished, diverged at step N,
+    interrupted, failed: reason); on rank 0 the summary says so too. A failure is recorded with its
+    traceback in error.txt, so the other jobs of a sweep still run. `parent`: the job's process, when
+    this one was started for the run (it stops once that one is gone)."""
+    attempt = run.attempt()
+    config = attempt["config"]
+    spec = JobSpec.from_config(config)
+    rank_zero = rank_zero_only.rank == 0
+    resume_from = Path(attempt["resume_from"]) if attempt["resume_from"] else None
+    should_stop = stop_check(SweepDir(config["run_root"], attempt["group"]), run, parent)
+    status, diverged_step, wandb_logger = FINISHED, None, None
+    try:
+        module, datamodule = build(spec, config)
+        loggers: list[Logger] = []
+        if rank_zero:
+            run.update_summary(parameters=count_parameters(module.model), **datamodule.prepare())
+            loggers, wandb_logger = make_loggers(run, config, attempt)
+            ranks.announce(str(run.path))  # ranks torchrun or SLURM started train this run beside this one
+        fit(module, datamodule, spec.trainer, run.last_checkpoint_path, run.previous_checkpoint_path, loggers,
+            should_stop, resume_from, callbacks(config))  # fmt: skip
+    except Diverged as err:
+        status, diverged_step = f"diverged at step {err.step}", err.step
+    except SIGTERMException:  # a stop (runs/stops.py) or a SIGTERM Lightning caught: the step it stopped at is saved
+        status = INTERRUPTED
+    except Exception as err:
+        if rank_zero:
+            run.error_path.write_text(traceback.format_exc())
+        status = f"failed: {type(err).__name__}: {err}".splitlines()[0]
+    if rank_zero:
+        headline = summarise(run, spec, status, diverged_step)
+        run.update_summary(**headline, wall_seconds=time.time() - attempt["started"])  # this attempt only
+        if wandb_logger is not None:
+            finish_wandb(wandb_logger, {k: v for k, v in headline.items() if k != "final"})
+    return status
+
+
+def build(spec: JobSpec, config: dict[str, Any]) -> tuple[LMModule, LMDataModule]:
+    """The seeded model and its data, alike on every rank."""
+    L.seed_everything(spec.seed, workers=True, verbose=False)
+    datamodule = LMDataModule(spec.data, spec.seed, spec.trainer.max_steps, spec.model.vocab_size,
+                              data_cache(config))  # fmt: skip
+    teacher = teacher_model(spec.distill.teacher) if spec.distill.enabled else None
+    return LMModule(spec.model, spec.optim, spec.trainer, spec.stability, spec.distill, teacher), datamodule
+
+
+def make_loggers(run: RunDir, config: dict[str, Any], attempt: dict[str, Any]) -> tuple[list[Logger], Any]:
+    """The run store's logger and the one logger.kind asks for; the W&B logger is also returned, to finish."""
+    loggers: list[Logger] = [RunStoreLogger(run)]
+    wandb_logger = None
+    if config["logger"]["kind"] == "wandb":
+        wandb_logger = make_wandb_logger(
+            **{k: v for k, v in config["logger"].items() if k != "kind"},
+            run_id=run.run_id, name=attempt["name"], group=attempt["group"], tags=switch_tags(config),
+            config=config, save_dir=str(run.path),
+        )  # fmt: skip
+        loggers.append(wandb_logger)
+    elif config["logger"]["kind"] == "csv":
+        loggers.append(CSVLogger(str(run.path), name="csv", version=""))
+    return loggers, wandb_logger
+
+
+def summarise(run: RunDir, spec: JobSpec, status: str, diverged_step: int | None) -> dict[str, Any]:
+    """The run's headline figures, from metrics.jsonl alone (damaged lines skipped and counted)."""
+    damaged_lines: list[int] = []
+    metrics = read_metrics(run.metrics_path, damaged_lines)
+    if damaged_lines:
+        print(f"[gemmalab] damaged: {run.metrics_path}: {len(damaged_lines)} line(s) skipped "
+              f"({line_numbers(damaged_lines)})")  # fmt: skip
+    final = last_values(metrics)
+    val_loss, val_step = trained_val_loss(metrics)
+    headline = {
+        "status": status,
+        "diverged": diverged_step is not None,
+        "diverged_step": diverged_step,
+        "val/loss": val_loss,  # a diverged run: the last one before it diverged, if any
+        "val/loss_step": val_step,
+        "val/loss_init": initial_val_loss(metrics),
+        "damaged_metric_lines": len(damaged_lines),
+        **{k: v for k, v in final.items() if k.startswith(("val/accuracy", "val/queries"))},
+        **stability_summary(metrics, spec.stability, spec.optim.warmup_steps, spec.model.vocab_size),
+        **engagement_summary(metrics),
+        "final": final,
+    }
+    if "teacher/val_loss" in metrics.get(0, {}):
+        headline["teacher/val_loss"] = metrics[0]["teacher/val_loss"]
+    return headline
+
+
+@contextlib.contextmanager
+def as_helper() -> Iterator[None]:
+    """A process that trains a run for a job (a DDP rank, or the job's own process for a DDP fit): signals
+    are the job's to act on (Ctrl-C, SLURM and a sweep's stop reach this process through the stop files,
+    runs/stops.py; all ranks stop at one step, train/fit.py StopOnRequest); ranks > 0 print nothing (rank
+    0's lines, once)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, requeue_signal()):
+        signal.signal(signum, signal.SIG_IGN)
+    quiet()
+    os.environ.pop("WANDB_SERVICE", None)  # its own W&B service (see sweep.py)
+    with open(os.devnull, "w") as nowhere, contextlib.redirect_stdout(nowhere if rank_zero_only.rank else sys.stdout):
+        yield
+
+
+def follow_rank_zero() -> None:
+    """A DDP rank > 0 that torchrun or SLURM started: train each run rank 0 names, beside it (runs/ranks.py)."""
+    with as_helper():
+        for run_dir in ranks.followed():
+            train_run(RunDir.at(run_dir))
+
+
+if __name__ == "__main__":  # a job's DDP fit, and the ranks Lightning's launcher starts from this command line
+    with as_helper():
+        train_run(RunDir.at(sys.argv[1]), parent=os.getppid())

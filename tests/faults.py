@@ -1,0 +1,30 @@
+"""Faults a test injects into a real fit through the job's config (`callbacks.<name>._target_`), outside
+the production schema and code: `python sweep.py ... *fault(6)` kills the job in its 7th step."""
+
+from __future__ import annotations
+
+import os
+import signal as signals
+
+from lightning.pytorch.callbacks import Callback
+
+SIGNALS = ("KILL", "TERM", "INT", "USR2")  # a crash, a scheduler's stop, Ctrl-C, submitit's preemption
+
+
+class SignalAtStep(Callback):
+    """Send this process `signal` once `step` optimizer steps are done (rank 0 alone)."""
+
+    def __init__(self, step: int, signal: str = "KILL") -> None:
+        if signal not in SIGNALS:
+            raise ValueError(f"signal={signal!r} is not allowed (allowed: {', '.join(SIGNALS)})")
+        self.step, self.signum = step, signals.Signals[f"SIG{signal}"]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            os.kill(os.getpid(), self.signum)
+
+
+def fault(step: int, signum: str = "KILL") -> list[str]:
+    """The overrides that inject SignalAtStep into a job."""
+    target = f"{__name__}.{SignalAtStep.__name__}"
+    return [f"+callbacks.fault._target_={target}", f"+callbacks.fault.step={step}", f"+callbacks.fault.signal={signum}"]
