@@ -23,14 +23,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gemmalab.errors import ConfigError, RunBusy
-from gemmalab.runs import ranks
 from gemmalab.runs.console import closing_summary, quiet
 from gemmalab.runs.job import run_job
 from gemmalab.runs.launchers import share_cores
 from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import SweepDir, new_group
-from gemmalab.runs.train_run import follow_rank_zero
+from gemmalab.runs.train_run import follow_rank_zero, lead_ranks
 from gemmalab.schema import register
+from gemmalab.train.cluster import follows_rank_zero
 
 register()
 CONF = Path(__file__).resolve().parent / "conf"  # absolute: main() also runs where sweep.py is imported
@@ -38,9 +38,9 @@ CONF = Path(__file__).resolve().parent / "conf"  # absolute: main() also runs wh
 
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    if ranks.follows_rank_zero():  # a task > 0 of a multi-task submitit job: train beside rank 0
+    if follows_rank_zero():  # a task > 0 of a multi-task submitit job: train beside rank 0
         return follow_rank_zero()
-    ranks.lead()
+    lead_ranks()  # ranks torchrun or SLURM started: the others train each run this one trains
     hydra_cfg = HydraConfig.get()
     share_cores(hydra_cfg.launcher, SweepDir(cfg.run_root, cfg.group))
     try:
@@ -69,7 +69,7 @@ def launch(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    if ranks.follows_rank_zero():  # a DDP rank > 0 that torchrun or SLURM started: rank 0 runs the sweep
+    if follows_rank_zero():  # a DDP rank > 0 that torchrun or SLURM started: rank 0 runs the sweep
         sys.exit(follow_rank_zero())
     os.environ.pop("WANDB_SERVICE", None)  # its own: an inherited one outlives a killed job, holding its run
     quiet()

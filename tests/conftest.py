@@ -66,7 +66,7 @@ def sweep_here(monkeypatch):
         command, _ = sweep_command(run_root, *args)
         monkeypatch.setattr(sys, "argv", command[1:])
         code = sweep_script.launch(sys.argv)
-        return code, next(a for a in reversed(sys.argv) if a.startswith("group=")).removeprefix("group=")
+        return code, next((a for a in reversed(sys.argv) if a.startswith("group=")), "=").split("=", 1)[1]
 
     yield run
     for signum, handler in handlers.items():

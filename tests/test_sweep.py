@@ -44,9 +44,10 @@ def members(root: Path, result: subprocess.CompletedProcess | None = None) -> li
     return SweepDir(root, group).latest_members()
 
 
-def test_the_2x2_ablation_command(tmp_path, sweep, capsys):
-    result = sweep(tmp_path, "-m", "attn.pattern=alt,full", "norm=dual,pre")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_the_2x2_ablation_command(tmp_path, sweep_here, capsys):
+    code, _ = sweep_here(tmp_path, "-m", "attn.pattern=alt,full", "norm=dual,pre")
+    result = capsys.readouterr()
+    assert code == 0, result.err[-3000:]
     runs = run_dirs(tmp_path)
     assert len(runs) == 4
     summaries = {r.summary()["name"]: r.summary() for r in runs}
@@ -62,7 +63,7 @@ def test_the_2x2_ablation_command(tmp_path, sweep, capsys):
     alt, full = (summaries[f"attn.pattern={p} norm=dual seed=0"]["final"]["val/loss"] for p in ("alt", "full"))
     assert alt != full
     assert len(members(tmp_path)) == 4
-    assert "tables: python analysis/report.py --group" in result.stdout
+    assert "tables: python analysis/report.py --group" in result.out
 
     for pattern in ("alt", "full"):  # the same jobs again (in this process): skipped, nothing retrained
         for norm in ("dual", "pre"):
@@ -73,6 +74,7 @@ def test_the_2x2_ablation_command(tmp_path, sweep, capsys):
     assert all(len(list((r.path / "wandb").glob("offline-run-*"))) == 1 for r in runs)
 
 
+@pytest.mark.processes
 def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_path, sweep, capsys):
     longer = ["trainer.max_steps=10", "trainer.ckpt_every=2", "trainer.val_every=5"]
     killed = sweep(tmp_path / "a", *longer, *fault(6))
@@ -122,6 +124,7 @@ def test_a_killed_run_with_a_damaged_checkpoint_resumes_from_the_one_before(tmp_
     assert (reference.path / "summary.json.damaged").exists()
 
 
+@pytest.mark.processes
 def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp_path, capsys):
     long = ["trainer.max_steps=80", "trainer.ckpt_every=50", "trainer.val_every=40", "logger=none"]
     config = compose_config(*TINY, *long, f"run_root={tmp_path}")
@@ -155,15 +158,16 @@ def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp
     assert curves(run) == curves(RunDir(tmp_path / "b", run.run_id))  # every step logged, once
 
 
-def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep):
+def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep_here, capsys):
     for args, message in [  # as a user sees it: exit code 2, one line on stderr, nothing trained
         (["-m", "attn.kv_heads=1,3", "+foo=1"], "error: foo is not a known setting (allowed top-level keys: model,"),
     ]:
-        result = sweep(tmp_path, *args)
-        assert result.returncode == 2, (args, result.stderr[-2000:])
-        last = result.stderr.strip().splitlines()
-        assert len(last) == 1 and last[0].startswith(message), (args, result.stderr[-2000:])
-        assert "[gemmalab] train" not in result.stdout
+        code, _ = sweep_here(tmp_path, *args)
+        result = capsys.readouterr()
+        assert code == 2, (args, result.err[-2000:])
+        last = result.err.strip().splitlines()
+        assert len(last) == 1 and last[0].startswith(message), (args, result.err[-2000:])
+        assert "[gemmalab] train" not in result.out
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
@@ -193,6 +197,8 @@ def test_every_bad_value_is_found_before_the_first_job(overrides, message):
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
+@pytest.mark.processes
+@pytest.mark.scheduler
 def test_under_submitit_a_failing_job_is_recorded_a_preempted_one_requeued_and_the_sweep_exits_1(tmp_path, sweep):
     """Real submitit (its local executor: each job its own process): the closing summary and the exit
     code come from what the jobs recorded, in the launching process. The job that trains gets submitit's
@@ -268,6 +274,7 @@ ONE_TASK_SLURM_JOB = {
 }  # fmt: skip
 
 
+@pytest.mark.processes
 def test_ddp_sweeps_train_each_job_once_on_both_ranks_stop_together_and_match_one_process(tmp_path, sweep):
     """Two gloo ranks per job, against one process with the same global batch (data.batch_size=4: two
     sequences per rank). First torchrun starts both ranks, each running sweep.py: rank 0 alone gets SIGTERM

@@ -74,6 +74,7 @@ def test_flex_forward_matches_eager_on_cpu(window, cap):
     torch.testing.assert_close(flex_attention(q, k, v, 0.25, cap, window), eager_attention(q, k, v, 0.25, cap, window))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention's compiled kernel needs CUDA")
 @pytest.mark.parametrize("window", [None, 128])
 @pytest.mark.parametrize("cap", [None, 50.0])

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from gemmalab.runs.stops import launcher_of_this_worker, stop_check
 from gemmalab.runs.store import RunDir, SweepDir
 
@@ -27,6 +29,7 @@ def test_a_stop_file_or_a_requeue_mark_stops_the_fit(tmp_path):
     assert should_stop()
 
 
+@pytest.mark.processes
 def test_a_worker_stops_when_its_launcher_on_this_host_is_gone(tmp_path):
     launcher = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     sweep, run = SweepDir(tmp_path, "g"), RunDir(tmp_path, "r")
@@ -53,6 +56,7 @@ def test_the_launching_process_and_a_slurm_job_watch_no_launcher(tmp_path, monke
     assert launcher_of_this_worker(sweep) is None
 
 
+@pytest.mark.processes
 def test_a_process_started_for_a_run_stops_when_its_parent_is_gone(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     sweep, run = SweepDir(tmp_path, "g"), RunDir(tmp_path, "r")

@@ -94,10 +94,13 @@ def attempt(run: RunDir, spec: JobSpec, config: dict[str, Any], member: dict[str
 
 
 def needs_own_process(spec: JobSpec) -> bool:
-    """A DDP fit whose ranks Lightning's launcher starts: it re-runs the training process's command line for
-    ranks 1..N-1, so that command line must name the run (`python -m gemmalab.runs.train_run <run_dir>`).
-    Ranks started outside (torchrun, SLURM tasks) train beside this process instead (runs/ranks.py)."""
-    return spec.trainer.strategy.startswith("ddp") and ranks_started_outside() is None
+    """A fit on more than one device (or one that may be: devices=auto, a DDP strategy), whose ranks
+    Lightning's launcher starts by re-running the training process's command line for ranks 1..N-1: that
+    command line must name the run (`python -m gemmalab.runs.train_run <run_dir>`). Ranks started outside
+    (torchrun, SLURM tasks) train beside this process instead (train_run.py announce)."""
+    cfg = spec.trainer
+    one_device = cfg.devices == 1 and cfg.num_nodes == 1 and not cfg.strategy.startswith("ddp")
+    return not one_device and ranks_started_outside() is None
 
 
 def pin_teacher(config: dict[str, Any], root: Path) -> None:

@@ -5,7 +5,8 @@
 The job (runs/job.py) has already claimed the run and written its attempt.json: the config this
 attempt trains, its name and group, the checkpoint to resume from. Every process reads that file:
 the job's own process (one device), the process the job starts for a DDP fit, the ranks Lightning's
-launcher starts from that same command line, and ranks torchrun or SLURM started (runs/ranks.py).
+launcher starts from that same command line, and ranks torchrun or SLURM started all at once (each
+running sweep.py or a submitit job), which rank 0 tells the directory of each run it trains.
 Rank 0 alone writes: metrics, checkpoints, W&B, then the run's summary from its metrics.jsonl.
 """
 
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
+import torch.distributed as dist
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -30,9 +33,9 @@ from gemmalab.data import LMDataModule
 from gemmalab.model import count_parameters
 from gemmalab.switches import tags as switch_tags
 from gemmalab.train import Diverged, LMModule, fit, stability_summary
+from gemmalab.train.cluster import join_process_group, ranks_started_outside
 from gemmalab.train.engagement import engagement_summary, initial_val_loss, trained_val_loss
 
-from . import ranks
 from .aliases import teacher_model
 from .console import quiet
 from .metrics_logger import RunStoreLogger
@@ -61,7 +64,7 @@ def train_run(run: RunDir, parent: int | None = None) -> str:
         if rank_zero:
             run.update_summary(parameters=count_parameters(module.model), **datamodule.prepare())
             loggers, wandb_logger = make_loggers(run, config, attempt)
-            ranks.announce(str(run.path))  # ranks torchrun or SLURM started train this run beside this one
+            announce(str(run.path))  # ranks torchrun or SLURM started train this run beside this one
         fit(module, datamodule, spec.trainer, run.last_checkpoint_path, run.previous_checkpoint_path, loggers,
             should_stop, resume_from, callbacks(config))  # fmt: skip
     except Diverged as err:
@@ -146,10 +149,28 @@ def as_helper() -> Iterator[None]:
         yield
 
 
+END = ""  # rank 0's process ended: the others stop waiting
+
+
+def announce(run_dir: str) -> str:
+    """Ranks started outside: rank 0 names the run directory it trains next; the others pass END and get it."""
+    if ranks_started_outside() is None:
+        return run_dir
+    box = [run_dir]
+    dist.broadcast_object_list(box, src=0, device=torch.device("cpu"))
+    return box[0]
+
+
+def lead_ranks() -> None:
+    """Rank 0 of ranks started outside, before its first job: the others wait for its runs (END at its exit)."""
+    join_process_group(at_exit=lambda: announce(END))
+
+
 def follow_rank_zero() -> None:
-    """A DDP rank > 0 that torchrun or SLURM started: train each run rank 0 names, beside it (runs/ranks.py)."""
+    """A DDP rank > 0 that torchrun or SLURM started: train each run rank 0 names, beside it, until its end."""
     with as_helper():
-        for run_dir in ranks.followed():
+        lead_ranks()
+        while (run_dir := announce(END)) != END:
             train_run(RunDir.at(run_dir))
 
 

@@ -3,8 +3,12 @@ or started outside it, all at once, by torchrun or by SLURM with several tasks."
 
 from __future__ import annotations
 
+import atexit
 import os
+from collections.abc import Callable
 
+import torch
+import torch.distributed as dist
 from lightning.fabric.plugins.environments import (
     ClusterEnvironment,
     LightningEnvironment,
@@ -27,6 +31,25 @@ def ranks_started_outside() -> ClusterEnvironment | None:
     else:
         return None
     return environment if environment.world_size() > 1 else None
+
+
+def follows_rank_zero() -> bool:
+    """Whether this process is a rank > 0 that torchrun or SLURM started: rank 0 runs the sweep."""
+    return (environment := ranks_started_outside()) is not None and environment.global_rank() > 0
+
+
+def join_process_group(at_exit: Callable[[], object]) -> None:
+    """Ranks started outside, once: join their process group (Lightning's fits use it as they find it);
+    rank 0 calls `at_exit` when its process ends, however it ends."""
+    if (env := ranks_started_outside()) is None or dist.is_initialized():
+        return
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = env.main_address, str(env.main_port)  # env:// rendezvous
+    if torch.cuda.is_available():
+        torch.cuda.set_device(env.local_rank())
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, rank=env.global_rank(), world_size=env.world_size())
+    if env.global_rank() == 0:
+        atexit.register(at_exit)
 
 
 def check_world(cfg: TrainerConfig) -> None:
