@@ -4,6 +4,8 @@ by their archive's CRCs before anything reads them."""
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,24 @@ class SafeCheckpointIO(TorchCheckpointIO):
             os.replace(path, self.spare)
         os.replace(tmp, path)
 
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        """Lightning's resume: weights-only whatever `weights_only` or the environment says (load_weights)."""
+        return load_weights(Path(path), map_location)
+
+
+def load_weights(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """torch.load with weights_only=True passed explicitly, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot turn
+    off: tensors and plain values, nothing else is unpickled. A file holding anything else raises DamagedFile
+    (a checkpoint gemmalab wrote never does; unpickling it could run its code)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = found.group(1) if found else "objects beyond tensors and plain values"
+        raise DamagedFile(f"{path} holds {what}, which loading would run as code: not loaded (gemmalab's "
+                          "checkpoints hold only tensors and plain values; set the file aside to resume from the "
+                          "one before, or retrain)") from None
+
 
 def checkpoint_problem(path: Path) -> str | None:
     """Why a checkpoint cannot be trusted, or None when it is intact: torch.save writes a zip archive
@@ -54,4 +74,4 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if problem := checkpoint_problem(path):
         raise DamagedFile(f"{path} is damaged ({problem}); the run's logged figures stand, but its weights "
                           "must be retrained to use them")  # fmt: skip
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_weights(path)

@@ -31,6 +31,16 @@ def progress_bar() -> Callback:
         return TQDMProgressBar()
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's periodic last.ckpt (every trainer.ckpt_every steps), and the final step's whatever the
+    period: a run's last.ckpt is always the model it trained (evaluation and teachers load it)."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._last_global_step_saved != trainer.global_step:
+            trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+            self._last_global_step_saved = trainer.global_step
+
+
 class StopOnRequest(Callback):
     """Stop after the current step once `should_stop()` says so (a stop file of the run store, asked at the
     end of every step: a stat or two, no thread and no state in memory). The step is saved as last.ckpt where
@@ -83,7 +93,7 @@ def fit(
 ) -> L.Trainer:
     """Fit with checkpoints at `last` (the one it replaces kept as `spare`), stopping after the step at which
     `should_stop()` turns true; resumes from `resume_from` when given."""
-    checkpoint = ModelCheckpoint(  # one last.ckpt, also over one that StopOnRequest wrote (never last-v1.ckpt)
+    checkpoint = RunCheckpoint(  # one last.ckpt, also over one that StopOnRequest wrote (never last-v1.ckpt)
         dirpath=last.parent, every_n_train_steps=cfg.ckpt_every, save_last=True, save_top_k=0,
         enable_version_counter=False,
     )  # fmt: skip
