@@ -58,6 +58,9 @@ def launch(argv: list[str]) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\n[gemmalab] interrupted while composing the jobs: nothing started", file=sys.stderr)
+        return 128 + signal.SIGINT
     if plan.group is None:  # every process of the sweep reads its group from its config
         argv.append(f"group={new_group(plan.ablation)}")
     sweep = SweepDir(plan.run_root, plan.group or argv[-1].removeprefix("group="))

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis.loaders import group_run_ids
+from analysis.loaders import group_arg, group_run_ids
 from analysis.tables import aggregate, display
 from gemmalab.data import LMDataModule
 from gemmalab.errors import ConfigError
@@ -113,7 +113,7 @@ def inference_table(frame: pd.DataFrame, run_root: Path, by: list[str]) -> pd.Da
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-root", default="runs", type=Path)
-    parser.add_argument("--group", required=True, help="the sweep group sweep.py printed")
+    parser.add_argument("--group", required=True, type=group_arg, help="the sweep group sweep.py printed")
     parser.add_argument("overrides", nargs="*", help="switch=v1,v2 (switches that change no parameter)")
     args = parser.parse_args(argv)
     try:

@@ -7,6 +7,7 @@ online W&B project (`wandb.Api`, filtered by group).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import subprocess
@@ -16,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from gemmalab.errors import DamagedFile
-from gemmalab.runs.store import RunDir, SweepDir
+from gemmalab.errors import ConfigError, DamagedFile
+from gemmalab.runs.store import RunDir, SweepDir, check_name
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
 HEADLINE_PREFIXES = (
@@ -57,6 +58,14 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         if key in frame:
             frame[key] = pd.to_numeric(frame[key], errors="coerce")
     return frame.sort_values("run_id").reset_index(drop=True)
+
+
+def group_arg(value: str) -> str:
+    """argparse's type for --group: a group name (one path component), or one line saying what is allowed."""
+    try:
+        return check_name("--group", value)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def group_run_ids(run_root: str | Path, group: str) -> list[str]:

@@ -21,7 +21,7 @@ from analysis import plots, studies
 from analysis.engagement import engagement_lines, engagement_table
 from analysis.evaluate import inference_table
 from analysis.latex import build_pdf, report_document, to_latex
-from analysis.loaders import load_run_store, load_wandb_api, load_wandb_offline
+from analysis.loaders import group_arg, load_run_store, load_wandb_api, load_wandb_offline
 from analysis.power import power_note
 from analysis.tables import QUALITY, to_markdown, varying_switches
 from gemmalab.runs.store import SWEEPS, RunDir, SweepDir, line_numbers, reports_dir
@@ -151,7 +151,7 @@ def log_to_wandb(tables: dict[str, pd.DataFrame], project: str, group: str, out:
 def main(argv: list[str] | None = None) -> Path | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-root", default="runs", type=Path)
-    parser.add_argument("--group", help="the sweep group sweep.py printed")
+    parser.add_argument("--group", type=group_arg, help="the sweep group sweep.py printed")
     parser.add_argument("--study", help="a study in ablations/ (default: the one the group ran, if any)")
     parser.add_argument("--source", choices=("runstore", "wandb-offline", "wandb"), default="runstore")
     parser.add_argument("--project", default="gemmalab")

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,12 @@ def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep_here, capsy
         (["data.tokenizer=no/such/dir"], "data.tokenizer='no/such/dir' is not allowed (allowed: bytes, bpe:N, or a"),
         (["data.tokenizer=bpe:12"], "data.tokenizer='bpe:12' is not allowed (allowed: bpe:N with N an integer >= 512)"),
         (["-m", "seed=0,1", "optim.z_loss=0,nan"], "optim.z_loss=nan is not allowed (allowed: a number >= 0)"),
+        # names that become paths in the run store: one path component, never outside the store
+        (["alias=/some/file"], "alias='/some/file' is not allowed (allowed: one name of letters, digits and . _ -"),
+        (["alias=../../x"], "alias='../../x' is not allowed (allowed: one name of letters"),
+        (["group=../../x"], "group='../../x' is not allowed (allowed: one name of letters"),
+        (["group=/abs/path"], "group='/abs/path' is not allowed (allowed: one name of letters"),
+        (["distill=on", "distill.teacher=alias:../x"], "distill.teacher='alias:../x' is not allowed (allowed: one"),
     ],
 )
 def test_every_bad_value_is_found_before_the_first_job(overrides, message):
@@ -328,3 +335,26 @@ def test_local_jobs_that_run_at_once_share_the_cores(monkeypatch):
         ({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 1),
     ]:
         assert jobs_at_once(OmegaConf.create(launcher), jobs=4) == at_once, launcher
+
+
+def test_ctrl_c_while_composing_starts_nothing_and_says_so(tmp_path, sweep_here, capsys):
+    """A real SIGINT to this process while the preflight composes 2,000 jobs (seconds of work)."""
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    code, _ = sweep_here(tmp_path, "-m", "seed=range(0,2000)", "logger=none")
+    err = capsys.readouterr().err
+    assert code == 128 + signal.SIGINT and "interrupted while composing the jobs: nothing started" in err
+    assert "Traceback" not in err and not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_cut_members_line_loses_nothing_after_it_and_a_job_that_recorded_nothing_fails_the_sweep(tmp_path, capsys):
+    sweep = SweepDir(tmp_path / "a b", "g")  # a run_root with a space: the printed command quotes it
+    sweep.plan(jobs=3, swept={"seed"})
+    sweep.record({"run_id": "r0", "name": "seed=0", "overrides": ["seed=0"], "status": "finished"})
+    with sweep.members_path.open("ab") as f:
+        f.write(b'{"run_id": "r1", "name": "seed=1", "overrides": ["se')  # a kill in the middle of a line
+    sweep.record({"run_id": "r2", "name": "seed=2", "overrides": ["seed=2"], "status": "finished"})
+    assert [m["name"] for m in sweep.latest_members()] == ["seed=0", "seed=2"]  # the next line is whole
+    assert closing_summary(sweep) == 1  # seed=1's only line is lost: the sweep does not pass as complete
+    out, err = capsys.readouterr()
+    assert "1 of 3 job(s) recorded nothing readable" in err
+    assert f"--run-root '{tmp_path / 'a b'}'" in out

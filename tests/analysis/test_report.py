@@ -117,7 +117,7 @@ def test_a_report_names_what_it_left_out_and_fails_unless_allowed(fake_store):
     assert f"Damaged: 1 line(s) of {fake_store.root / ids[1] / 'metrics.jsonl'} skipped (lines 4)." in text
 
 
-def test_report_argument_errors_are_one_line(fake_store):
+def test_report_argument_errors_are_one_line(fake_store, capsys):
     for seed in range(2):
         for lr, loss in ((0.003, 3.0), (0.01, 3.1)):
             summary = {"status": "finished", "val/loss": loss, "val/loss_init": 5.5}
@@ -131,3 +131,7 @@ def test_report_argument_errors_are_one_line(fake_store):
     out = report.main([*args, "--baseline", "optim.lr=3e-3"])  # typed: 3e-3 is the stored 0.003
     delta = pd.read_csv(out / "tables" / "runs.csv").set_index("optim.lr")["Δ vs baseline"]
     assert delta.loc[0.01].startswith("+0.100 (+3.3%)") and pd.isna(delta.loc[0.003])
+    for outside in ("../../x", "/abs/path"):  # a group names a directory of the store, never one outside it
+        with pytest.raises(SystemExit):
+            report.main(["--run-root", str(fake_store.root), "--group", outside, "--no-wandb"])
+        assert "is not allowed (allowed: one name of letters" in capsys.readouterr().err

@@ -4,6 +4,7 @@ one by their exact text; every other warning and log line still shows)."""
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import sys
 import warnings
@@ -30,6 +31,7 @@ def closing_summary(sweep: SweepDir) -> int:
     """What every job of the sweep recorded, and the exit code: 0 when every job finished or diverged
     (a result), 1 when one failed, 128 + the signal when the sweep was stopped."""
     jobs = sweep.latest_members()
+    unrecorded = sweep.info()["jobs"] - len(jobs)  # a job whose every line was lost (a cut file, a crash)
     statuses = [j["status"] for j in jobs]
     kinds = {"finished": "finished", "diverged": "diverged", "failed": "failed", INTERRUPTED: INTERRUPTED,
              NOT_STARTED: "not started"}  # fmt: skip
@@ -39,9 +41,12 @@ def closing_summary(sweep: SweepDir) -> int:
     for job in jobs:
         if not job["status"].startswith(("finished", "diverged")):
             print(f"  {job['name']}: {job['status']}", file=sys.stderr)
+    if unrecorded > 0:
+        print(f"  {unrecorded} of {sweep.info()['jobs']} job(s) recorded nothing readable", file=sys.stderr)
     print(f"[gemmalab] sweep members: {sweep.members_path}")
-    print(f"[gemmalab] tables: python analysis/report.py --group {sweep.group} --run-root {sweep.root}")
+    print(f"[gemmalab] tables: python analysis/report.py --group {shlex.quote(sweep.group)} "
+          f"--run-root {shlex.quote(str(sweep.root))}")  # fmt: skip
     if counts[INTERRUPTED] or counts[NOT_STARTED]:
         print("[gemmalab] stopped: rerun the same command to resume the interrupted run and the rest", file=sys.stderr)
         return 128 + (sweep.stop_signal() or signal.SIGTERM)
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or unrecorded > 0 else 0

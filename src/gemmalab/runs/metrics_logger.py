@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any
 
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from .store import RunDir
+from .store import RunDir, append_line
 
 
 def _json_value(value: Any) -> Any:
@@ -46,9 +45,4 @@ class RunStoreLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         row = {"step": step, **{k: _json_value(float(v)) for k, v in metrics.items()}}
-        with self.run_dir.metrics_path.open("a+b") as f:
-            if f.tell() > 0:  # a killed writer may have left half a line: start on a fresh one
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    f.write(b"\n")
-            f.write((json.dumps(row) + "\n").encode())
+        append_line(self.run_dir.metrics_path, json.dumps(row))

@@ -20,7 +20,7 @@ from gemmalab.train.cluster import check_world
 from gemmalab.train.distill import DistillConfig, check_teacher_compatible
 
 from .aliases import ALIAS_PREFIX, teacher_config
-from .store import cache_dir
+from .store import cache_dir, check_name
 from .wandb_logger import MODES as WANDB_MODES
 
 LOGGER_KINDS = ("wandb", "csv", "none")
@@ -47,7 +47,12 @@ class JobSpec:
         require_choice("logger.kind", config["logger"]["kind"], LOGGER_KINDS)
         if config["logger"]["kind"] == "wandb":
             require_choice("logger.mode", config["logger"].get("mode"), WANDB_MODES)
+        for key in ("group", "alias"):  # names that become paths in the run store
+            if config.get(key) is not None:
+                check_name(key, config[key])
         distill = DistillConfig(**{k: v for k, v in config["distill"].items() if k != "teacher_run"})
+        if distill.enabled and distill.teacher.startswith(ALIAS_PREFIX):
+            check_name("distill.teacher", distill.teacher.removeprefix(ALIAS_PREFIX))
         if distill.enabled and not distill.teacher.startswith(ALIAS_PREFIX):  # an alias may not exist yet
             check_teacher_compatible(teacher_config(distill.teacher), config)
         data = DataConfig(**config["data"])

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -41,7 +42,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from gemmalab.errors import DamagedFile, RunBusy
+from gemmalab.errors import ConfigError, DamagedFile, RunBusy
 from gemmalab.train.checkpoints import checkpoint_problem
 
 FINISHED = "finished"
@@ -53,6 +54,19 @@ TERMINAL_PREFIXES = (FINISHED, "diverged")  # rerunning these would only repeat 
 # The run store's names: every other module asks for paths here.
 LAST_CHECKPOINT, PREVIOUS_CHECKPOINT = "last.ckpt", "previous.ckpt"  # the one before last
 SWEEPS, CACHE, REPORTS, ALIASES = "_sweeps", "_cache", "_reports", "_aliases"
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def check_name(key: str, value: object) -> str:
+    """A name that becomes a path in the run store (a group, an alias) is one path component of a safe
+    alphabet: never `..`, `/abs/path` or `a/b`, which would write outside the store."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        shown = f"alias:{value}" if key == "distill.teacher" else value
+        raise ConfigError(f"{key}={shown!r} is not allowed (allowed: one name of letters, digits and . _ -, "
+                          "starting with a letter or digit)")  # fmt: skip
+    return value
 
 
 def cache_dir(root: str | Path) -> Path:
@@ -83,6 +97,17 @@ def write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line; a line a killed writer left cut short is ended first, so the new one stays whole
+    (the cut one is skipped by readers, never glued onto the next)."""
+    with path.open("a+b") as f:
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((line + "\n").encode())
 
 
 def set_aside(path: Path) -> Path:
@@ -251,7 +276,7 @@ class SweepDir:
     reads and writes it; nothing about a sweep lives in a process's memory or environment."""
 
     def __init__(self, root: str | Path, group: str) -> None:
-        self.root, self.group = Path(root), group
+        self.root, self.group = Path(root), check_name("group", group)
         self.path = self.root / SWEEPS / group
         self.info_path = self.path / "sweep.json"
         self.members_path = self.path / "members.jsonl"
@@ -304,8 +329,8 @@ class SweepDir:
         """Append one line to members.jsonl, under a file lock: jobs of a parallel launcher (or several
         hosts on a shared filesystem) append to one file."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.members_path) + ".lock"), self.members_path.open("a") as f:
-            f.write(json.dumps(entry, default=str) + "\n")
+        with FileLock(str(self.members_path) + ".lock"):
+            append_line(self.members_path, json.dumps(entry, default=str))
 
     def latest_members(self) -> list[dict[str, Any]]:
         """Each job of the sweep once (by its overrides), with the last line it recorded (a job records when
