@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from gemmalab.runs.stops import launcher_of_this_worker, stop_check
-from gemmalab.runs.store import RunDir, SweepDir
+from gemmalab.runs.store import RunDir, SweepDir, process_started
 
 
 def test_a_stop_file_or_a_requeue_mark_stops_the_fit(tmp_path):
@@ -35,10 +35,10 @@ def test_a_worker_stops_when_its_launcher_on_this_host_is_gone(tmp_path):
     sweep, run = SweepDir(tmp_path, "g"), RunDir(tmp_path, "r")
     sweep.plan(jobs=2, swept=None)
     info = sweep.info()
-    info["launcher"]["pid"] = launcher.pid  # as if that process had planned the sweep
+    info["launcher"].update(pid=launcher.pid, started=process_started(launcher.pid))  # as if it planned the sweep
     sweep.info_path.write_text(json.dumps(info))
     should_stop = stop_check(sweep, run)
-    assert launcher_of_this_worker(sweep) == launcher.pid and not should_stop()
+    assert launcher_of_this_worker(sweep)[0] == launcher.pid and not should_stop()
     launcher.kill()  # as `kill -9` on sweep.py
     launcher.wait()
     assert should_stop()
@@ -49,9 +49,9 @@ def test_the_launching_process_and_a_slurm_job_watch_no_launcher(tmp_path, monke
     sweep.plan(jobs=2, swept=None)
     assert launcher_of_this_worker(sweep) is None  # this process planned it
     info = sweep.info()
-    info["launcher"]["pid"] = os.getppid()
+    info["launcher"].update(pid=os.getppid(), started=process_started(os.getppid()))
     sweep.info_path.write_text(json.dumps(info))
-    assert launcher_of_this_worker(sweep) == os.getppid()
+    assert launcher_of_this_worker(sweep)[0] == os.getppid()
     monkeypatch.setenv("SLURM_JOB_ID", "4242")  # a job SLURM started: the scheduler's, not the shell's
     assert launcher_of_this_worker(sweep) is None
 

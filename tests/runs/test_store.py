@@ -13,7 +13,7 @@ import torch
 
 from gemmalab.errors import DamagedFile, RunBusy
 from gemmalab.runs.metrics_logger import RunStoreLogger
-from gemmalab.runs.store import CLAIM_LEASE_HOURS, RunDir, SweepDir, last_values
+from gemmalab.runs.store import CLAIM_LEASE_HOURS, RunDir, SweepDir, last_values, process_started
 from gemmalab.train.checkpoints import SafeCheckpointIO, checkpoint_problem, load_checkpoint
 
 
@@ -135,11 +135,16 @@ def test_a_run_is_claimed_by_one_live_process_at_a_time(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         run.path.mkdir()
-        claim = {"host": socket.gethostname(), "pid": holder.pid, "since": time.time()}
+        claim = {"host": socket.gethostname(), "pid": holder.pid, "since": time.time(),
+                 "started": process_started(holder.pid)}  # fmt: skip
         (run.path / "claim.json").write_text(json.dumps(claim))
         with pytest.raises(RunBusy, match=f"^run abc .* is being trained by pid {holder.pid} on "):
             with run.claim():
                 pass
+        # the same pid, but another process: the claimer is gone and its pid reused (a reboot, a busy node)
+        (run.path / "claim.json").write_text(json.dumps({**claim, "started": "another-boot:12345"}))
+        with run.claim():
+            assert json.loads((run.path / "claim.json").read_text())["pid"] == os.getpid()
     finally:
         holder.kill()
         holder.wait()

@@ -14,25 +14,27 @@ import os
 import socket
 from collections.abc import Callable
 
-from .store import RunDir, SweepDir, pid_alive
+from .store import RunDir, SweepDir, pid_alive, process_started
 
 
-def launcher_of_this_worker(sweep: SweepDir) -> int | None:
-    """The pid of the sweep.py that launched this job when this process is one of its local workers."""
+def launcher_of_this_worker(sweep: SweepDir) -> tuple[int, str | None] | None:
+    """The sweep.py that launched this job (pid, when it started) when this process is one of its local workers."""
     launcher = sweep.info()["launcher"]
     if not launcher or launcher["host"] != socket.gethostname() or launcher["pid"] == os.getpid():
         return None
     if os.environ.get("SLURM_JOB_ID", launcher.get("slurm_job")) != launcher.get("slurm_job"):
         return None  # a job of its own that SLURM started: it outlives the shell that submitted it
-    return launcher["pid"]
+    return launcher["pid"], launcher.get("started")
 
 
 def stop_check(sweep: SweepDir, run: RunDir, parent: int | None = None) -> Callable[[], bool]:
     """Whether the run's fit should stop after the current step: two stats and a pid check or two."""
-    watched = [pid for pid in (launcher_of_this_worker(sweep), parent) if pid is not None]
+    watched = [launcher_of_this_worker(sweep), parent and (parent, process_started(parent))]
+    watched = [process for process in watched if process]
 
     def should_stop() -> bool:
-        return sweep.stop_path.exists() or run.requeue_path.exists() or not all(map(pid_alive, watched))
+        gone = not all(pid_alive(pid, started) for pid, started in watched)
+        return sweep.stop_path.exists() or run.requeue_path.exists() or gone
 
     return should_stop
 
@@ -40,5 +42,5 @@ def stop_check(sweep: SweepDir, run: RunDir, parent: int | None = None) -> Calla
 def exit_if_orphaned(sweep: SweepDir) -> None:
     """A worker whose launcher is gone ends its process once its job is saved and recorded: no one will
     collect its result, and an idle pool worker would otherwise linger for minutes."""
-    if (launcher := launcher_of_this_worker(sweep)) is not None and not pid_alive(launcher):
+    if (launcher := launcher_of_this_worker(sweep)) is not None and not pid_alive(*launcher):
         os._exit(1)

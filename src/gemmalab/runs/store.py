@@ -194,7 +194,8 @@ class RunDir:
         SLURM job before it was requeued is taken over."""
         self.path.mkdir(parents=True, exist_ok=True)
         path, lock = self.path / "claim.json", FileLock(str(self.path / "claim.json.lock"))
-        mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "job": _slurm_job()}
+        mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "job": _slurm_job(),
+                "started": process_started(os.getpid())}  # fmt: skip
         with lock:  # check and take under one lock: of two processes asking at once, one gets the run
             holder = _read_claim(path) if path.exists() else None
             if holder is not None and _alive(holder):
@@ -294,7 +295,8 @@ class SweepDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self.stop_path.unlink(missing_ok=True)
         info = {"jobs": jobs, "swept": sorted(swept) if swept is not None else None,
-                "launcher": {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": _slurm_job()}}  # fmt: skip
+                "launcher": {"host": socket.gethostname(), "pid": os.getpid(), "started": process_started(os.getpid()),
+                             "slurm_job": _slurm_job()}}  # fmt: skip
         write_atomic(self.info_path, json.dumps(info, indent=2))
 
     def info(self) -> dict[str, Any]:
@@ -365,15 +367,26 @@ def _alive(claim: dict[str, Any]) -> bool:
         return time.time() - claim["since"] < CLAIM_LEASE_HOURS * 3600
     if claim["pid"] == os.getpid():
         return False  # this process's own claim, left by a job it no longer runs
-    return pid_alive(claim["pid"])
+    return pid_alive(claim["pid"], claim.get("started"))
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host with that pid exists."""
+def process_started(pid: int) -> str | None:
+    """When a process of this host started (boot id and clock ticks since boot, from /proc): with its pid it
+    names one process, even once the pid is reused after a reboot or on a busy node. None without /proc."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]  # field 22, starttime
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{ticks}"
+
+
+def pid_alive(pid: int, started: str | None = None) -> bool:
+    """Whether a process of this host with that pid exists (and, given when it `started`, is that process)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, another user's
-        return True
-    return True
+        pass
+    return started is None or process_started(pid) in (None, started)
