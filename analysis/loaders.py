@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from gemmalab.errors import ConfigError, DamagedFile
-from gemmalab.runs.store import RunDir, SweepDir, check_name
+from gemmalab.runs.store import RUNNING, RunDir, SweepDir, check_name
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
 HEADLINE_PREFIXES = (
@@ -98,10 +98,17 @@ def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFra
         except (DamagedFile, OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             missing.append(f"{run_id}: {' '.join(str(err).split())}")
             continue
+        if summary["status"] == RUNNING:
+            missing.append(f"{summary.get('name', run_id)}: no result yet (still training, or stopped without a word)")
+            continue
         rows.append(run_row(run_id, summary.get("name", run_id), config, summary))
     if group:  # jobs that never made a run: refused when they started, or never started (a stopped sweep)
-        missing += [f"{m.get('name') or ' '.join(m['overrides'])}: {m['status']}" for m in SweepDir(root, group).latest_members()
+        sweep = SweepDir(root, group)
+        members = sweep.latest_members()
+        missing += [f"{m.get('name') or ' '.join(m['overrides'])}: {m['status']}" for m in members
                     if not m.get("run_id") and m.get("overrides")]  # fmt: skip
+        if (not_yet := sweep.info()["jobs"] - len(members)) > 0:  # planned, not begun (or every line lost)
+            missing.append(f"{not_yet} of the sweep's {sweep.info()['jobs']} jobs: not started yet")
     frame = _frame(rows)
     frame.attrs["missing"] = missing
     return frame

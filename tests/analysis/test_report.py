@@ -12,7 +12,7 @@ from analysis import report
 from analysis.loaders import load_run_store, load_wandb_offline
 from gemmalab.runs.job import run_job
 from gemmalab.runs.preflight import validate_all_jobs
-from gemmalab.runs.store import RunDir
+from gemmalab.runs.store import RunDir, SweepDir
 
 from ..conftest import REPO, TINY, assert_wandb_matches_run_store
 from ..test_conf import compose_config
@@ -115,6 +115,19 @@ def test_a_report_names_what_it_left_out_and_fails_unless_allowed(fake_store):
     text = (report.main([*args, "--allow-missing"]) / "report.md").read_text()
     assert f"Missing: 1 of 4 runs are not in these tables: {ids[0]}: {damaged.summary_path} is damaged" in text
     assert f"Damaged: 1 line(s) of {fake_store.root / ids[1] / 'metrics.jsonl'} skipped (lines 4)." in text
+
+
+def test_a_report_on_a_sweep_still_running_says_what_is_not_in_yet(fake_store):
+    SweepDir(fake_store.root, "g").plan(jobs=4, swept={"seed"})  # as sweep.py planned it: four jobs
+    for seed in range(2):
+        fake_store.add({"seed": seed}, {"status": "finished", "val/loss": 3.0 + seed / 10})
+    fake_store.add({"seed": 2}, {"status": "running"})  # job 3 trains now; job 4 has not started
+    args = ["--run-root", str(fake_store.root), "--group", "g", "--no-wandb"]
+    with pytest.raises(SystemExit, match="^error: 2 run\\(s\\) missing from the report"):
+        report.main(args)
+    text = (report.main([*args, "--allow-missing"]) / "report.md").read_text()
+    assert "seed=2: no result yet (still training, or stopped without a word)" in text
+    assert "1 of the sweep's 4 jobs: not started yet" in text
 
 
 def test_report_argument_errors_are_one_line(fake_store, capsys):
