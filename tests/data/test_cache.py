@@ -151,3 +151,19 @@ def test_with_a_validation_split_max_tokens_is_the_training_budget_and_validatio
     assert "the val split ran out before its budget of 1,000,000 tokens" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="data.val_max_tokens=10 is not allowed without data.val_split"):
         DataConfig(val_max_tokens=10)
+
+
+def test_a_cache_overwritten_in_place_or_with_a_file_cut_short_is_rebuilt_never_read(tmp_path, corpus, capsys):
+    first = token_cache(corpus, tmp_path / "cache")
+    original = first.tokens("train").copy()
+    train = first.path / "train.bin"
+    damaged = original.copy()
+    damaged[: len(damaged) // 2] = damaged[0]  # half its blocks one token, the same size on disk
+    train.write_bytes(damaged.tobytes())
+    again = token_cache(corpus, tmp_path / "cache")
+    assert "train.bin does not hold what was built (its sha256 differs" in capsys.readouterr().err
+    assert np.array_equal(again.tokens("train"), original)  # rebuilt from the source, the same tokens
+    counts = again.path / "train_counts.npy"
+    counts.write_bytes(counts.read_bytes()[:40])  # a side file cut short
+    token_cache(corpus, tmp_path / "cache")
+    assert "train_counts.npy does not hold what was built" in capsys.readouterr().err

@@ -9,6 +9,9 @@ import pytest
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.data.cache import load_tokenizer
 from gemmalab.data.tokenizer import LocalHFTokenizer, bpe_size, train_bpe, vocab_size_of
+from gemmalab.runs.preflight import validate_all_jobs
+
+from ..conftest import REPO
 from gemmalab.errors import ConfigError
 
 DOCS = [f"document number {i} says hello" for i in range(40)]
@@ -35,6 +38,13 @@ def test_bpe_is_trained_once_per_source_and_n_and_the_model_vocabulary_follows_i
     assert "training tokenizer" not in capsys.readouterr().out
     assert again.encode_batch(TEXTS[:3])[2].tolist() == first.encode_batch(TEXTS[:3])[2].tolist()
     assert vocab_size_of("bpe:600") == 600 and vocab_size_of("bytes") == 256
+
+    (saved,) = (tmp_path / "cache").glob("bpe600-*/tokenizer.json")
+    saved.write_bytes(saved.read_bytes()[:1000])  # cut short on disk: trained again, never parsed half
+    retrained = load_tokenizer(cfg, tmp_path / "cache")
+    err = capsys.readouterr().err
+    assert "does not match (tokenizer.json does not hold what was built" in err and "rebuilding" in err
+    assert retrained.encode_batch(TEXTS[:3])[2].tolist() == first.encode_batch(TEXTS[:3])[2].tolist()
 
 
 @pytest.mark.parametrize("spec", ["bpe:", "bpe:12", "bpe:x"])
@@ -69,3 +79,9 @@ def test_local_hf_tokenizer_needs_neither_network_nor_transformers(tmp_path, mon
     assert vocab_size_of(str(tmp_path / "tok")) == len(vocab)
     with pytest.raises(ValueError, match="model.vocab_size=8 is smaller than the tokenizer's"):
         LMDataModule(cfg, seed=0, max_steps=3, vocab_size=8, cache_root=tmp_path / "cache").prepare()
+    broken = tmp_path / "tok" / "tokenizer.json"
+    broken.write_bytes(broken.read_bytes()[:200])  # a saved tokenizer cut short: refused in one line, naming it
+    with pytest.raises(ConfigError, match=f"data.tokenizer='{tmp_path / 'tok'}' cannot be read .*EOF") as err:
+        validate_all_jobs(["data=files", f"data.files=[{tmp_path / 'docs.txt'}]", f"data.tokenizer={tmp_path / 'tok'}",
+                           f"run_root={tmp_path / 'r'}"], REPO / "conf")  # fmt: skip
+    assert "\n" not in str(err.value)

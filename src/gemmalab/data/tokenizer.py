@@ -57,14 +57,18 @@ class LocalHFTokenizer:
         if not (folder / SAVED_FILES[0]).is_file():
             raise ConfigError(f"data.tokenizer={str(path)!r} has no tokenizer.json (allowed: bytes, bpe:N, or a "
                               "directory a Hugging Face tokenizer was saved to)")  # fmt: skip
-        self._tok = HFTokenizer.from_file(str(folder / SAVED_FILES[0]))
+        try:
+            self._tok = HFTokenizer.from_file(str(folder / SAVED_FILES[0]))
+            eos = _eos_token(folder)
+        except Exception as err:  # `tokenizers` raises a bare Exception for a file it cannot parse
+            raise ConfigError(f"data.tokenizer={str(path)!r} cannot be read ({' '.join(str(err).split())}) "
+                              "(allowed: a directory a Hugging Face tokenizer was saved to, whole)") from None  # fmt: skip
         self.name = name or str(folder.resolve())
         digest = hashlib.sha256()
         for file in _saved_files(folder):
             digest.update(file.read_bytes())
         self.digest = digest.hexdigest()[:16]  # the saved files' content: what a token cache is keyed by
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-        eos = _eos_token(folder)
         eos_id = self._tok.token_to_id(eos) if eos else None
         self.eos_id = eos_id if eos_id is not None else 0
 
