@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,10 @@ import yaml
 from analysis.loaders import group_arg, group_run_ids
 from analysis.tables import aggregate, display
 from gemmalab.data import LMDataModule
-from gemmalab.errors import ConfigError
+from gemmalab.errors import ConfigError, DamagedFile
 from gemmalab.model import Decoder
 from gemmalab.runs.spec import JobSpec, data_cache
-from gemmalab.runs.store import FINISHED, RunDir
+from gemmalab.runs.store import FINISHED, RunDir, set_aside, write_atomic
 from gemmalab.switches import AT_INFERENCE
 from gemmalab.train.checkpoints import load_checkpoint
 from gemmalab.train.module import evaluate
@@ -79,7 +80,10 @@ def evaluations(frame: pd.DataFrame, run_root: Path) -> pd.DataFrame:
     rows = []
     for _, run in frame.iterrows():
         for path in sorted((run_root / run["run_id"] / "evals").glob("*.json")):
-            record = json.loads(path.read_text())
+            if (record := read_record(path)) is None:
+                print(f"[gemmalab] damaged: {path} skipped (python analysis/evaluate.py evaluates it again)",
+                      file=sys.stderr)  # fmt: skip
+                continue
             rows.append(
                 {
                     **run.to_dict(),
@@ -90,6 +94,15 @@ def evaluations(frame: pd.DataFrame, run_root: Path) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)  # fmt: skip
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """An evaluation record, None when it is not one whole (cut short, edited by hand)."""
+    try:
+        record = json.loads(path.read_text())
+        return record if isinstance(record, dict) and {"setting", "val/loss", "evaluated_with"} <= set(record) else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
 
 
 def inference_table(frame: pd.DataFrame, run_root: Path, by: list[str]) -> pd.DataFrame | None:
@@ -121,28 +134,44 @@ def main(argv: list[str] | None = None) -> list[Path]:
         ids = group_run_ids(args.run_root, args.group)
     except (ConfigError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
-    written = []
+    written, damaged = [], []
     for run_id in ids:
         run = RunDir(args.run_root, run_id)
-        summary = run.summary() or {}
-        if summary.get("status") != FINISHED:
-            print(f"[gemmalab] skip {run_id}: {summary.get('status', 'no summary')} (only finished runs)")
-            continue
-        for overrides in settings:
-            path = run.path / "evals" / f"{setting_name(overrides).replace(' ', '_')}.json"
-            if path.exists():
-                print(f"[gemmalab] skip {run_id} {setting_name(overrides)}: evaluated ({path})")
-                continue
-            record = {"run_id": run_id, "setting": setting_name(overrides), **evaluate_run(run, overrides)}
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(json.dumps(record, indent=2))
-            written.append(path)
-            line = f"[gemmalab] {run_id} {record['setting']}: val/loss={record['val/loss']:.4f}"
-            if not overrides:
-                same = record["val/loss"] == summary.get("val/loss")
-                line += f" ({'equals' if same else 'DIFFERS from'} the run's logged {summary.get('val/loss')})"
-            print(line)
+        try:
+            written += evaluate_settings(run, settings)
+        except DamagedFile as err:  # named, and the rest of the group still evaluated
+            print(f"[gemmalab] damaged: {err}", file=sys.stderr)
+            damaged.append(run_id)
     print(f"[gemmalab] {len(written)} evaluation(s) written; table: python analysis/report.py --group {args.group}")
+    if damaged:
+        raise SystemExit(f"error: {len(damaged)} run(s) not evaluated, their files damaged: {', '.join(damaged)}")
+    return written
+
+
+def evaluate_settings(run: RunDir, settings: list[dict[str, Any]]) -> list[Path]:
+    """Each setting not yet evaluated for a finished run (a damaged record is set aside and redone); the
+    records written, each atomically. Raises DamagedFile for a damaged summary or checkpoint."""
+    summary = run.summary() or {}
+    if summary.get("status") != FINISHED:
+        print(f"[gemmalab] skip {run.run_id}: {summary.get('status', 'no summary')} (only finished runs)")
+        return []
+    written = []
+    for overrides in settings:
+        path = run.path / "evals" / f"{setting_name(overrides).replace(' ', '_')}.json"
+        if path.exists() and read_record(path) is not None:
+            print(f"[gemmalab] skip {run.run_id} {setting_name(overrides)}: evaluated ({path})")
+            continue
+        if path.exists():
+            print(f"[gemmalab] damaged: {path}: moved to {set_aside(path).name}, evaluated again", file=sys.stderr)
+        record = {"run_id": run.run_id, "setting": setting_name(overrides), **evaluate_run(run, overrides)}
+        path.parent.mkdir(exist_ok=True)
+        write_atomic(path, json.dumps(record, indent=2))
+        written.append(path)
+        line = f"[gemmalab] {run.run_id} {record['setting']}: val/loss={record['val/loss']:.4f}"
+        if not overrides:
+            same = record["val/loss"] == summary.get("val/loss")
+            line += f" ({'equals' if same else 'DIFFERS from'} the run's logged {summary.get('val/loss')})"
+        print(line)
     return written
 
 

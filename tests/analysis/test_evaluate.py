@@ -36,3 +36,22 @@ def test_evaluation_at_the_trained_setting_reproduces_the_run_and_others_are_sto
 def test_a_switch_that_changes_parameters_is_refused_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match=r"'attn.kv_heads=1' is not allowed \(allowed: key=v1,v2 with key one of"):
         evaluate.main(["--run-root", str(tmp_path), "--group", "g", "attn.kv_heads=1"])
+
+
+def test_damaged_files_are_named_and_the_rest_of_the_group_is_evaluated(tmp_path, capsys):
+    group = "g"
+    runs = [run_job(compose_config(*TINY, "logger=none", f"seed={seed}", f"run_root={tmp_path}"), [f"seed={seed}"],
+                    group)["run_id"] for seed in (0, 1)]  # fmt: skip
+    last = tmp_path / runs[0] / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:5000])  # cut short on disk
+    with pytest.raises(SystemExit, match=f"^error: 1 run\\(s\\) not evaluated, their files damaged: {runs[0]}$"):
+        evaluate.main(["--run-root", str(tmp_path), "--group", group])
+    assert f"damaged: {last} is damaged" in capsys.readouterr().err
+    (record,) = (tmp_path / runs[1] / "evals").glob("*.json")  # the other run was evaluated all the same
+    record.write_text(record.read_text()[:30])  # an evaluation record cut short
+    out = report.main(["--run-root", str(tmp_path), "--group", group, "--no-wandb"])  # no JSONDecodeError
+    assert f"damaged: {record} skipped" in capsys.readouterr().err and (out / "report.md").exists()
+    with pytest.raises(SystemExit):  # runs[0] still damaged; runs[1]'s record is done again, not skipped
+        evaluate.main(["--run-root", str(tmp_path), "--group", group])
+    assert json.loads(record.read_text())["setting"] == "as-trained"
+    assert (record.parent / f"{record.name}.damaged").exists()
