@@ -4,6 +4,7 @@ the production schema and code: `python sweep.py ... *fault(6)` kills the job in
 from __future__ import annotations
 
 import os
+import shutil
 import signal as signals
 
 from lightning.pytorch.callbacks import Callback
@@ -28,3 +29,14 @@ def fault(step: int, signum: str = "KILL") -> list[str]:
     """The overrides that inject SignalAtStep into a job."""
     target = f"{__name__}.{SignalAtStep.__name__}"
     return [f"+callbacks.fault._target_={target}", f"+callbacks.fault.step={step}", f"+callbacks.fault.signal={signum}"]
+
+
+class RemoveRunDirAtStep(Callback):
+    """Delete the run's directory (the Trainer's root) once `step` optimizer steps are done: a user's `rm -rf`."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            shutil.rmtree(trainer.default_root_dir)

@@ -358,3 +358,16 @@ def test_a_cut_members_line_loses_nothing_after_it_and_a_job_that_recorded_nothi
     out, err = capsys.readouterr()
     assert "1 of 3 job(s) recorded nothing readable" in err
     assert f"--run-root '{tmp_path / 'a b'}'" in out
+
+
+def test_a_run_directory_removed_mid_training_is_recorded_failed_and_the_sweep_ends_with_its_summary(
+    tmp_path, sweep_here, capsys
+):
+    gone = ["+callbacks.gone._target_=tests.faults.RemoveRunDirAtStep", "+callbacks.gone.step=2"]
+    code, group = sweep_here(tmp_path, "-m", "seed=0,1", "logger=none", *gone)
+    out, err = capsys.readouterr()
+    assert code == 1 and "2 failed (2 job(s)" in out  # the closing summary, with the true exit code
+    statuses = [m["status"] for m in SweepDir(tmp_path, group).latest_members()]
+    assert all(s.startswith("failed: FileNotFoundError") for s in statuses), statuses
+    assert "could not write" in err and "Traceback" not in err
+

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from gemmalab.data.cache import data_changed
-from gemmalab.errors import ConfigError, RunBusy
+from gemmalab.errors import ConfigError, DamagedFile, RunBusy
 from gemmalab.train.cluster import ranks_started_outside
 from gemmalab.train.distill import check_teacher_compatible
 
@@ -28,8 +28,8 @@ from .identity import run_identity, run_name
 from .requeue import deferred_requeue, requeue_if_asked
 from .spec import JobSpec
 from .stops import exit_if_orphaned
-from .store import FINISHED, INTERRUPTED, NOT_STARTED, RunDir, SweepDir
-from .train_run import train_run
+from .store import FINISHED, INTERRUPTED, NOT_STARTED, RUNNING, RunDir, SweepDir
+from .train_run import train_run, written_or_said
 
 
 def run_job(config: dict[str, Any], overrides: list[str], group: str) -> dict[str, Any] | None:
@@ -52,6 +52,11 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str) -> dict[st
     except (ConfigError, RunBusy) as err:  # a teacher alias that never finished; a run another process trains
         sweep.record({**job, "status": f"failed: {err}"})
         raise
+    except OSError as err:  # the run store failing under the job (disk full, its directory removed)
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        summary = {"status": f"failed: {type(err).__name__}: {err}".splitlines()[0]}
+        written_or_said(lambda: sweep.record({**job, **summary}), f"{sweep.members_path}")
+        return summary
     if summary["status"] == INTERRUPTED:
         requeue_if_asked(run)  # a scheduler's requeue: submitit requeues the job, which resumes from this step
         sweep.request_stop(sweep.stop_signal() or signal.SIGTERM)  # else a stop: the sweep starts no further job
@@ -76,21 +81,33 @@ def attempt(run: RunDir, spec: JobSpec, config: dict[str, Any], member: dict[str
     start_attempt(run, config, member["name"], sweep.group, damage)
     if needs_own_process(spec):
         subprocess.run([sys.executable, "-m", "gemmalab.runs.train_run", str(run.path)], check=False)
+        status = readable_summary(run).get("status", RUNNING)
+        if status == RUNNING:
+            status = f"failed: the process training {run.path} ended without a status (killed, out of memory?)"
     else:
-        train_run(run)
-    summary = run.summary()
-    if summary["status"] == "running":  # the training process died without a word (killed, out of memory)
-        summary = run.update_summary(status=f"failed: the process training {run.path} ended without a status")
+        status = train_run(run)
+    summary = readable_summary(run)
+    if summary.get("status") != status:  # the training process could not record how it ended
+        summary["status"] = status
+        written_or_said(lambda: run.update_summary(status=status), f"{run.summary_path}")
     if config.get("alias") and summary["status"] == FINISHED:
         write_alias(run.path.parent, config["alias"], run.run_id)
     if summary["status"] == FINISHED:
         run.error_path.unlink(missing_ok=True)  # from an earlier attempt that failed
-    sweep.record({**member, "status": summary["status"]})
-    loss, step = summary["val/loss"], summary["val/loss_step"]
+    written_or_said(lambda: sweep.record({**member, "status": summary["status"]}), f"{sweep.members_path}")
+    loss, step = summary.get("val/loss"), summary.get("val/loss_step")
     shown = "none after step 0" if loss is None else f"{loss:.4f}"
     after = f" (step {step}, the last before it diverged)" if summary.get("diverged") and step else ""
     print(f"[gemmalab] {summary['status']}: {member['name']}  val/loss={shown}{after}")
     return summary
+
+
+def readable_summary(run: RunDir) -> dict[str, Any]:
+    """The run's summary, {} when the run store failed under it (removed, damaged)."""
+    try:
+        return run.summary() or {}
+    except (DamagedFile, OSError):
+        return {}
 
 
 def needs_own_process(spec: JobSpec) -> bool:

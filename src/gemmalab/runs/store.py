@@ -206,7 +206,7 @@ class RunDir:
         try:
             yield
         finally:
-            with lock:
+            with contextlib.suppress(OSError), lock:  # a run directory removed meanwhile holds no claim
                 if _read_claim(path) == mine:
                     path.unlink()
 

@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +72,33 @@ def train_run(run: RunDir, parent: int | None = None) -> str:
     except SIGTERMException:  # a stop (runs/stops.py) or a SIGTERM Lightning caught: the step it stopped at is saved
         status = INTERRUPTED
     except Exception as err:
-        if rank_zero:
-            run.error_path.write_text(traceback.format_exc())
         status = f"failed: {type(err).__name__}: {err}".splitlines()[0]
+        if rank_zero:
+            written_or_said(lambda: run.error_path.write_text(traceback.format_exc()), f"{run.error_path}")
     if rank_zero:
-        headline = summarise(run, spec, status, diverged_step)
-        run.update_summary(**headline, wall_seconds=time.time() - attempt["started"])  # this attempt only
+        headline = {"status": status}
+
+        def record() -> None:  # the summary from metrics.jsonl, then the W&B run closed with it
+            headline.update(summarise(run, spec, status, diverged_step))
+            run.update_summary(**headline, wall_seconds=time.time() - attempt["started"])  # this attempt only
+
+        if not written_or_said(record, f"{run.summary_path}") and not status.startswith("failed"):
+            status = f"failed: its summary could not be written in {run.path}"
         if wandb_logger is not None:
-            finish_wandb(wandb_logger, {k: v for k, v in headline.items() if k != "final"})
+            written_or_said(lambda: finish_wandb(wandb_logger, {k: v for k, v in headline.items() if k != "final"}),
+                            "the W&B run")  # fmt: skip
     return status
+
+
+def written_or_said(write: Callable[[], object], what: str) -> bool:
+    """A write on the way out of a fit: when the run store fails under it (disk full, the run directory
+    removed) the failure is said on stderr instead of replacing the one being recorded."""
+    try:
+        write()
+        return True
+    except OSError as err:
+        print(f"[gemmalab] could not write {what}: {type(err).__name__}: {err}", file=sys.stderr)
+        return False
 
 
 def build(spec: JobSpec, config: dict[str, Any]) -> tuple[LMModule, LMDataModule]:

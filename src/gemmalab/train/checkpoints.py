@@ -29,9 +29,13 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            with tmp.open("rb") as f:
+                os.fsync(f.fileno())
+        except BaseException:  # disk full, the directory removed, a kill: no half file left behind
+            tmp.unlink(missing_ok=True)
+            raise
         if path.exists():
             os.replace(path, self.spare)
         os.replace(tmp, path)
