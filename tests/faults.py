@@ -40,3 +40,14 @@ class RemoveRunDirAtStep(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step and trainer.is_global_zero:
             shutil.rmtree(trainer.default_root_dir)
+
+
+class SignalDuringValidation(Callback):
+    """Send this process `signal` in the middle of the validation that follows optimizer step `step`."""
+
+    def __init__(self, step: int, signal: str = "TERM") -> None:
+        self.step, self.signum = step, signals.Signals[f"SIG{signal}"]
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.global_step == self.step and batch_idx == 0 and not trainer.sanity_checking:
+            os.kill(os.getpid(), self.signum)

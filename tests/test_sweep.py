@@ -371,3 +371,16 @@ def test_a_run_directory_removed_mid_training_is_recorded_failed_and_the_sweep_e
     assert all(s.startswith("failed: FileNotFoundError") for s in statuses), statuses
     assert "could not write" in err and "Traceback" not in err
 
+
+
+def test_a_sigterm_during_validation_loses_no_validation_point(tmp_path, sweep_here, capsys):
+    """A real SIGTERM in the middle of the validation after step 3 (4 batches): the pass completes and is
+    logged, the fit stops after the next step; the rerun resumes and every value equals an uninterrupted run."""
+    during = ["+callbacks.term._target_=tests.faults.SignalDuringValidation", "+callbacks.term.step=3"]
+    code, _ = sweep_here(tmp_path / "a", "-m", "logger=none", "data.val_batches=4", *during)
+    assert code == 128 + signal.SIGTERM, capsys.readouterr().err[-2000:]
+    (run,) = run_dirs(tmp_path / "a")
+    assert run.summary()["status"] == "interrupted" and "val/loss" in run.metrics()[2]  # step 3's validation
+    assert sweep_here(tmp_path / "a", "logger=none", "data.val_batches=4")[0] == 0  # the rerun resumes
+    assert sweep_here(tmp_path / "b", "logger=none", "data.val_batches=4")[0] == 0  # uninterrupted
+    assert curves(run) == curves(RunDir(tmp_path / "b", run.run_id))

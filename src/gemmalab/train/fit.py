@@ -54,17 +54,27 @@ class StopOnRequest(Callback):
     def __init__(self, path: Path, should_stop: Callable[[], bool]) -> None:
         self.path, self.should_stop = path, should_stop
         self.saved_step: int | None = None
+        self.signalled = False
         self.sigterm_before_fit = signal.getsignal(signal.SIGTERM)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.world_size > 1:
-            # Lightning's own SIGTERM handler broadcasts from inside the handler, which deadlocks when
-            # a rank is in another collective (seen: two gloo ranks hung for good after one SIGTERM);
-            # here a SIGTERM only requests the stop, and the ranks agree on it at the end of the step
-            signal.signal(signal.SIGTERM, self.sigterm_before_fit)
+        # Lightning's own SIGTERM handler makes its loops raise at once, inside a validation pass too (that
+        # step's validation would be lost for good: the rerun resumes after it), and under DDP it broadcasts
+        # from inside the handler, which deadlocks when a rank is in another collective (seen: two gloo
+        # ranks hung for good). Here a SIGTERM only requests the stop, taken at the end of a step; a process
+        # that ignores SIGTERM (a DDP helper: its job decides) goes on ignoring it.
+        if self.sigterm_before_fit != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        else:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.signalled = True
+        if callable(self.sigterm_before_fit):  # sweep.py's: the other jobs of the sweep stop too
+            self.sigterm_before_fit(signum, frame)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        stop = self.should_stop()
+        stop = self.signalled or self.should_stop()
         if trainer.world_size > 1:  # an all-reduce every step: a file may appear between two ranks' checks
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # any rank
         if stop:
