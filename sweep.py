@@ -5,9 +5,8 @@
     python sweep.py -m +ablation=softcap                     # a named study from ablations/
 
 Every job is validated before the first trains; the sweep's plan goes to its directory in the run store
-(runs/store.py SweepDir), where every process of the sweep reads it; a job trains one run directory
-(runs/job.py). SIGTERM or Ctrl-C: running jobs stop after their step (saved), no further job starts, the
-exit code is non-zero; the same command resumes. The summary is read from the sweep's members.jsonl.
+(runs/store.py SweepDir), where its every process reads it; a job trains one run directory (runs/job.py).
+SIGTERM / Ctrl-C: jobs stop after their step (saved), none starts, exit 143 / 130; rerunning resumes.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gemmalab.errors import ConfigError, RunBusy
@@ -35,7 +33,6 @@ from gemmalab.train.cluster import follows_rank_zero
 register()
 CONF = Path(__file__).resolve().parent / "conf"  # absolute: main() also runs where sweep.py is imported
 
-
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if follows_rank_zero():  # a task > 0 of a multi-task submitit job: train beside rank 0
@@ -47,12 +44,10 @@ def main(cfg: DictConfig) -> None:
         run_job(OmegaConf.to_container(cfg, resolve=True), list(hydra_cfg.overrides.task), cfg.group)
     except (ConfigError, RunBusy) as err:  # recorded as the job's failure; the sweep goes on
         print(f"error: {err}", file=sys.stderr)
-        if hydra_cfg.mode != RunMode.MULTIRUN:
-            sys.exit(2 if isinstance(err, ConfigError) else 3)
 
 
 def launch(argv: list[str]) -> int:
-    """The sweep the command line asks for, validated, planned, run; its exit code."""
+    """The sweep the command line asks for, validated, planned, run; its exit code (2: refused before any job)."""
     try:
         plan = validate_all_jobs(argv[1:], config_dir=CONF)
     except ConfigError as err:
@@ -67,7 +62,12 @@ def launch(argv: list[str]) -> int:
     sweep.plan(plan.jobs, plan.swept)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, _: sweep.request_stop(signum))  # SweepDir.request_stop
-    main()
+    try:
+        main()
+    except (Exception, SystemExit) as err:  # the launcher broke under its jobs (a worker killed): say what they did
+        if not sweep.members_path.exists() or getattr(err, "code", 1) in (0, None):
+            raise
+        return max(closing_summary(sweep), 1)
     return closing_summary(sweep) if sweep.members_path.exists() else 0  # no jobs: --help, --cfg, ...
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -356,7 +357,7 @@ def test_a_cut_members_line_loses_nothing_after_it_and_a_job_that_recorded_nothi
     assert [m["name"] for m in sweep.latest_members()] == ["seed=0", "seed=2"]  # the next line is whole
     assert closing_summary(sweep) == 1  # seed=1's only line is lost: the sweep does not pass as complete
     out, err = capsys.readouterr()
-    assert "1 of 3 job(s) recorded nothing readable" in err
+    assert "1 of 3 job(s) recorded nothing (never started, or every line lost)" in err
     assert f"--run-root '{tmp_path / 'a b'}'" in out
 
 
@@ -384,3 +385,19 @@ def test_a_sigterm_during_validation_loses_no_validation_point(tmp_path, sweep_h
     assert sweep_here(tmp_path / "a", "logger=none", "data.val_batches=4")[0] == 0  # the rerun resumes
     assert sweep_here(tmp_path / "b", "logger=none", "data.val_batches=4")[0] == 0  # uninterrupted
     assert curves(run) == curves(RunDir(tmp_path / "b", run.run_id))
+
+
+@pytest.mark.processes
+def test_a_joblib_worker_killed_leaves_a_closing_summary_that_names_what_was_lost(tmp_path):
+    """`kill -9` of one joblib worker while two train: joblib gives up on the whole pool (the sibling goes
+    too) and the third job never starts; the sweep still ends with its summary and a non-zero exit."""
+    first = start_sweep(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2",
+                        "trainer.max_steps=3000", "logger=none")  # fmt: skip
+    deadline = time.time() + 120
+    while len(claims := list(tmp_path.glob("*/claim.json"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    os.kill(json.loads(claims[0].read_text())["pid"], signal.SIGKILL)  # as the out-of-memory killer would
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 1 and "[gemmalab] group " in out, err[-2000:]
+    assert "(its process ended without recording how: killed?)" in err
+    assert "job(s) recorded nothing (never started, or every line lost)" in err or "lost (3 job(s)" in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gemmalab.errors import ConfigError
@@ -34,3 +36,11 @@ def test_a_run_whose_files_changed_is_refused_on_skip_and_on_resume(tmp_path):
 
     corpus.write_text(corpus.read_text().replace("cat", "fox"))  # the original text again: it resumes
     assert run_job(config, [], "g")["status"] == "finished"
+
+
+def test_a_finished_job_leaves_no_memory_map_of_its_data_behind(tmp_path):
+    """Reference cycles of the fit (Trainer, module, loggers) held each job's memory-mapped token cache until
+    some later full collection: a long W&B sweep grew by megabytes and open files a job."""
+    config = compose_config(*TINY, f"run_root={tmp_path / 'r'}")  # W&B offline: the logger that held them
+    assert run_job(config, [], "g")["status"] == "finished"
+    assert str(tmp_path / "r" / "_cache") not in Path("/proc/self/maps").read_text()

@@ -9,7 +9,7 @@ import signal
 import sys
 import warnings
 
-from .store import INTERRUPTED, NOT_STARTED, SweepDir
+from .store import INTERRUPTED, NOT_STARTED, STARTED, SweepDir
 
 # Lightning's advert for its cloud logger, printed once per Trainer.
 _TIPS = ("💡 Tip: For seamless cloud logging",)
@@ -34,19 +34,21 @@ def closing_summary(sweep: SweepDir) -> int:
     unrecorded = sweep.info()["jobs"] - len(jobs)  # a job whose every line was lost (a cut file, a crash)
     statuses = [j["status"] for j in jobs]
     kinds = {"finished": "finished", "diverged": "diverged", "failed": "failed", INTERRUPTED: INTERRUPTED,
-             NOT_STARTED: "not started"}  # fmt: skip
+             NOT_STARTED: "not started", STARTED: "lost"}  # fmt: skip
     counts = {k: sum(s.startswith(k) for s in statuses) for k in kinds}
     print(f"\n[gemmalab] group {sweep.group}: " + ", ".join(f"{n} {kinds[k]}" for k, n in counts.items() if n)
           + f" ({len(jobs)} job(s); runs in {sweep.root.resolve()})")  # fmt: skip
     for job in jobs:
         if not job["status"].startswith(("finished", "diverged")):
-            print(f"  {job['name']}: {job['status']}", file=sys.stderr)
+            lost = " (its process ended without recording how: killed?)" if job["status"] == STARTED else ""
+            print(f"  {job['name']}: {job['status']}{lost}", file=sys.stderr)
     if unrecorded > 0:
-        print(f"  {unrecorded} of {sweep.info()['jobs']} job(s) recorded nothing readable", file=sys.stderr)
+        print(f"  {unrecorded} of {sweep.info()['jobs']} job(s) recorded nothing (never started, or every line lost)",
+              file=sys.stderr)  # fmt: skip
     print(f"[gemmalab] sweep members: {sweep.members_path}")
     print(f"[gemmalab] tables: python analysis/report.py --group {shlex.quote(sweep.group)} "
           f"--run-root {shlex.quote(str(sweep.root))}")  # fmt: skip
     if counts[INTERRUPTED] or counts[NOT_STARTED]:
         print("[gemmalab] stopped: rerun the same command to resume the interrupted run and the rest", file=sys.stderr)
         return 128 + (sweep.stop_signal() or signal.SIGTERM)
-    return 1 if counts["failed"] or unrecorded > 0 else 0
+    return 1 if counts["failed"] or counts[STARTED] or unrecorded > 0 else 0

@@ -9,6 +9,7 @@ Validation happens first, so a bad config costs nothing and leaves nothing behin
 
 from __future__ import annotations
 
+import gc
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from .identity import run_identity, run_name
 from .requeue import deferred_requeue, requeue_if_asked
 from .spec import JobSpec
 from .stops import exit_if_orphaned
-from .store import FINISHED, INTERRUPTED, NOT_STARTED, RUNNING, RunDir, SweepDir
+from .store import FINISHED, INTERRUPTED, NOT_STARTED, RUNNING, STARTED, RunDir, SweepDir
 from .train_run import train_run, written_or_said
 
 
@@ -77,7 +78,7 @@ def attempt(run: RunDir, spec: JobSpec, config: dict[str, Any], member: dict[str
         print(f"[gemmalab] skip {member['name']}: {summary['status']} ({run.path})")
         sweep.record({**member, "status": summary["status"], "skipped": True})
         return summary
-    sweep.record({**member, "status": "started"})
+    sweep.record({**member, "status": STARTED})
     start_attempt(run, config, member["name"], sweep.group, damage)
     if needs_own_process(spec):
         subprocess.run([sys.executable, "-m", "gemmalab.runs.train_run", str(run.path)], check=False)
@@ -86,6 +87,10 @@ def attempt(run: RunDir, spec: JobSpec, config: dict[str, Any], member: dict[str
             status = f"failed: the process training {run.path} ended without a status (killed, out of memory?)"
     else:
         status = train_run(run)
+        # The fit's objects form reference cycles (Trainer <-> module <-> loggers) that hold the token cache's
+        # memory maps and W&B's files; freed now, not at some later full collection (+3.7 MB and ~0.3 open
+        # files per job over a 40-job W&B sweep otherwise).
+        gc.collect()
     summary = readable_summary(run)
     if summary.get("status") != status:  # the training process could not record how it ended
         summary["status"] = status

@@ -47,6 +47,7 @@ from gemmalab.train.checkpoints import checkpoint_problem
 
 FINISHED = "finished"
 RUNNING = "running"
+STARTED = "started"  # a sweep member's line when its job begins; its last one only if it never ended
 INTERRUPTED = "interrupted"  # stopped by a signal after saving its step; the rerun resumes it
 NOT_STARTED = "not started: the sweep was stopped"
 TERMINAL_PREFIXES = (FINISHED, "diverged")  # rerunning these would only repeat them
