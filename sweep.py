@@ -4,9 +4,8 @@
     python sweep.py -m attn.pattern=alt,full norm=dual,pre   # a 2x2 ablation
     python sweep.py -m +ablation=softcap                     # a named study from ablations/
 
-Every job is validated before the first trains; the sweep's plan goes to its directory in the run store
-(runs/store.py SweepDir), where its every process reads it; a job trains one run directory (runs/job.py).
-SIGTERM / Ctrl-C: jobs stop after their step (saved), none starts, exit 143 / 130; rerunning resumes.
+Jobs are validated before the first trains; the plan goes to the sweep's directory (runs/store.py SweepDir),
+a job trains one run directory (runs/job.py). SIGTERM / Ctrl-C: jobs stop after their step, saved; rerun resumes.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.console import closing_summary, quiet
 from gemmalab.runs.job import run_job
 from gemmalab.runs.launchers import share_cores
-from gemmalab.runs.preflight import validate_all_jobs
+from gemmalab.runs.preflight import command_line, runs_jobs, validate_all_jobs
 from gemmalab.runs.store import SweepDir, new_group
 from gemmalab.runs.train_run import follow_rank_zero, lead_ranks
 from gemmalab.schema import register
@@ -33,21 +32,23 @@ from gemmalab.train.cluster import follows_rank_zero
 register()
 CONF = Path(__file__).resolve().parent / "conf"  # absolute: main() also runs where sweep.py is imported
 
+
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if follows_rank_zero():  # a task > 0 of a multi-task submitit job: train beside rank 0
         return follow_rank_zero()
     lead_ranks()  # ranks torchrun or SLURM started: the others train each run this one trains
-    hydra_cfg = HydraConfig.get()
-    share_cores(hydra_cfg.launcher, SweepDir(cfg.run_root, cfg.group))
+    share_cores(HydraConfig.get().launcher, SweepDir(cfg.run_root, cfg.group))
     try:
-        run_job(OmegaConf.to_container(cfg, resolve=True), list(hydra_cfg.overrides.task), cfg.group)
+        run_job(OmegaConf.to_container(cfg, resolve=True), list(HydraConfig.get().overrides.task), cfg.group)
     except (ConfigError, RunBusy) as err:  # recorded as the job's failure; the sweep goes on
         print(f"error: {err}", file=sys.stderr)
 
 
 def launch(argv: list[str]) -> int:
     """The sweep the command line asks for, validated, planned, run; its exit code (2: refused before any job)."""
+    if not runs_jobs(command_line(argv[1:])):  # --help, --cfg job, --info, -sc, --version: Hydra's own output
+        return main() or 0
     try:
         plan = validate_all_jobs(argv[1:], config_dir=CONF)
     except ConfigError as err:
@@ -58,17 +59,17 @@ def launch(argv: list[str]) -> int:
         return 128 + signal.SIGINT
     if plan.group is None:  # every process of the sweep reads its group from its config
         argv.append(f"group={new_group(plan.ablation)}")
-    sweep = SweepDir(plan.run_root, plan.group or argv[-1].removeprefix("group="))
+    sweep = SweepDir(plan.run_root, plan.group or argv[-1].split("=", 1)[1])
     sweep.plan(plan.jobs, plan.swept)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, _: sweep.request_stop(signum))  # SweepDir.request_stop
+    for signum in (signal.SIGTERM, signal.SIGINT):  # every job stops after its step (SweepDir.request_stop)
+        signal.signal(signum, lambda signum, _: sweep.request_stop(signum))
     try:
         main()
     except (Exception, SystemExit) as err:  # the launcher broke under its jobs (a worker killed): say what they did
-        if not sweep.members_path.exists() or getattr(err, "code", 1) in (0, None):
-            raise
-        return max(closing_summary(sweep), 1)
-    return closing_summary(sweep) if sweep.members_path.exists() else 0  # no jobs: --help, --cfg, ...
+        if sweep.members_path.exists() and getattr(err, "code", 1) not in (0, None):
+            return max(closing_summary(sweep), 1)
+        raise
+    return closing_summary(sweep)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -201,7 +202,8 @@ def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep_here, capsy
 def test_every_bad_value_is_found_before_the_first_job(overrides, message):
     """What sweep.py checks before Hydra launches anything (the two cases above go through it for real)."""
     with pytest.raises(ConfigError) as err:
-        validate_all_jobs([*TINY, *overrides], REPO / "conf")
+        flags = [o for o in overrides if o.startswith("-")]  # Hydra's rule: flags before the overrides
+        validate_all_jobs([*flags, *TINY, *(o for o in overrides if o not in flags)], REPO / "conf")
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
@@ -401,3 +403,61 @@ def test_a_joblib_worker_killed_leaves_a_closing_summary_that_names_what_was_los
     assert first.returncode == 1 and "[gemmalab] group " in out, err[-2000:]
     assert "(its process ended without recording how: killed?)" in err
     assert "job(s) recorded nothing (never started, or every line lost)" in err or "lost (3 job(s)" in out
+
+
+def hydra_says(monkeypatch, capsys, *args: str, env: dict | None = None) -> tuple[int, str, str]:
+    """sweep.py's command line in this process, as a plain Hydra app gets it: (exit code, stdout, stderr)."""
+    import sweep as sweep_script
+
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sys, "argv", ["sweep.py", *args])
+    try:
+        code = sweep_script.launch(sys.argv)
+    except SystemExit as exit:  # Hydra's --help and argparse's --version end the process themselves
+        code = exit.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "args, printed",
+    [
+        (["--cfg", "job"], "optim:\n  lr: 0.003"),
+        (["--cfg", "hydra"], "hydra:\n  run:\n    dir: ${run_root}/_single/${group}"),
+        (["-c", "all", "--resolve"], "hydra:\n  run:\n    dir: runs/_single/None"),
+        (["-c", "job", "--resolve"], "  vocab_size: 256"),
+        (["--package", "model", "--cfg", "job"], "# @package model\nvocab_size:"),
+        (["--info", "defaults"], "Defaults List"),
+        (["--config-name", "config", "--cfg", "job", "seed=7"], "seed: 7"),
+        (["-cd", str(REPO / "conf"), "--cfg", "job"], "norm: dual"),
+        (["--help"], "== Configuration groups =="),
+        (["--hydra-help"], "== Flags =="),
+        (["--version"], ""),  # argparse prints Hydra's version to stdout: captured below
+        (["-sc", "install=bash"], "hydra_bash_completion()"),
+    ],
+)
+def test_every_hydra_flag_works_as_in_a_plain_hydra_app(args, printed, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the default run_root, runs/, is here: nothing may appear in it
+    monkeypatch.setattr(sys, "path", [str(REPO), *sys.path])
+    code, out, _ = hydra_says(monkeypatch, capsys, *args)
+    assert code == 0 and printed in out and (args != ["--version"] or out.startswith("Hydra 1.")), out[-1500:]
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+
+
+def test_completion_lists_gemmalabs_groups_and_keys(monkeypatch, capsys):
+    for line, expected in [("python sweep.py kv=", "kv=gqa kv=mha kv=mqa"),
+                           ("python sweep.py trainer.max_", "trainer.max_steps=")]:  # fmt: skip
+        code, out, _ = hydra_says(monkeypatch, capsys, "-sc", "query=bash", env={"COMP_LINE": line})
+        assert code == 0 and expected in out, out
+
+
+def test_sweeps_need_multirun_and_glob_sweeps_compose(monkeypatch, capsys, tmp_path):
+    for args, message in [
+        (["seed=0,1"], "error: seed=0,1 is a sweep, but there is no --multirun (allowed: add -m to sweep over it;"),
+        (["+ablation=softcap"], "error: +ablation=softcap is a study, which is a sweep (allowed: python sweep.py -m"),
+    ]:
+        code, _, err = hydra_says(monkeypatch, capsys, *args, f"run_root={tmp_path}")
+        assert code == 2 and err.strip().splitlines()[-1].startswith(message), err[-1500:]
+    plan = validate_all_jobs(["-m", *TINY, "kv=glob(m*)"], REPO / "conf")
+    assert plan.jobs == 2 and plan.swept == {"kv"}  # mha, mqa

@@ -78,7 +78,7 @@ def test_a_bad_file_is_refused_in_one_line(tmp_path, names, column, message):
 def test_a_bad_file_stops_a_sweep_before_its_first_job(tmp_path):
     write_bad(tmp_path)
     with pytest.raises(ConfigError, match=r"latin1.txt' is not UTF-8 .* \[job: "):
-        validate_all_jobs([*TINY, "-m", "seed=0,1", "data=files", f"data.files=[{tmp_path / 'latin1.txt'}]"],
+        validate_all_jobs(["-m", *TINY, "seed=0,1", "data=files", f"data.files=[{tmp_path / 'latin1.txt'}]"],
                           REPO / "conf")  # fmt: skip
 
 

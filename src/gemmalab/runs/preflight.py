@@ -8,11 +8,14 @@ into the config objects a job uses; the first bad job raises ConfigError.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import create_config_search_path, get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -37,16 +40,42 @@ class Plan:
     ablation: str | None
 
 
-def job_overrides(argv: list[str], config_dir: Path) -> tuple[list[list[str]], set[str] | None]:
+# Hydra's flags that print something (help, the config, the defaults tree, completion) and run no job
+PRINTING_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
+
+
+def command_line(argv: list[str]) -> argparse.Namespace:
+    """Hydra's own parse of the command line: its flags (--multirun, --cfg, --config-name, ...) and the
+    overrides. `--version` prints Hydra's version and exits here, as Hydra does."""
+    return get_args_parser().parse_args(argv)
+
+
+def runs_jobs(args: argparse.Namespace) -> bool:
+    return not any(getattr(args, flag) for flag in PRINTING_FLAGS)
+
+
+def search_path(args: argparse.Namespace) -> list[str]:
+    """--config-dir DIR as Hydra reads it: one more place to find configs (an override for compose)."""
+    return [f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]"] if args.config_dir else []
+
+
+def job_overrides(args: argparse.Namespace, config_dir: Path) -> tuple[list[list[str]], set[str] | None]:
     """The override list of each job the command line asks for (one list without -m), and the
     keys the sweep varies (None for a single run)."""
-    overrides = [a for a in argv if not a.startswith("-")]
-    if not {"-m", "--multirun"} & set(argv):
+    overrides = list(args.overrides)
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir.resolve())))
+    parser = OverridesParser.create(config_loader=loader)  # glob() needs the groups' options
+    if not args.multirun:
+        if sweeps := [o for o in parser.parse_overrides(overrides) if o.is_sweep_override()]:
+            raise ConfigError(f"{sweeps[0].input_line} is a sweep, but there is no --multirun (allowed: add -m "
+                              "to sweep over it; key=[a,b] for a list, key='a,b' for a string)")  # fmt: skip
+        if studies := [o for o in overrides if o.startswith("+ablation=")]:
+            raise ConfigError(f"{studies[0]} is a study, which is a sweep (allowed: python sweep.py -m {studies[0]})")
         return [overrides], None
-    parser = OverridesParser.create()
     fixed = [o for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
     with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
-        base = compose("config", [o.input_line for o in fixed], return_hydra_config=True)
+        base = compose(args.config_name or "config", [o.input_line for o in fixed] + search_path(args),
+                       return_hydra_config=True)  # fmt: skip
     params = base.hydra.sweeper.get("params") or {}
     study = [f"{k}={v}" for k, v in params.items()]
     parsed = parser.parse_overrides(study + overrides)
@@ -81,8 +110,9 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
     register()
     GlobalHydra.instance().clear()
     parser = OverridesParser.create()
+    args = command_line(argv)
     try:
-        jobs, swept = job_overrides(argv, config_dir)
+        jobs, swept = job_overrides(args, config_dir)
         composed: dict[tuple[str, ...], DictConfig] = {}
         shared: set[tuple[str, str | None, str | None]] = set()
         with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
@@ -90,7 +120,7 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
                 seeds = [o for o in overrides if o.split("=", 1)[0] == "seed"]
                 rest = tuple(o for o in overrides if o not in seeds)
                 if rest not in composed:
-                    composed[rest] = compose("config", list(rest))
+                    composed[rest] = compose(args.config_name or "config", [*rest, *search_path(args)])
                 job = composed[rest].copy()
                 for seed in seeds:
                     job.seed = parser.parse_override(seed).value()
