@@ -17,15 +17,15 @@ from omegaconf import OmegaConf
 from analysis import report
 from analysis.loaders import load_run_store
 from gemmalab.errors import ConfigError, RunBusy
-from gemmalab.runs.job import run_job
-from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.console import closing_summary
+from gemmalab.runs.job import run_job
 from gemmalab.runs.launchers import jobs_at_once
+from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import RunDir, SweepDir
 from gemmalab.train.checkpoints import load_checkpoint
 
-from .faults import fault
 from .conftest import REPO, TINY, assert_wandb_matches_run_store, start_sweep, sweep_command
+from .faults import fault
 from .test_conf import compose_config
 
 

@@ -31,7 +31,8 @@ def test_the_cache_holds_each_document_and_its_end_token_split_by_the_held_out_r
     assert train_docs == [d.encode() for i, d in enumerate(DOCS) if i % 20]
     m = cache.manifest
     assert m["dtype"] == "uint16" and m["documents"] == {"train": 190, "val": 10}
-    assert m["tokens"]["train"] == sum(len(d) + 1 for d in train_docs) and m["budget_reached"] == {"train": False, "val": False}
+    assert m["tokens"]["train"] == sum(len(d) + 1 for d in train_docs)
+    assert m["budget_reached"] == {"train": False, "val": False}
     assert (cache.counts("train").sum(), cache.counts("val").sum()) == (m["tokens"]["train"], m["tokens"]["val"])
     assert "the source ran out before its budget of 1,000,000 tokens" in capsys.readouterr().out
 

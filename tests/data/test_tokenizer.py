@@ -9,10 +9,10 @@ import pytest
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.data.cache import load_tokenizer
 from gemmalab.data.tokenizer import LocalHFTokenizer, bpe_size, train_bpe, vocab_size_of
+from gemmalab.errors import ConfigError
 from gemmalab.runs.preflight import validate_all_jobs
 
 from ..conftest import REPO
-from gemmalab.errors import ConfigError
 
 DOCS = [f"document number {i} says hello" for i in range(40)]
 TEXTS = [f"def function_{i}(value):\n    return value * {i} + offset\n" for i in range(300)]

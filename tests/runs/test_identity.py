@@ -30,7 +30,8 @@ def changed(**edits) -> dict:
 def test_identity_ignores_where_and_how_results_are_logged():
     base = run_identity(CONFIG)
     assert run_identity(changed(run_root="/elsewhere", group="g2")) == base
-    assert run_identity(changed(logger__kind="none", callbacks={"fault": {"_target_": "tests.faults.SignalAtStep", "step": 5}})) == base
+    fault = {"fault": {"_target_": "tests.faults.SignalAtStep", "step": 5}}
+    assert run_identity(changed(logger__kind="none", callbacks=fault)) == base
     assert run_identity(changed(trainer__progress_bar=False)) == base
 
 

@@ -8,10 +8,10 @@ import torch
 import yaml
 
 from gemmalab.model import ConfigError, Decoder, preset
+from gemmalab.runs.aliases import teacher_model
 from gemmalab.runs.job import run_job
 from gemmalab.runs.spec import JobSpec
 from gemmalab.runs.store import RunDir
-from gemmalab.runs.aliases import teacher_model
 from gemmalab.train.distill import DistillConfig, distillation_loss
 
 from ..conftest import TINY

@@ -61,8 +61,9 @@ class LocalHFTokenizer:
             self._tok = HFTokenizer.from_file(str(folder / SAVED_FILES[0]))
             eos = _eos_token(folder)
         except Exception as err:  # `tokenizers` raises a bare Exception for a file it cannot parse
-            raise ConfigError(f"data.tokenizer={str(path)!r} cannot be read ({' '.join(str(err).split())}) "
-                              "(allowed: a directory a Hugging Face tokenizer was saved to, whole)") from None  # fmt: skip
+            why = " ".join(str(err).split())
+            raise ConfigError(f"data.tokenizer={str(path)!r} cannot be read ({why}) (allowed: a directory a "
+                              "Hugging Face tokenizer was saved to, whole)") from None  # fmt: skip
         self.name = name or str(folder.resolve())
         digest = hashlib.sha256()
         for file in _saved_files(folder):

@@ -48,7 +48,9 @@ class Block(nn.Module):
         if cfg.norm == "postln":
             self._register_load_state_dict_pre_hook(_postln_names_before_res_norm)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None = None
+    ) -> torch.Tensor:
         """x: (B, T, d_model) -> (B, T, d_model)."""
         x = self.attn_res_norm(x + self.attn_out_norm(self.attn(self.attn_in_norm(x), cos, sin, cache)))
         return self.mlp_res_norm(x + self.mlp_out_norm(self.mlp(self.mlp_in_norm(x))))
