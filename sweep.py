@@ -47,6 +47,7 @@ def main(cfg: DictConfig) -> None:
 
 def launch(argv: list[str]) -> int:
     """The sweep the command line asks for, validated, planned, run; its exit code (2: refused before any job)."""
+    quiet()
     if not runs_jobs(command_line(argv[1:])):  # --help, --cfg job, --info, -sc, --version: Hydra's own output
         return main() or 0
     try:
@@ -76,5 +77,4 @@ if __name__ == "__main__":
     if follows_rank_zero():  # a DDP rank > 0 that torchrun or SLURM started: rank 0 runs the sweep
         sys.exit(follow_rank_zero())
     os.environ.pop("WANDB_SERVICE", None)  # its own: an inherited one outlives a killed job, holding its run
-    quiet()
     sys.exit(launch(sys.argv))

@@ -461,3 +461,15 @@ def test_sweeps_need_multirun_and_glob_sweeps_compose(monkeypatch, capsys, tmp_p
         assert code == 2 and err.strip().splitlines()[-1].startswith(message), err[-1500:]
     plan = validate_all_jobs(["-m", *TINY, "kv=glob(m*)"], REPO / "conf")
     assert plan.jobs == 2 and plan.swept == {"kv"}  # mha, mqa
+
+
+def test_a_plain_run_and_its_resume_print_no_accelerator_banner_or_resume_warning(tmp_path, sweep_here, capfd,
+                                                                                   recwarn):  # fmt: skip
+    stop = [f"+callbacks.stop.{k}" for k in ("_target_=tests.faults.SignalAtStep", "step=3", "signal=TERM")]
+    assert sweep_here(tmp_path, "logger=none", *stop)[0] == 128 + signal.SIGTERM  # saved at step 4
+    assert sweep_here(tmp_path, "logger=none")[0] == 0  # resumed there
+    out, err = capfd.readouterr()
+    assert "[gemmalab] resume " in out and " from last.ckpt" in out
+    for line in ("GPU available: False", "TPU available: False", "`Trainer.fit` stopped", "not resumable"):
+        assert line not in out + err, line
+    assert not [w for w in recwarn if "dataloader is not resumable" in str(w.message)]

@@ -69,12 +69,24 @@ class LMDataModule(L.LightningDataModule):
         bs = self.cfg.batch_size
         sampler = ResumableSampler(len(self.train_set), self.max_steps * bs, self.seed, start=step * bs,
                                    batch_size=bs, rank=rank, world_size=world)  # fmt: skip
-        return DataLoader(self.train_set, batch_size=bs // world, sampler=sampler, drop_last=True)
+        return StepLoader(self.train_set, batch_size=bs // world, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         # every rank evaluates the whole fixed set: the same validation loss on each, with or without DDP
         self.prepare()
         return DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=False)
+
+
+class StepLoader(DataLoader):
+    """The training loader, resumable the way Lightning asks (state_dict / load_state_dict): where it stands
+    is the trainer's global step, which Lightning restores and train_dataloader builds the sampler from (a
+    pure function of seed, step and rank), so it has no state of its own to save."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def unigram_cross_entropy(train_counts: np.ndarray, val_counts: np.ndarray) -> float:

@@ -11,8 +11,10 @@ import warnings
 
 from .store import INTERRUPTED, NOT_STARTED, STARTED, SweepDir
 
-# Lightning's advert for its cloud logger, printed once per Trainer.
-_TIPS = ("💡 Tip: For seamless cloud logging",)
+# Lightning's advert for its cloud logger, the accelerators a run does not have, and that a fit reached its
+# max_steps (the job's own `finished:` line says so): printed once per Trainer, nothing to act on.
+_TIPS = ("💡 Tip: For seamless cloud logging", "GPU available: False", "TPU available: False", "HPU available: False",
+         "`Trainer.fit` stopped: `max_steps=")  # fmt: skip
 
 
 class _DropTips(logging.Filter):
@@ -21,9 +23,11 @@ class _DropTips(logging.Filter):
 
 
 def quiet() -> None:
-    """Drop Lightning's tip banner and the pytree deprecation Lightning 2.6 triggers in torch 2.13 on
-    every fit (Lightning's code, not ours: nothing a user can act on)."""
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())  # rank_zero_info's logger
+    """Drop the lines of _TIPS and the pytree deprecation Lightning 2.6 triggers in torch 2.13 on every fit
+    (Lightning's code, not ours: nothing a user can act on). Once per process, however often it is called."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # rank_zero_info's
+    if not any(isinstance(f, _DropTips) for f in logger.filters):
+        logger.addFilter(_DropTips())
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
