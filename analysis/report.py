@@ -151,7 +151,7 @@ def log_to_wandb(tables: dict[str, pd.DataFrame], project: str, group: str, out:
 def main(argv: list[str] | None = None) -> Path | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-root", default="runs", type=Path)
-    parser.add_argument("--group", type=group_arg, help="the sweep group sweep.py printed")
+    parser.add_argument("--group", type=group_arg, help="the sweep group sweep.py printed, or latest")
     parser.add_argument("--study", help="a study in ablations/ (default: the one the group ran, if any)")
     parser.add_argument("--source", choices=("runstore", "wandb-offline", "wandb"), default="runstore")
     parser.add_argument("--project", default="gemmalab")
@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> Path | None:
         return None
     if not args.group and not args.study:
         parser.error("give --group (printed by sweep.py) or --study NAME")
+    if args.group == "latest":  # the sweep that recorded last
+        args.group = SweepDir.newest(args.run_root) or parser.error(f"--group latest: no sweep in {args.run_root}")
     group = args.group or latest_group(args.run_root, args.study)
     study = args.study or study_of(args.run_root, group)
     try:

@@ -197,6 +197,7 @@ def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep_here, capsy
         (["group=../../x"], "group='../../x' is not allowed (allowed: one name of letters"),
         (["group=/abs/path"], "group='/abs/path' is not allowed (allowed: one name of letters"),
         (["distill=on", "distill.teacher=alias:../x"], "distill.teacher='alias:../x' is not allowed (allowed: one"),
+        (["logger=[wandb,csv]"], "logger=[wandb,csv] is not allowed (allowed: one of wandb, csv, none;"),
     ],
 )
 def test_every_bad_value_is_found_before_the_first_job(overrides, message):

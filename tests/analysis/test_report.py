@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 
 import pandas as pd
@@ -16,6 +17,7 @@ from gemmalab.runs.store import RunDir, SweepDir
 
 from ..conftest import REPO, TINY, assert_wandb_matches_run_store
 from ..test_conf import compose_config
+from .conftest import FakeStore
 
 STUDIES = sorted(p.stem for p in (REPO / "ablations").glob("*.yaml"))
 SHORT = ["trainer.max_steps=30", "trainer.val_every=10", "optim.warmup_steps=5"]
@@ -128,6 +130,16 @@ def test_a_report_on_a_sweep_still_running_says_what_is_not_in_yet(fake_store):
     text = (report.main([*args, "--allow-missing"]) / "report.md").read_text()
     assert "seed=2: no result yet (still training, or stopped without a word)" in text
     assert "1 of the sweep's 4 jobs: not started yet" in text
+
+
+def test_group_latest_is_the_sweep_that_recorded_last(fake_store):
+    fake_store.add({"seed": 0}, {"status": "finished", "val/loss": 3.0})
+    newer = FakeStore(fake_store.root, group="newer")
+    newer.add({"seed": 1}, {"status": "finished", "val/loss": 2.0})
+    old = SweepDir(fake_store.root, "g").members_path
+    os.utime(old, ns=(1, 1))  # recorded long ago
+    out = report.main(["--run-root", str(fake_store.root), "--group", "latest", "--no-wandb"])
+    assert out.name == "newer"
 
 
 def test_report_argument_errors_are_one_line(fake_store, capsys):

@@ -65,6 +65,10 @@ def job_overrides(args: argparse.Namespace, config_dir: Path) -> tuple[list[list
     overrides = list(args.overrides)
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir.resolve())))
     parser = OverridesParser.create(config_loader=loader)  # glob() needs the groups' options
+    for override in parser.parse_overrides(overrides):  # Hydra would compose the group's options in turn
+        if override.key_or_group == "logger" and isinstance(override.value(), list):
+            raise ConfigError(f"{override.input_line} is not allowed (allowed: one of wandb, csv, none; the run "
+                              "store's own log is always written beside it)")  # fmt: skip
     if not args.multirun:
         if sweeps := [o for o in parser.parse_overrides(overrides) if o.is_sweep_override()]:
             raise ConfigError(f"{sweeps[0].input_line} is a sweep, but there is no --multirun (allowed: add -m "

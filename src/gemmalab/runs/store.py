@@ -289,6 +289,12 @@ class SweepDir:
         """The groups of the run store that recorded members (those starting with `prefix`), sorted."""
         return sorted(p.parent.name for p in (Path(root) / SWEEPS).glob(f"{prefix}*/members.jsonl"))
 
+    @staticmethod
+    def newest(root: str | Path) -> str | None:
+        """The group whose members were recorded last (None: no sweep in the store)."""
+        paths = list((Path(root) / SWEEPS).glob("*/members.jsonl"))
+        return max(paths, key=lambda p: p.stat().st_mtime_ns).parent.name if paths else None
+
     def plan(self, jobs: int, swept: set[str] | None) -> None:
         """Written by the launching process before the first job: how many jobs, which keys vary, and who
         launched them (local workers stop when it is gone: runs/stops.py). A stop left by an earlier
