@@ -232,3 +232,14 @@ def test_reference_kernels_compute_what_the_handwritten_ones_do():
     for (name, a), b in zip(fast.named_parameters(), slow.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
     assert fast.final_norm.handwritten and not slow.final_norm.handwritten
+
+
+def test_a_postln_checkpoint_from_before_the_residual_norm_was_named_loads_into_the_same_model():
+    model = build(norm="postln")
+    with torch.no_grad():
+        model.layers[0].attn_res_norm.weight.fill_(0.5)  # a trained gain, carried over under its old name
+    old_names = {k.replace("_res_norm.", "_out_norm."): v for k, v in model.state_dict().items()}  # as saved then
+    again = build(norm="postln")
+    again.load_state_dict(old_names)
+    with torch.no_grad():
+        assert torch.equal(again(IDS), model(IDS))

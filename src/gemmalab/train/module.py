@@ -139,7 +139,9 @@ class LMModule(L.LightningModule):
                           on_epoch=False)  # fmt: skip
         else:
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-        global_loss = over_ranks(loss, "mean", self.device)  # ranks hold equal shares of the global batch
+        # an all-reduce every step (under DDP): ranks hold equal shares of the global batch, and the divergence
+        # check below must see the same loss on every rank
+        global_loss = over_ranks(loss, "mean", self.device)
         self._check_divergence(global_loss)  # every rank decides alike
         self.log("train/loss", global_loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
@@ -154,7 +156,8 @@ class LMModule(L.LightningModule):
     def _check_divergence(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
             raise Diverged(self.global_step, "non-finite loss")
-        self._steps_above_runaway = self._steps_above_runaway + 1 if loss.item() > self.runaway_loss else 0
+        above = loss.item() > self.runaway_loss  # a host-device sync every step: the decision is made on the host
+        self._steps_above_runaway = self._steps_above_runaway + 1 if above else 0
         if self._steps_above_runaway >= self.stability.diverge_patience:
             raise Diverged(
                 self.global_step,
@@ -172,7 +175,8 @@ class LMModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         seconds = time.perf_counter() - self._step_started
-        tokens_per_sec = over_ranks(batch["input_ids"].numel() / seconds, "sum", self.device)  # of all ranks
+        # every step logs (log_every_n_steps=1), so this all-reduce (under DDP) is a logging one: the sum of all ranks
+        tokens_per_sec = over_ranks(batch["input_ids"].numel() / seconds, "sum", self.device)
         self.log("train/tokens_per_sec", tokens_per_sec, on_step=True, on_epoch=False)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
