@@ -107,8 +107,9 @@ def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFra
         members = sweep.latest_members()
         missing += [f"{m.get('name') or ' '.join(m['overrides'])}: {m['status']}" for m in members
                     if not m.get("run_id") and m.get("overrides")]  # fmt: skip
-        if (not_yet := sweep.info()["jobs"] - len(members)) > 0:  # planned, not begun (or every line lost)
-            missing.append(f"{not_yet} of the sweep's {sweep.info()['jobs']} jobs: not started yet")
+        planned = sweep.info()["jobs"]
+        if (not_yet := planned - len(members)) > 0:  # planned, not begun (or every line lost)
+            missing.append(f"{not_yet} of the sweep's {planned} jobs: not started yet")
     frame = _frame(rows)
     frame.attrs["missing"] = missing
     return frame

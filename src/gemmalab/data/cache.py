@@ -70,7 +70,8 @@ def check_data(cfg: DataConfig, root: Path) -> None:
         return
     if cfg.tokenizer != "bytes" and bpe_size(cfg.tokenizer) is None:
         load_saved(cfg.tokenizer)  # a saved tokenizer that cannot be read is refused here, in one line
-    built = cfg.source == "hf" and manifest_problem(root / (key := cache_key(cfg)), key) is None
+    # whether the hub must be reachable: the sizes say a cache was built; opening it checks its contents
+    built = cfg.source == "hf" and manifest_problem(root / (key := cache_key(cfg)), key, contents=False) is None
     check_source(cfg, cache_built=built)
 
 
@@ -119,8 +120,9 @@ class TokenCache:
         return np.load(self.path / f"{split}_counts.npy")
 
 
-def manifest_problem(path: Path, key: str) -> str | None:
-    """Why the directory is not a complete cache for `key` (None: it is)."""
+def manifest_problem(path: Path, key: str, contents: bool = True) -> str | None:
+    """Why the directory is not a complete cache for `key` (None: it is). `contents=False` skips reading
+    every file for its hash: enough to know a cache was built, not that it can be trained on."""
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -137,7 +139,7 @@ def manifest_problem(path: Path, key: str) -> str | None:
             return f"{split}.bin holds {size} bytes, the manifest says {expected[split]}"
         if not (path / f"{split}_counts.npy").is_file():
             return f"{split}_counts.npy is missing"
-    return content_problem(path, manifest.get("sha256"), CONTENT)
+    return content_problem(path, manifest.get("sha256"), CONTENT) if contents else None
 
 
 def build_once(final: Path, problem: Callable[[], str | None], build: Callable[[Path], None], what: str) -> bool:

@@ -34,8 +34,8 @@ def quiet() -> None:
 def closing_summary(sweep: SweepDir) -> int:
     """What every job of the sweep recorded, and the exit code: 0 when every job finished or diverged
     (a result), 1 when one failed, 128 + the signal when the sweep was stopped."""
-    jobs = sweep.latest_members()
-    unrecorded = sweep.info()["jobs"] - len(jobs)  # a job whose every line was lost (a cut file, a crash)
+    jobs, planned = sweep.latest_members(), sweep.info()["jobs"]
+    unrecorded = planned - len(jobs)  # a job whose every line was lost (a cut file, a crash)
     statuses = [j["status"] for j in jobs]
     kinds = {"finished": "finished", "diverged": "diverged", "failed": "failed", INTERRUPTED: INTERRUPTED,
              NOT_STARTED: "not started", STARTED: "lost"}  # fmt: skip
@@ -47,7 +47,7 @@ def closing_summary(sweep: SweepDir) -> int:
             lost = " (its process ended without recording how: killed?)" if job["status"] == STARTED else ""
             print(f"  {job['name']}: {job['status']}{lost}", file=sys.stderr)
     if unrecorded > 0:
-        print(f"  {unrecorded} of {sweep.info()['jobs']} job(s) recorded nothing (never started, or every line lost)",
+        print(f"  {unrecorded} of {planned} job(s) recorded nothing (never started, or every line lost)",
               file=sys.stderr)  # fmt: skip
     print(f"[gemmalab] sweep members: {sweep.members_path}")
     print(f"[gemmalab] tables: python analysis/report.py --group {shlex.quote(sweep.group)} "

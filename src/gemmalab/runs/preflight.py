@@ -65,18 +65,19 @@ def job_overrides(args: argparse.Namespace, config_dir: Path) -> tuple[list[list
     overrides = list(args.overrides)
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir.resolve())))
     parser = OverridesParser.create(config_loader=loader)  # glob() needs the groups' options
-    for override in parser.parse_overrides(overrides):  # Hydra would compose the group's options in turn
+    given = parser.parse_overrides(overrides)
+    for override in given:  # Hydra would compose the group's options in turn
         if override.key_or_group == "logger" and isinstance(override.value(), list):
             raise ConfigError(f"{override.input_line} is not allowed (allowed: one of wandb, csv, none; the run "
                               "store's own log is always written beside it)")  # fmt: skip
     if not args.multirun:
-        if sweeps := [o for o in parser.parse_overrides(overrides) if o.is_sweep_override()]:
+        if sweeps := [o for o in given if o.is_sweep_override()]:
             raise ConfigError(f"{sweeps[0].input_line} is a sweep, but there is no --multirun (allowed: add -m "
                               "to sweep over it; key=[a,b] for a list, key='a,b' for a string)")  # fmt: skip
         if studies := [o for o in overrides if o.startswith("+ablation=")]:
             raise ConfigError(f"{studies[0]} is a study, which is a sweep (allowed: python sweep.py -m {studies[0]})")
         return [overrides], None
-    fixed = [o for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
+    fixed = [o for o in given if not o.is_sweep_override()]
     with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
         base = compose(args.config_name or "config", [o.input_line for o in fixed] + search_path(args),
                        return_hydra_config=True)  # fmt: skip
