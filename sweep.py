@@ -24,6 +24,7 @@ from gemmalab.runs.console import closing_summary, quiet
 from gemmalab.runs.job import run_job
 from gemmalab.runs.launchers import share_cores
 from gemmalab.runs.preflight import command_line, runs_jobs, validate_all_jobs
+from gemmalab.runs.slurm import quiet_without_accounting
 from gemmalab.runs.store import SweepDir, new_group
 from gemmalab.runs.train_run import follow_rank_zero, lead_ranks
 from gemmalab.schema import register
@@ -37,6 +38,7 @@ CONF = Path(__file__).resolve().parent / "conf"  # absolute: main() also runs wh
 def main(cfg: DictConfig) -> None:
     if follows_rank_zero():  # a task > 0 of a multi-task submitit job: train beside rank 0
         return follow_rank_zero()
+    quiet()  # a submitit job's process, which launch() never ran in
     lead_ranks()  # ranks torchrun or SLURM started: the others train each run this one trains
     share_cores(HydraConfig.get().launcher, SweepDir(cfg.run_root, cfg.group))
     try:
@@ -62,6 +64,8 @@ def launch(argv: list[str]) -> int:
         argv.append(f"group={new_group(plan.ablation)}")
     sweep = SweepDir(plan.run_root, plan.group or argv[-1].split("=", 1)[1])
     sweep.plan(plan.jobs, plan.swept)
+    if plan.slurm:
+        quiet_without_accounting()
     for signum in (signal.SIGTERM, signal.SIGINT):  # every job stops after its step (SweepDir.request_stop)
         signal.signal(signum, lambda signum, _: sweep.request_stop(signum))
     try:

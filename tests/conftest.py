@@ -51,26 +51,29 @@ def sweep():
     return run_sweep
 
 
-@pytest.fixture
-def sweep_here(monkeypatch):
+def launch_here(run_root: Path, *args: str) -> tuple[int, str]:
     """sweep.py in this process (sweep.launch: the same preflight, plan, Hydra main and closing summary),
     for tests about what a sweep records rather than about its process: no Python start, no imports.
-    Returns (exit code, group)."""
+    Returns (exit code, group); sys.argv and the signal handlers sweep.py sets are restored."""
     import signal
 
     import sweep as sweep_script
 
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def run(run_root: Path, *args: str) -> tuple[int, str]:
-        command, _ = sweep_command(run_root, *args)
-        monkeypatch.setattr(sys, "argv", command[1:])
+    argv = sys.argv
+    try:
+        sys.argv = sweep_command(run_root, *args)[0][1:]
         code = sweep_script.launch(sys.argv)
         return code, next((a for a in reversed(sys.argv) if a.startswith("group=")), "=").split("=", 1)[1]
+    finally:
+        sys.argv = argv
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
-    yield run
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
+
+@pytest.fixture
+def sweep_here():
+    return launch_here
 
 
 def wandb_history(run_path: Path) -> list[dict]:

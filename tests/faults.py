@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal as signals
+import time
+from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 
@@ -51,3 +53,27 @@ class SignalDuringValidation(Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if trainer.global_step == self.step and batch_idx == 0 and not trainer.sanity_checking:
             os.kill(os.getpid(), self.signum)
+
+
+class WaitAtStep(Callback):
+    """Hold the fit once `step` optimizer steps are done, for up to `seconds`, until a signal has asked it to
+    stop: the moment a test's scheduler signals the job (`waiting` in the run directory says it has come).
+    The signal arrives mid-training at a known step, whatever the machine's speed."""
+
+    def __init__(self, step: int, seconds: float = 120.0) -> None:
+        self.step, self.seconds = step, seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step != self.step or not trainer.is_global_zero:
+            return
+        run_dir = Path(trainer.default_root_dir)
+        (run_dir / "waiting").write_text(str(self.step))
+        deadline = time.monotonic() + self.seconds
+        asked = [cb for cb in trainer.callbacks if hasattr(cb, "signalled")]  # train/fit.py StopOnRequest
+        while time.monotonic() < deadline and not (any(cb.signalled for cb in asked) or (run_dir / "requeue").exists()):
+            time.sleep(0.05)
+
+
+def wait_at(step: int) -> list[str]:
+    """The overrides that hold a job at `step` until it is signalled (WaitAtStep)."""
+    return [f"+callbacks.wait._target_={__name__}.{WaitAtStep.__name__}", f"+callbacks.wait.step={step}"]

@@ -23,12 +23,16 @@ class _DropTips(logging.Filter):
 
 
 def quiet() -> None:
-    """Drop the lines of _TIPS and the pytree deprecation Lightning 2.6 triggers in torch 2.13 on every fit
-    (Lightning's code, not ours: nothing a user can act on). Once per process, however often it is called."""
+    """Drop the lines of _TIPS, the pytree deprecation Lightning 2.6 triggers in torch 2.13 on every fit
+    (Lightning's code, not ours: nothing a user can act on) and Lightning's srun hint. Once per process,
+    however often it is called."""
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # rank_zero_info's
     if not any(isinstance(f, _DropTips) for f in logger.filters):
         logger.addFilter(_DropTips())
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # Once srun is on PATH, Lightning says so on every fit that srun did not start: here none needs it (a
+    # one-task SLURM job, a workstation); the ranks of a multi-task job are started by srun, as it asks.
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 
 
 def closing_summary(sweep: SweepDir) -> int:

@@ -24,6 +24,9 @@ def jobs_at_once(launcher: DictConfig, jobs: int) -> int:
 
 
 def share_cores(launcher: DictConfig, sweep: SweepDir) -> None:
-    """Jobs training at once on one machine share its cores (like joblib's n_jobs), not each take all."""
-    if (at_once := jobs_at_once(launcher, sweep.info()["jobs"])) > 1:
+    """Jobs training at once on one machine share its cores (like joblib's n_jobs), not each take all; a
+    SLURM job takes the CPUs it was given (torch would take every core of the node, which other jobs share)."""
+    if cpus := os.environ.get("SLURM_CPUS_PER_TASK"):
+        torch.set_num_threads(min(int(cpus), os.cpu_count() or 1))
+    elif (at_once := jobs_at_once(launcher, sweep.info()["jobs"])) > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // at_once))

@@ -25,19 +25,22 @@ from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException, Valid
 from gemmalab.errors import ConfigError
 from gemmalab.schema import SECTIONS, TOP_LEVEL_KEYS, register
 
+from .slurm import check_request, check_submission, is_slurm
 from .spec import JobSpec
 
 
 @dataclass
 class Plan:
     """What the command line asks for: how many jobs, the keys they vary (None: a single run), the run
-    store they share and the group they name (None: a new one, store.new_group)."""
+    store they share, the group they name (None: a new one, store.new_group) and whether a SLURM cluster
+    runs them (hydra/launcher=slurm | slurm_cpu)."""
 
     jobs: int
     swept: set[str] | None
     run_root: str
     group: str | None
     ablation: str | None
+    slurm: bool = False
 
 
 # Hydra's flags that print something (help, the config, the defaults tree, completion) and run no job
@@ -59,9 +62,9 @@ def search_path(args: argparse.Namespace) -> list[str]:
     return [f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]"] if args.config_dir else []
 
 
-def job_overrides(args: argparse.Namespace, config_dir: Path) -> tuple[list[list[str]], set[str] | None]:
-    """The override list of each job the command line asks for (one list without -m), and the
-    keys the sweep varies (None for a single run)."""
+def job_overrides(args: argparse.Namespace, config_dir: Path) -> tuple[list[list[str]], set[str] | None, bool]:
+    """The override list of each job the command line asks for (one list without -m), the keys the sweep
+    varies (None for a single run) and whether SLURM runs them (its request checked against its nodes)."""
     overrides = list(args.overrides)
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir.resolve())))
     parser = OverridesParser.create(config_loader=loader)  # glob() needs the groups' options
@@ -76,17 +79,20 @@ def job_overrides(args: argparse.Namespace, config_dir: Path) -> tuple[list[list
                               "to sweep over it; key=[a,b] for a list, key='a,b' for a string)")  # fmt: skip
         if studies := [o for o in overrides if o.startswith("+ablation=")]:
             raise ConfigError(f"{studies[0]} is a study, which is a sweep (allowed: python sweep.py -m {studies[0]})")
-        return [overrides], None
+        return [overrides], None, False
     fixed = [o for o in given if not o.is_sweep_override()]
     with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
         base = compose(args.config_name or "config", [o.input_line for o in fixed] + search_path(args),
                        return_hydra_config=True)  # fmt: skip
+    if slurm := is_slurm(base.hydra.launcher):
+        check_request(base.hydra.launcher)
+        check_submission(base.hydra.launcher)
     params = base.hydra.sweeper.get("params") or {}
     study = [f"{k}={v}" for k, v in params.items()]
     parsed = parser.parse_overrides(study + overrides)
     swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
     batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    return [job for batch in batches for job in batch], swept
+    return [job for batch in batches for job in batch], swept, slurm
 
 
 # OmegaConf's names for the types a schema field refused a value for
@@ -117,7 +123,7 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
     parser = OverridesParser.create()
     args = command_line(argv)
     try:
-        jobs, swept = job_overrides(args, config_dir)
+        jobs, swept, slurm = job_overrides(args, config_dir)
         composed: dict[tuple[str, ...], DictConfig] = {}
         shared: set[tuple[str, str | None, str | None]] = set()
         with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
@@ -143,4 +149,4 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
         raise ConfigError(f"run_root, group and ablation differ between the jobs ({sorted(shared, key=str)[:2]}) "
                           "(allowed: one run_root and group per sweep)")  # fmt: skip
     ((run_root, group, ablation),) = shared
-    return Plan(len(jobs), swept, run_root, group, ablation)
+    return Plan(len(jobs), swept, run_root, group, ablation, slurm)
