@@ -1,16 +1,19 @@
 """Turn a sweep's logged runs into its report: tables (Markdown, LaTeX, CSV), seaborn figures
-(PNG, PDF) and report.md; the tables also go to the sweep's W&B group.
+(PNG, PDF) and report.md; the tables (as text and as numbers) and the figures also go to the sweep's W&B
+group, as a report run (job_type=report) in the runs' own logger.mode / project / entity.
 
     python analysis/report.py --group 2026-11-27_10-51-45            # the group sweep.py printed
     python analysis/report.py --study softcap                       # the latest run of ablations/softcap.yaml
     python analysis/report.py --group G --source wandb-offline      # read the W&B offline files instead
     python analysis/report.py --group G --source wandb --project gemmalab --entity me
+    python analysis/report.py --group G --sync-command               # `wandb sync` for exactly G's W&B runs
     python analysis/report.py --real-scale                          # Gemma 1 / 2 at real size, from the presets
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -21,9 +24,9 @@ from analysis import plots, studies
 from analysis.engagement import engagement_lines, engagement_table
 from analysis.evaluate import inference_table
 from analysis.latex import build_pdf, report_document, to_latex
-from analysis.loaders import group_arg, load_run_store, load_wandb_api, load_wandb_offline
+from analysis.loaders import group_arg, group_run_ids, load_run_store, load_wandb_api, load_wandb_offline
 from analysis.power import power_note
-from analysis.tables import QUALITY, to_markdown, varying_switches
+from analysis.tables import QUALITY, STABILITY, aggregate, to_markdown, varying_switches
 from gemmalab.runs.store import SWEEPS, RunDir, SweepDir, line_numbers, reports_dir
 from gemmalab.train.stability import SpikeRule, StabilityConfig, spike_rule, stability_summary
 
@@ -54,7 +57,7 @@ def load(args: argparse.Namespace, run_root: Path, group: str) -> tuple[pd.DataF
     if args.source == "runstore":
         return store, missing
     if args.source == "wandb":
-        frame = load_wandb_api(args.project, group, args.entity)
+        frame = load_wandb_api(args.project or "gemmalab", group, args.entity)
     else:
         dirs = {i: sorted((run_root / i / "wandb").glob("offline-run-*")) for i in store["run_id"]}
         missing += [f"{i}: no W&B offline run in {run_root / i / 'wandb'}" for i, found in dirs.items() if not found]
@@ -139,13 +142,58 @@ def write_table(out: Path, name: str, table: pd.DataFrame, caption: str, label: 
     return markdown
 
 
-def log_to_wandb(tables: dict[str, pd.DataFrame], project: str, group: str, out: Path) -> None:
+def wandb_settings(args: argparse.Namespace, run_root: Path, run_ids: list[str]) -> dict[str, str | None]:
+    """Where the report run goes: --project / --entity / --wandb-mode as given, else as the group's runs were
+    logged (their logger.project, logger.entity, logger.mode: the first run's), else gemmalab, offline."""
+    logged: dict = {}
+    for run_id in run_ids:
+        config = RunDir(run_root, run_id).config_path
+        if config.exists():
+            logged = (yaml.safe_load(config.read_text()) or {}).get("logger", {})
+            break
+    return {
+        "project": args.project or logged.get("project") or "gemmalab",
+        "entity": args.entity or logged.get("entity"),
+        "mode": args.wandb_mode or logged.get("mode") or "offline",
+    }
+
+
+def log_to_wandb(tables: dict[str, pd.DataFrame], numbers: dict[str, pd.DataFrame], figures: list[Path],
+                 settings: dict[str, str | None], group: str, members: list[str], out: Path) -> None:  # fmt: skip
+    """One report run in the sweep's W&B group (job_type=report), listing the runs it read in its config
+    (a run reused from an earlier sweep keeps its first W&B group: this list is where the later sweep names
+    it). The display tables as text, the same figures as numeric tables (mean, CI half-width and n in
+    columns of their own; one row per run), the figures as images."""
     import wandb
 
-    run = wandb.init(project=project, group=group, job_type="report", name=f"report {group}", dir=str(out),
-                     mode="offline", reinit="finish_previous")  # fmt: skip
-    run.log({f"tables/{name}": wandb.Table(dataframe=t.astype(str)) for name, t in tables.items()})
+    run = wandb.init(project=settings["project"], entity=settings["entity"], mode=settings["mode"], group=group,
+                     job_type="report", name=f"report {group}", dir=str(out), reinit="finish_previous",
+                     config={"group": group, "members": members})  # fmt: skip
+    run.log({
+        **{f"tables/{name}": wandb.Table(dataframe=t.astype(str)) for name, t in tables.items()},
+        **{f"numbers/{name}": wandb.Table(dataframe=t) for name, t in numbers.items()},
+        **{f"figures/{p.stem}": wandb.Image(str(p)) for p in figures if p.suffix == ".png"},
+    })  # fmt: skip
     run.finish()
+
+
+def sync_command(run_root: Path, group: str) -> str:
+    """`wandb sync` for the group's offline W&B runs: every attempt of every member (a resumed run has one
+    directory per attempt, all the same W&B run) and the group's report runs; nothing of other groups."""
+    members = group_run_ids(run_root, group)
+    runs = [d for run_id in members for d in sorted((run_root / run_id / "wandb").glob("offline-run-*"))]
+    reports = sorted((reports_dir(run_root) / group / "wandb").glob("offline-run-*"))
+    return shlex.join(["wandb", "sync", *map(str, runs + reports)])
+
+
+def numeric_tables(frame: pd.DataFrame, by: list[str]) -> dict[str, pd.DataFrame]:
+    """The report's figures as numbers: per setting of the switches that vary, the mean, 95% CI half-width
+    and n of each metric (finished seeds), and every run's own values."""
+    metrics = [m for m in (QUALITY, *STABILITY) if m in frame]
+    summary = aggregate(frame, by, metrics).frame
+    summary = summary.drop(columns=[c for c in summary if c.endswith("_values")])
+    columns = ["run_id", "name", "seed", "status", *by, *metrics]
+    return {"summary": summary, "runs": frame[[c for c in dict.fromkeys(columns) if c in frame]]}
 
 
 def main(argv: list[str] | None = None) -> Path | None:
@@ -154,12 +202,16 @@ def main(argv: list[str] | None = None) -> Path | None:
     parser.add_argument("--group", type=group_arg, help="the sweep group sweep.py printed, or latest")
     parser.add_argument("--study", help="a study in ablations/ (default: the one the group ran, if any)")
     parser.add_argument("--source", choices=("runstore", "wandb-offline", "wandb"), default="runstore")
-    parser.add_argument("--project", default="gemmalab")
-    parser.add_argument("--entity")
+    parser.add_argument("--project", help="W&B project (default: the runs' logger.project, else gemmalab)")
+    parser.add_argument("--entity", help="W&B entity (default: the runs' logger.entity)")
+    parser.add_argument("--wandb-mode", choices=("offline", "online", "disabled"),
+                        help="the report run's W&B mode (default: the runs' logger.mode, else offline)")
     parser.add_argument("--out", type=Path, help="default: <run-root>/_reports/<group>")
     parser.add_argument("--baseline", nargs="*", default=[], help="key=value: the row others are compared with")
     parser.add_argument("--spike-rule", help="recount spikes with this rule (absolute, olmo_core, olmo2)")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the tables to W&B")
+    parser.add_argument("--sync-command", action="store_true",
+                        help="print the `wandb sync` command for exactly this group's W&B runs, then exit")
     parser.add_argument(
         "--allow-missing",
         action="store_true",
@@ -178,6 +230,9 @@ def main(argv: list[str] | None = None) -> Path | None:
         args.group = SweepDir.newest(args.run_root) or parser.error(f"--group latest: no sweep in {args.run_root}")
     group = args.group or latest_group(args.run_root, args.study)
     study = args.study or study_of(args.run_root, group)
+    if args.sync_command:
+        print(sync_command(args.run_root, group))
+        return None
     try:
         frame, missing = load(args, args.run_root, group)
     except FileNotFoundError as err:  # an unknown group: the message lists the known ones
@@ -246,7 +301,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     )
     print(f"[gemmalab] {build_pdf(tex)}")
     if not args.no_wandb:
-        log_to_wandb(tables, args.project, group, out)
+        settings = wandb_settings(args, args.run_root, frame["run_id"].tolist())
+        log_to_wandb(tables, numeric_tables(frame, by), figures, settings, group, frame["run_id"].tolist(), out)
     print(to_markdown(tables[main_name]))
     print(f"\n[gemmalab] report: {out / 'report.md'} (tables: {out / 'tables'}, figures: {out / 'figures'})")
     if missing:

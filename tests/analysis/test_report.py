@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -38,6 +41,12 @@ def test_run_store_and_wandb_offline_give_the_same_frame(tmp_path, sweep_here):
     from_wandb = load_wandb_offline(offline)
     assert len(from_store) == 2 and "stability/loss_spikes" in from_store and "attn.pattern" in from_store
     pd.testing.assert_frame_equal(from_store, from_wandb[from_store.columns], check_dtype=False)
+    for path in offline:  # W&B's summary holds summary.json's figures (but its `final`), parameters and data too
+        command = ["wandb", "leet", "inspect", "--summary", "--json", str(path)]
+        record = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+        stored = RunDir(tmp_path, record["run_id"]).summary()
+        for key in ("parameters", "data/fingerprint", "data/train_tokens", "wall_seconds", "status", "val/loss"):
+            assert record["summary"][key] == stored[key], key
     for run_id in from_store["run_id"]:  # and step by step, every value W&B holds is the run store's
         run = RunDir(tmp_path, run_id)
         assert assert_wandb_matches_run_store(run.path, run.metrics()) >= 3 * len(run.metrics())
@@ -49,9 +58,10 @@ def test_run_store_and_wandb_offline_give_the_same_frame(tmp_path, sweep_here):
     assert len(frame) == 1 and missing == [f"{gone}: no W&B offline run in {tmp_path / gone / 'wandb'}"]
 
 
-def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep_here):
+def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep_here, capsys):
     brief = ["trainer.max_steps=12", "trainer.val_every=6", "optim.warmup_steps=2"]
-    assert sweep_here(tmp_path, "-m", "+ablation=softcap", "seed=0,1", *brief)[0] == 0
+    code, group = sweep_here(tmp_path, "-m", "+ablation=softcap", "seed=0,1", *brief)
+    assert code == 0
     out = report.main(["--run-root", str(tmp_path), "--study", "softcap"])
     text = (out / "report.md").read_text()
     assert "# Report: softcap" in text and "brief: change" in text and "capping on" in text
@@ -67,8 +77,26 @@ def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep_here):
         assert (out / "figures" / f"{figure}.png").exists() and (out / "figures" / f"{figure}.pdf").exists()
     table = pd.read_csv(out / "tables" / "softcap.csv").set_index("metric")
     assert table.loc["val/loss", "capping on"].endswith("(n=2)")
-    (wandb_run,) = (out / "wandb").glob("offline-run-*")  # the tables, logged to the sweep's W&B group
-    assert list(wandb_run.glob("*.wandb"))
+    # the report run in the sweep's W&B group: the runs it read, numeric tables, the figures as images
+    (wandb_run,) = (out / "wandb").glob("offline-run-*")
+    inspected = subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(wandb_run)],
+                               capture_output=True, text=True, check=True)  # fmt: skip
+    record = json.loads(inspected.stdout)
+    assert sorted(record["config"]["members"]) == sorted(load_run_store(tmp_path, group)["run_id"])
+    (numbers,) = (wandb_run / "files" / "media" / "table" / "numbers").glob("summary_*.table.json")
+    table = json.loads(numbers.read_text())
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    assert len(rows) == 2 and all(isinstance(r["val/loss_mean"], float) and r["val/loss_n"] == 2 for r in rows)
+    assert all(r["val/loss_ci"] > 0 for r in rows)
+    images = {p.name.rsplit("_", 2)[0] for p in (wandb_run / "files" / "media" / "images" / "figures").glob("*.png")}
+    assert images == {p.stem for p in (out / "figures").glob("*.png")}
+    # `wandb sync` for exactly this group: each member's W&B run and the report run, nothing else
+    (tmp_path / "stranger" / "wandb" / "offline-run-20260101_000000-stranger").mkdir(parents=True)
+    capsys.readouterr()
+    report.main(["--run-root", str(tmp_path), "--group", group, "--sync-command"])
+    synced = shlex.split(capsys.readouterr().out.strip())
+    members = [d for i in load_run_store(tmp_path, group)["run_id"] for d in (tmp_path / i / "wandb").glob("offline-*")]
+    assert synced[:2] == ["wandb", "sync"] and sorted(synced[2:]) == sorted(map(str, [*members, wandb_run]))
 
 
 def test_a_cap_that_bends_scores_is_reported_engaged_without_a_warning(tmp_path):

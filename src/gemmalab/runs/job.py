@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from gemmalab.data.cache import data_changed
-from gemmalab.errors import ConfigError, DamagedFile, RunBusy
+from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.train.cluster import ranks_started_outside
 from gemmalab.train.distill import check_teacher_compatible
 
@@ -30,7 +30,7 @@ from .requeue import deferred_requeue, requeue_if_asked
 from .spec import JobSpec
 from .stops import exit_if_orphaned
 from .store import FINISHED, INTERRUPTED, NOT_STARTED, RUNNING, STARTED, RunDir, SweepDir
-from .train_run import train_run, written_or_said
+from .train_run import readable_summary, train_run, written_or_said
 
 
 def run_job(config: dict[str, Any], overrides: list[str], group: str) -> dict[str, Any] | None:
@@ -105,14 +105,6 @@ def attempt(run: RunDir, spec: JobSpec, config: dict[str, Any], member: dict[str
     after = f" (step {step}, the last before it diverged)" if summary.get("diverged") and step else ""
     print(f"[gemmalab] {summary['status']}: {member['name']}  val/loss={shown}{after}")
     return summary
-
-
-def readable_summary(run: RunDir) -> dict[str, Any]:
-    """The run's summary, {} when the run store failed under it (removed, damaged)."""
-    try:
-        return run.summary() or {}
-    except (DamagedFile, OSError):
-        return {}
 
 
 def needs_own_process(spec: JobSpec) -> bool:

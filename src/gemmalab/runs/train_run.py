@@ -30,6 +30,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gemmalab.data import LMDataModule
+from gemmalab.errors import DamagedFile
 from gemmalab.model import count_parameters
 from gemmalab.switches import tags as switch_tags
 from gemmalab.train import Diverged, LMModule, fit, stability_summary
@@ -85,7 +86,8 @@ def train_run(run: RunDir, parent: int | None = None) -> str:
         if not written_or_said(record, f"{run.summary_path}") and not status.startswith("failed"):
             status = f"failed: its summary could not be written in {run.path}"
         if wandb_logger is not None:
-            written_or_said(lambda: finish_wandb(wandb_logger, {k: v for k, v in headline.items() if k != "final"}),
+            whole = {**readable_summary(run), **headline}  # parameters, data/*, wall time too
+            written_or_said(lambda: finish_wandb(wandb_logger, {k: v for k, v in whole.items() if k != "final"}),
                             "the W&B run")  # fmt: skip
     return status
 
@@ -99,6 +101,14 @@ def written_or_said(write: Callable[[], object], what: str) -> bool:
     except OSError as err:
         print(f"[gemmalab] could not write {what}: {type(err).__name__}: {err}", file=sys.stderr)
         return False
+
+
+def readable_summary(run: RunDir) -> dict[str, Any]:
+    """The run's summary, {} when the run store failed under it (removed, damaged)."""
+    try:
+        return run.summary() or {}
+    except (DamagedFile, OSError):
+        return {}
 
 
 def build(spec: JobSpec, config: dict[str, Any]) -> tuple[LMModule, LMDataModule]:

@@ -37,6 +37,7 @@ def make_wandb_logger(
         save_dir=save_dir,
         mode=mode,
         resume="allow",
+        job_type="train",  # the report's run is job_type=report, an evaluation's eval
         log_model=False,
         settings=wandb.Settings(quiet=True),  # no run-summary footer on the console: summary.json has it
     )
@@ -47,8 +48,8 @@ def make_wandb_logger(
 
 
 def finish_wandb(logger: WandbLogger, summary: dict[str, Any]) -> None:
-    """Write the run's final status and figures to the W&B summary and close the run, so the
-    next job of a multirun starts a run of its own."""
+    """Write the run's summary (summary.json but its `final` values, which W&B keeps of itself) to the W&B
+    summary and close the run, so the next job of a multirun starts a run of its own."""
     import wandb
 
     if wandb.run is None:
