@@ -167,6 +167,7 @@ def cases(cluster, reference, tmp_path_factory):
         running += [pool.submit(c.run, cluster, root / n) for n, c in cases.items() if n != "preempt_sigterm"]
         for future in running:
             future.result()
+    print(f"[slurm] bring-up: {cluster.bring_up_s:.1f} s (after the packages were there)")
     for name, case in cases.items():
         print(f"[slurm] {name}: " + ", ".join(f"{k} after {v:.0f} s" for k, v in case.seconds.items()))
     return cases

@@ -58,9 +58,9 @@ def in_slurm_job() -> bool:
 
 
 def who_requeues() -> str | None:
-    """What a SIGTERM to this SLURM job means: SLURM requeueing it (`scontrol requeue` counts the restart at
-    once: Restarts passes this attempt's SLURM_RESTART_COUNT), a preemption's grace time (PreemptTime set:
-    the job asks for its requeue, as under USR2), or None: a stop (`scancel`, the time limit)."""
+    """Who requeues this SLURM job, as its controller says (what a SIGTERM to it means): SLURM itself
+    (`scontrol requeue` counts the restart at once: Restarts passes this attempt's SLURM_RESTART_COUNT), the
+    job, through submitit, in a preemption's grace time (PreemptTime set), or nobody: a stop (`scancel`)."""
     state = slurm_job_state()
     if int(state.get("Restarts", 0)) > int(os.environ.get("SLURM_RESTART_COUNT", 0)):
         return BY_SLURM

@@ -7,7 +7,7 @@
     <root>/<run_id>/wandb/          the W&B run files (offline mode)
     <root>/<run_id>/claim.json      while a process trains the run: its host, pid and start (RunDir.claim)
     <root>/<run_id>/attempt.json    what the current attempt trains: the job's config, name, group, checkpoint
-    <root>/<run_id>/requeue         a scheduler asked this run's job to requeue (runs/requeue.py)
+    <root>/<run_id>/requeue         a scheduler asked this run's job to requeue; holds who requeues it (runs/requeue.py)
     <root>/_sweeps/<group>/sweep.json      the sweep as its launching process planned it (SweepDir)
     <root>/_sweeps/<group>/members.jsonl   which runs a sweep asked for: a line when a job starts, one when it ends
     <root>/_sweeps/<group>/stop            the sweep was asked to stop (holds the signal's number)
