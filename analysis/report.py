@@ -28,6 +28,8 @@ from analysis.loaders import group_arg, group_run_ids, load_run_store, load_wand
 from analysis.power import power_note
 from analysis.tables import QUALITY, STABILITY, aggregate, to_markdown, varying_switches
 from gemmalab.runs.store import SWEEPS, RunDir, SweepDir, line_numbers, reports_dir
+from gemmalab.runs.wandb_logger import MODES as WANDB_MODES
+from gemmalab.schema import LoggerConfig
 from gemmalab.train.stability import SpikeRule, StabilityConfig, spike_rule, stability_summary
 
 
@@ -57,7 +59,7 @@ def load(args: argparse.Namespace, run_root: Path, group: str) -> tuple[pd.DataF
     if args.source == "runstore":
         return store, missing
     if args.source == "wandb":
-        frame = load_wandb_api(args.project or "gemmalab", group, args.entity)
+        frame = load_wandb_api(args.project or LoggerConfig.project, group, args.entity)
     else:
         dirs = {i: sorted((run_root / i / "wandb").glob("offline-run-*")) for i in store["run_id"]}
         missing += [f"{i}: no W&B offline run in {run_root / i / 'wandb'}" for i, found in dirs.items() if not found]
@@ -152,9 +154,9 @@ def wandb_settings(args: argparse.Namespace, run_root: Path, run_ids: list[str])
             logged = (yaml.safe_load(config.read_text()) or {}).get("logger", {})
             break
     return {
-        "project": args.project or logged.get("project") or "gemmalab",
+        "project": args.project or logged.get("project") or LoggerConfig.project,
         "entity": args.entity or logged.get("entity"),
-        "mode": args.wandb_mode or logged.get("mode") or "offline",
+        "mode": args.wandb_mode or logged.get("mode") or LoggerConfig.mode,
     }
 
 
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     parser.add_argument("--source", choices=("runstore", "wandb-offline", "wandb"), default="runstore")
     parser.add_argument("--project", help="W&B project (default: the runs' logger.project, else gemmalab)")
     parser.add_argument("--entity", help="W&B entity (default: the runs' logger.entity)")
-    parser.add_argument("--wandb-mode", choices=("offline", "online", "disabled"),
+    parser.add_argument("--wandb-mode", choices=WANDB_MODES,
                         help="the report run's W&B mode (default: the runs' logger.mode, else offline)")
     parser.add_argument("--out", type=Path, help="default: <run-root>/_reports/<group>")
     parser.add_argument("--baseline", nargs="*", default=[], help="key=value: the row others are compared with")
