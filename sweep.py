@@ -17,18 +17,20 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.console import closing_summary, quiet
+from gemmalab.runs.derived import job_config
 from gemmalab.runs.job import run_job
 from gemmalab.runs.launchers import share_cores
-from gemmalab.runs.preflight import command_line, runs_jobs, validate_all_jobs
+from gemmalab.runs.preflight import Plan, command_line, runs_jobs, validate_all_jobs
 from gemmalab.runs.slurm import quiet_without_accounting
 from gemmalab.runs.store import SweepDir, new_group
 from gemmalab.runs.train_run import follow_rank_zero, lead_ranks
 from gemmalab.schema import register
 from gemmalab.train.cluster import follows_rank_zero
+from gemmalab.tune import TuneConfig, lr_grid
 
 register()
 CONF = Path(__file__).resolve().parent / "conf"  # absolute: main() also runs where sweep.py is imported
@@ -42,7 +44,7 @@ def main(cfg: DictConfig) -> None:
     lead_ranks()  # ranks torchrun or SLURM started: the others train each run this one trains
     share_cores(HydraConfig.get().launcher, SweepDir(cfg.run_root, cfg.group))
     try:
-        run_job(OmegaConf.to_container(cfg, resolve=True), list(HydraConfig.get().overrides.task), cfg.group)
+        run_job(job_config(cfg), list(HydraConfig.get().overrides.task), cfg.group)
     except (ConfigError, RunBusy) as err:  # recorded as the job's failure; the sweep goes on
         print(f"error: {err}", file=sys.stderr)
 
@@ -60,6 +62,8 @@ def launch(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("\n[gemmalab] interrupted while composing the jobs: nothing started", file=sys.stderr)
         return 128 + signal.SIGINT
+    if plan.tune.get("enabled") and plan.tune.get("stage") is None:
+        return tuned(argv, plan)
     if plan.group is None:  # every process of the sweep reads its group from its config
         argv.append(f"group={new_group(plan.ablation)}")
     sweep = SweepDir(plan.run_root, plan.group or argv[-1].split("=", 1)[1])
@@ -75,6 +79,32 @@ def launch(argv: list[str]) -> int:
             return max(closing_summary(sweep), 1)
         raise
     return closing_summary(sweep)
+
+
+def tuned(argv: list[str], plan: Plan) -> int:
+    """+tune=lr (gemmalab/tune.py): the selection sweep on the LR grid, then the comparison at the shared and
+    the tuned LRs with fresh seeds, each a sweep of its own; the exit code of the worse."""
+    if plan.swept is None or "optim.lr" in plan.swept or len(plan.lrs) != 1:
+        print(f"error: +tune=lr chooses optim.lr itself (allowed: one optim.lr, the grid's centre, and -m; "
+              f"given: {', '.join(map(str, plan.lrs))})", file=sys.stderr)  # fmt: skip
+        return 2
+    tune = TuneConfig(**plan.tune)
+    group = plan.group or new_group(plan.ablation)
+    grid = ",".join(map(str, lr_grid(plan.lrs[0], tune.points, tune.spacing)))
+    stages = [
+        [f"optim.lr={grid}", f"seed={','.join(map(str, range(tune.seeds)))}", "tune.stage=select",
+         f"group=select-{group}"],
+        [f"seed={','.join(str(s + tune.seed_offset) for s in plan.seeds)}", "tune.stage=compare",
+         f"tune.selection=select-{group}", "tune.arm_lr=shared,tuned", f"group={group}"],
+    ]  # fmt: skip
+    worst = 0
+    for extra in stages:
+        sys.argv = [*argv, *extra]  # Hydra's main reads sys.argv
+        code = launch(sys.argv)
+        worst = max(worst, code)
+        if code == 2 or code >= 128:  # refused, or stopped: the comparison would not be the one asked for
+            break
+    return worst
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from gemmalab.runs.store import RUNNING, RunDir, SweepDir, check_name
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
 HEADLINE_PREFIXES = (
-    "stability/", "attn/max_logit", "teacher/", "softcap/", "window/", "distill/", "val/accuracy", "val/queries",
+    "stability/", "attn/max_logit", "teacher/", "softcap/", "window/", "distill/", "val/accuracy", "val/queries", "test/",
 )  # fmt: skip
 HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init")
 # Config that says where and how a run was logged, not what it is.
@@ -54,7 +54,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    for key in ("val/loss", "val/loss_init"):
+    for key in ("val/loss", "val/loss_init", "test/loss"):
         if key in frame:
             frame[key] = pd.to_numeric(frame[key], errors="coerce")
     return frame.sort_values("run_id").reset_index(drop=True)

@@ -204,3 +204,24 @@ def accuracy_by_distance(frame: pd.DataFrame, by: list[str], out: Path) -> list[
     ax.set_ylabel("query accuracy")
     ax.legend()
     return _save(fig, out, "accuracy_by_distance")
+
+
+def effect_vs_parameters(drawn: dict, out: Path) -> list[Path]:
+    """A ladder's effect per rung (95% CI bars) against non-embedding parameters, with the weighted fit and its
+    95% prediction band (analysis/scaling.py)."""
+    if not drawn["points"]:
+        return []
+    x, y, _, ci = (np.array(v) for v in zip(*drawn["points"], strict=True))
+    fig, ax = plt.subplots(figsize=(ONE_COLUMN, 2.6))
+    ax.errorbar(10**x, y, yerr=ci, fmt="o", capsize=4, label="per rung (95% CI)")
+    if (fit := drawn["fit"]) is not None:
+        grid = np.linspace(x.min() - 0.2, x.max() + 0.2, 50)
+        mean, half = (np.array(v) for v in zip(*(fit.predict(g) for g in grid), strict=True))
+        ax.plot(10**grid, mean, color="C1", label=f"fit: {fit.slope:+.3g} / decade")
+        ax.fill_between(10**grid, mean - half, mean + half, color="C1", alpha=0.2, label="95% prediction band")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set(xlabel="non-embedding parameters",
+           ylabel=f"{drawn['metric']}: {drawn['arm']}={drawn['other']} - {drawn['base']}")  # fmt: skip
+    ax.legend(fontsize=8)
+    return _save(fig, out, "effect_vs_parameters")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from analysis import plots, studies
+from analysis import plots, scaling, studies, tuning
 from analysis.engagement import engagement_lines, engagement_table
 from analysis.evaluate import inference_table
 from analysis.latex import build_pdf, report_document, to_latex
@@ -253,14 +253,24 @@ def main(argv: list[str] | None = None) -> Path | None:
         tables = {"runs": studies.generic(frame, baseline)}
     except ValueError as err:  # the baseline names no row, or several
         raise SystemExit(f"error: --baseline {' '.join(args.baseline)}: {err}") from None
-    if study in studies.STUDY_TABLES:
+    on_ladder = "scale.rung" in frame and frame["scale.ladder"].notna().all() and frame["scale.rung"].nunique() > 1
+    drawn = None
+    if on_ladder:  # the study across sizes: its own table would average over them
+        try:
+            tables["ladder"], tables["ladder_fit"], drawn = scaling.ladder(frame)
+        except ValueError as err:
+            raise SystemExit(f"error: group {group}: {err}") from None
+    elif study in studies.STUDY_TABLES:
         tables[study] = studies.STUDY_TABLES[study](frame)
-    if "optim.lr" in by and study != "lr_sensitivity":
+    if "tune.stage" in frame and frame["tune.stage"].eq("compare").all():
+        tables["tuned"] = tuning.tuned(frame, args.run_root)
+    if "optim.lr" in by and study != "lr_sensitivity" and "tuned" not in tables:
         tables["lr_sensitivity"] = studies.lr_sensitivity(frame)
     evaluated = inference_table(frame, args.run_root, [b for b in by if b != "attn.window"])
     if evaluated is not None:  # analysis/evaluate.py scored these runs at other settings
         tables["inference_settings"] = evaluated
-    main_name = study if study in tables else "inference_settings" if study == "window_at_inference" else "runs"
+    main_name = next((n for n in ("tuned", "ladder", study) if n in tables), None) or (
+        "inference_settings" if study == "window_at_inference" else "runs")  # fmt: skip
     engaged, warnings = engagement_lines(frame, by)
     if engaged:
         tables["engagement"] = engagement_table(frame, by)
@@ -271,8 +281,10 @@ def main(argv: list[str] | None = None) -> Path | None:
     intro = (f"{len(frame)} runs; switches that vary: {', '.join(by) or 'none'}; seeds: "
              f"{sorted(frame['seed'].unique().tolist())}. Cells: mean ± 95% CI half-width over finished seeds "
              "(Student t), n; diverged and failed runs are counted, never averaged in. "
-             "Δ: difference to the baseline row, Welch's t-test (* p<0.05, ** p<0.01, *** p<0.001); in LaTeX, "
-             "a bold mean is better than every other row at p<0.05 (Welch). "
+             "Δ: difference to the baseline row ± its 95% CI, by a paired t-test over seeds where the runs pair "
+             "up (model.init=paired: same seed, same batches), else Welch's; with more than one comparison in a "
+             "table, p-values are Holm-adjusted (* p<0.05, ** p<0.01, *** p<0.001); in LaTeX, a bold mean is "
+             "better than every other row at adjusted p<0.05. "
              f"Quality: final {QUALITY}. Loss spikes: {'; '.join(rules) or rule.describe()} (distinct events; "
              "'not evaluable': the run is shorter than the rule's window).")  # fmt: skip
     sections = [f"# {title}", "", intro, ""]
@@ -290,6 +302,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     figures += plots.engagement_over_training(frame, args.run_root, by, out / "figures")
     if "optim.lr" in by:
         figures += plots.lr_vs_loss(frame, by, out / "figures")
+    if drawn is not None:
+        figures += plots.effect_vs_parameters(drawn, out / "figures")
     if any(c.startswith("val/accuracy_by_distance/") for c in frame.columns):
         figures += plots.accuracy_by_distance(frame, by, out / "figures")
     sections += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]

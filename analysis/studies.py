@@ -213,7 +213,7 @@ def cascade(frame: pd.DataFrame) -> pd.DataFrame:
                 row[f"{training}: ppl"] = f"{math.exp(r[f'{QUALITY}_mean']):.2f}" if r[f"{QUALITY}_n"] else "–"
         if {(size, "scratch"), (size, "distilled")} <= set(t.index):
             sizes = agg.frame[agg.frame["cascade.size"] == size].reset_index(drop=True)
-            sub = type(agg)(sizes, agg.by, agg.metrics)
+            sub = type(agg)(sizes, agg.by, agg.metrics, agg.paired)
             cmp = compare_to_baseline(sub, {"cascade.training": "scratch"}, QUALITY)
             d = cmp[sizes["cascade.training"] == "distilled"].iloc[0]
             row["distilled - scratch"] = f"{d['delta']:+.3f} ({d['relative_%']:+.1f}%) {d['sig']}".strip()
@@ -264,7 +264,7 @@ PAPER_DEEP_WIDE = {"wide": "50.8", "deep": "52.0"}  # Gemma 2 Table 9, 9B, avera
 
 def deep_wide(frame: pd.DataFrame) -> pd.DataFrame:
     """Gemma 2's Table 9 in miniature: the two shapes' non-embedding parameters (shown, and their gap
-    to the wide shape's), val/loss with its difference to the wide shape (Welch), beside the paper's."""
+    to the wide shape's), val/loss with its difference to the wide shape (paired or Welch), beside the paper's."""
     by = ["model.n_layers", "model.d_ff"]
     agg = aggregate(frame, by, [QUALITY])
     wide = agg.frame["model.n_layers"].min()

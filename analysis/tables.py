@@ -2,7 +2,10 @@
 
 A cell is mean ± 95% CI half-width (Student t over seeds) with n; diverged and failed
 runs are never averaged in: they are counted in their own column. A comparison with a
-declared baseline row gives the difference, the relative change and Welch's t-test
+declared baseline row gives the difference, the relative change and a t-test: paired over the
+seeds both rows finished where the runs pair up (model.init=paired: the same seed gives the
+same batches and, where shapes agree, the same initial weights), Welch's where they do not;
+with more than one comparison in a table the p-values are Holm-adjusted
 (markers: * p<0.05, ** p<0.01, *** p<0.001).
 """
 
@@ -64,6 +67,57 @@ def welch_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
+@dataclass
+class Difference:
+    """a - b: the difference of means, its 95% CI half-width, n (pairs, or the smaller row), p and the test."""
+
+    delta: float
+    ci: float
+    n: int
+    p: float
+    test: str  # paired | Welch
+
+
+def paired_values(a: np.ndarray, a_seeds: np.ndarray, b: np.ndarray, b_seeds: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The two rows' finite values at the seeds both have, in seed order."""
+    x = {s: v for s, v in zip(a_seeds, a, strict=True) if np.isfinite(v)}
+    y = {s: v for s, v in zip(b_seeds, b, strict=True) if np.isfinite(v)}
+    common = sorted(set(x) & set(y))
+    return np.array([x[s] for s in common]), np.array([y[s] for s in common])
+
+
+def difference(a: np.ndarray, a_seeds: np.ndarray, b: np.ndarray, b_seeds: np.ndarray, paired: bool) -> Difference:
+    """a - b with the test that matches the design: paired over common seeds when the runs pair up (and at
+    least two seeds are common), else Welch's."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    x, y = paired_values(a, a_seeds, b, b_seeds)
+    if paired and len(x) >= 2:
+        d = x - y
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+        p = float(stats.ttest_rel(x, y).pvalue) if d.std() > 0 else math.nan
+        return Difference(float(d.mean()), float(half), len(d), p, "paired")
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) == 0 or len(b) == 0:
+        return Difference(math.nan, math.nan, 0, math.nan, "Welch")
+    delta = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return Difference(delta, math.nan, min(len(a), len(b)), math.nan, "Welch")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else len(a) + len(b) - 2
+    return Difference(delta, float(stats.t.ppf(0.975, df) * math.sqrt(va + vb)), min(len(a), len(b)),
+                      welch_p(a, b), "Welch")  # fmt: skip
+
+
+def holm(p: list[float]) -> list[float]:
+    """Holm's step-down adjustment (family-wise error over the finite p-values); nan stays nan."""
+    finite = sorted((v, i) for i, v in enumerate(p) if np.isfinite(v))
+    adjusted, running = list(p), 0.0
+    for rank, (v, i) in enumerate(finite):
+        running = max(running, min(1.0, (len(finite) - rank) * v))
+        adjusted[i] = running
+    return adjusted
+
+
 def marker(p: float) -> str:
     if not np.isfinite(p):
         return ""
@@ -74,9 +128,16 @@ def marker(p: float) -> str:
 class Aggregate:
     """One table row per setting of `by`: per metric the mean, CI and n over finished seeds."""
 
-    frame: pd.DataFrame  # columns: by..., runs, finished, diverged, failed, <metric>_mean/_ci/_n
+    frame: pd.DataFrame  # columns: by..., runs, finished, diverged, failed, <metric>_mean/_ci/_n/_values/_seeds
     by: list[str]
     metrics: list[str]
+    paired: bool = False  # the runs pair up by seed (model.init=paired throughout)
+
+
+def pairs_up(frame: pd.DataFrame) -> bool:
+    """Whether runs of one seed pair up across settings: model.init=paired for every run (runs from before
+    that setting existed drew their weights in module order: `shared`)."""
+    return "model.init" in frame and bool((frame["model.init"].astype(str) == "paired").all())
 
 
 def aggregate(frame: pd.DataFrame, by: list[str], metrics: list[str]) -> Aggregate:
@@ -96,12 +157,14 @@ def aggregate(frame: pd.DataFrame, by: list[str], metrics: list[str]) -> Aggrega
             values = finished[m].to_numpy(dtype=np.float64) if m in finished else np.array([])
             row[f"{m}_mean"], row[f"{m}_ci"], row[f"{m}_n"] = mean_ci(values)
             row[f"{m}_values"] = values
+            row[f"{m}_seeds"] = finished["seed"].to_numpy() if m in finished else np.array([])
         rows.append(row)
-    return Aggregate(pd.DataFrame(rows), by, metrics)
+    return Aggregate(pd.DataFrame(rows), by, metrics, pairs_up(frame))
 
 
 def compare_to_baseline(agg: Aggregate, baseline: dict[str, object], metric: str) -> pd.DataFrame:
-    """Per row: difference to the baseline row's mean, relative change (%), Welch p and marker."""
+    """Per row: difference to the baseline row's mean (with its 95% CI), relative change (%), the test used
+    (paired or Welch), p, p Holm-adjusted over the table's comparisons, and the marker of the adjusted p."""
     table = agg.frame
     mask = np.ones(len(table), dtype=bool)
     for key, value in baseline.items():
@@ -110,11 +173,16 @@ def compare_to_baseline(agg: Aggregate, baseline: dict[str, object], metric: str
         options = sorted(table[list(baseline)].map(str).agg(" ".join, axis=1))
         raise ValueError(f"baseline {baseline} matches {int(mask.sum())} rows (allowed: one of {options})")
     base = table[mask].iloc[0]
+    diffs = [difference(r[f"{metric}_values"], r[f"{metric}_seeds"], base[f"{metric}_values"], base[f"{metric}_seeds"],
+                        agg.paired) for _, r in table.iterrows()]  # fmt: skip
     out = pd.DataFrame(index=table.index)
     out["delta"] = table[f"{metric}_mean"] - base[f"{metric}_mean"]
+    out["delta_ci"] = [d.ci for d in diffs]
     out["relative_%"] = 100.0 * out["delta"] / base[f"{metric}_mean"]
-    out["p_welch"] = [welch_p(v, base[f"{metric}_values"]) for v in table[f"{metric}_values"]]
-    out["sig"] = [marker(p) for p in out["p_welch"]]
+    out["test"] = [d.test for d in diffs]
+    out["p"] = [math.nan if m else d.p for d, m in zip(diffs, mask, strict=True)]
+    out["p_holm"] = holm(list(out["p"]))
+    out["sig"] = [marker(p) for p in out["p_holm"]]
     out.loc[mask, ["sig"]] = "(baseline)"
     return out
 
@@ -136,15 +204,17 @@ HIGHER_IS_BETTER = ("val/accuracy",)
 
 
 def best_row(agg: Aggregate, metric: str) -> int | None:
-    """The row whose mean is best (lowest; highest for accuracies) when Welch's t-test puts it ahead of
-    every other row at p < 0.05; None when no row is significantly best."""
+    """The row whose mean is best (lowest; highest for accuracies) when the table's test (paired or Welch,
+    Holm-adjusted) puts it ahead of every other row at p < 0.05; None when no row is significantly best."""
     t = agg.frame
     means = t[f"{metric}_mean"].to_numpy(dtype=np.float64)
     if len(t) < 2 or not np.isfinite(means).any():
         return None
     sign = -1.0 if metric.startswith(HIGHER_IS_BETTER) else 1.0
     best = int(np.nanargmin(sign * means))
-    others = [welch_p(t[f"{metric}_values"].iloc[best], v) for i, v in enumerate(t[f"{metric}_values"]) if i != best]
+    row = t.iloc[best]
+    others = holm([difference(row[f"{metric}_values"], row[f"{metric}_seeds"], r[f"{metric}_values"],
+                              r[f"{metric}_seeds"], agg.paired).p for i, r in t.iterrows() if i != t.index[best]])  # fmt: skip
     return best if all(np.isfinite(p) and p < 0.05 for p in others) else None
 
 
@@ -179,9 +249,10 @@ def display(agg: Aggregate, baseline: dict[str, object] | None = None, digits: i
     if baseline:
         cmp = compare_to_baseline(agg, baseline, QUALITY if QUALITY in agg.metrics else agg.metrics[0])
         out["Δ vs baseline"] = [
-            "" if s == "(baseline)" else f"{d:+.{digits}f} ({r:+.1f}%) {s}".strip()
-            for d, r, s in zip(cmp["delta"], cmp["relative_%"], cmp["sig"], strict=True)
-        ]
+            "" if s == "(baseline)" else f"{d:+.{digits}f} ± {c:.{digits}f} ({r:+.1f}%, {t}) {s}".strip()
+            for d, c, r, t, s in zip(cmp["delta"], cmp["delta_ci"], cmp["relative_%"], cmp["test"], cmp["sig"],
+                                     strict=True)
+        ]  # fmt: skip
     return out
 
 

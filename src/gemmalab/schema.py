@@ -22,9 +22,11 @@ from gemmalab.data.tokenizer import ByteTokenizer, vocab_size_of
 from gemmalab.errors import ConfigError
 from gemmalab.model.config import AttnConfig, ModelConfig, SoftcapConfig
 from gemmalab.model.presets import LAPTOP_SIZES, LAPTOP_WINDOW, preset
+from gemmalab.scale import ScaleConfig
 from gemmalab.train.config import OptimConfig, TrainerConfig
 from gemmalab.train.distill import DistillConfig
 from gemmalab.train.stability import StabilityConfig
+from gemmalab.tune import TuneConfig
 
 # ModelConfig's own fields; attn, softcap and norm are groups of their own at the top level.
 _MODEL_HINTS = typing.get_type_hints(ModelConfig)
@@ -62,6 +64,8 @@ class JobConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     stability: StabilityConfig = field(default_factory=StabilityConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)  # +scale=cpu | gpu, +shape=deep (gemmalab/scale.py)
+    tune: TuneConfig = field(default_factory=TuneConfig)  # +tune=lr (gemmalab/tune.py)
     seed: int = 0
     run_root: str = "runs"  # the local run store (see gemmalab/runs/store.py)
     group: str | None = None  # W&B group and sweep name; null: the Hydra sweep directory's name
@@ -89,6 +93,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "distill": (*_names(DistillConfig), "teacher_run"),  # teacher_run: pinned by the job (runs/job.py)
     "stability": _names(StabilityConfig),
     "cascade": _names(CascadeConfig),
+    "scale": _names(ScaleConfig),
+    "tune": _names(TuneConfig),
 }
 
 

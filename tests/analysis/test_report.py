@@ -183,7 +183,7 @@ def test_report_argument_errors_are_one_line(fake_store, capsys):
         report.main([*args, "--baseline", "optim.lr=0.1"])
     out = report.main([*args, "--baseline", "optim.lr=3e-3"])  # typed: 3e-3 is the stored 0.003
     delta = pd.read_csv(out / "tables" / "runs.csv").set_index("optim.lr")["Δ vs baseline"]
-    assert delta.loc[0.01].startswith("+0.100 (+3.3%)") and pd.isna(delta.loc[0.003])
+    assert delta.loc[0.01].startswith("+0.100 ± 0.000 (+3.3%, paired)") and pd.isna(delta.loc[0.003])
     for outside in ("../../x", "/abs/path"):  # a group names a directory of the store, never one outside it
         with pytest.raises(SystemExit):
             report.main(["--run-root", str(fake_store.root), "--group", outside, "--no-wandb"])

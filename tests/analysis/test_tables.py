@@ -15,6 +15,8 @@ from analysis.tables import (
     aggregate,
     compare_to_baseline,
     display,
+    holm,
+    marker,
     mean_ci,
     to_markdown,
     varying_switches,
@@ -63,17 +65,24 @@ def test_softcap_table_from_a_hand_made_store(fake_store):
     agg = aggregate(frame.assign(capping=frame["softcap.attn"].notna().map({True: "on", False: "off"})),
                     ["capping"], ["val/loss"])  # fmt: skip
     cmp = compare_to_baseline(agg, {"capping": "off"}, "val/loss")
-    assert cmp["p_welch"].iloc[1] == pytest.approx(p, rel=1e-9)
+    # model.init=paired: seed s of one arm pairs with seed s of the other; differences -0.5, -0.4, -0.3
+    paired_p = 2 * stats.t.sf(0.4 / (0.1 / math.sqrt(3)), 2)
+    assert cmp["test"].iloc[1] == "paired" and cmp["p"].iloc[1] == pytest.approx(paired_p, rel=1e-9)
+    assert cmp["delta_ci"].iloc[1] == pytest.approx(4.302652729911275 * 0.1 / math.sqrt(3))
     assert cmp["relative_%"].iloc[1] == pytest.approx(100 * (2.2 - 2.6) / 2.6)
     shown = display(agg, {"capping": "off"}).set_index("capping")
     assert shown.loc["off", "runs"] == "4 (1 diverged)"
-    assert shown.loc["on", "Δ vs baseline"] == "-0.400 (-15.4%)"  # p ~ 0.06: no marker
+    assert shown.loc["on", "Δ vs baseline"] == "-0.400 ± 0.248 (-15.4%, paired) *"  # p ~ 0.02
+    unpaired = aggregate(frame.assign(capping=frame["softcap.attn"].notna().map({True: "on", False: "off"}),
+                                      **{"model.init": "shared"}), ["capping"], ["val/loss"])  # fmt: skip
+    cmp = compare_to_baseline(unpaired, {"capping": "off"}, "val/loss")
+    assert cmp["test"].iloc[1] == "Welch" and cmp["p"].iloc[1] == pytest.approx(p, rel=1e-9)  # p ~ 0.06
 
 
 def test_significance_markers_and_a_missing_baseline(fake_store):
     for seed in range(4):
         fake_store.add({"seed": seed, "norm": "pre"}, finished(3.0 + 0.01 * seed))
-        fake_store.add({"seed": seed, "norm": "dual"}, finished(2.0 + 0.01 * seed))
+        fake_store.add({"seed": seed, "norm": "dual"}, finished(2.0 + 0.013 * seed))
     frame = load_run_store(fake_store.root, "g")
     table = studies.norm(frame).set_index("norm")
     assert table.loc["dual", "sub-layer f, stream x"].startswith("x + norm(f(norm(x)))")
@@ -187,3 +196,22 @@ def test_a_spike_count_no_run_could_evaluate_reads_not_evaluable(fake_store):
     frame = load_run_store(fake_store.root, "g")
     cells = display(aggregate(frame, ["norm"], ["stability/loss_spikes"])).set_index("norm")["stability/loss_spikes"]
     assert cells["pre"] == "not evaluable" and cells["dual"].startswith("1.000 ± ")
+
+
+def test_holm_adjusts_step_down_and_keeps_nan():
+    adjusted = holm([0.01, 0.04, math.nan, 0.03])
+    assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06)  # 3 x 0.01, 2 x 0.03
+    assert adjusted[1] == pytest.approx(0.06) and math.isnan(adjusted[2])  # monotone: max(0.06, 1 x 0.04)
+
+
+def test_a_table_with_several_comparisons_marks_the_holm_adjusted_p(fake_store):
+    noise = [0.0, 0.02, -0.01]
+    for seed in range(3):
+        for norm, loss in (("pre", 3.0), ("dual", 2.96), ("post", 2.5)):
+            fake_store.add({"seed": seed, "norm": norm}, finished(loss + noise[seed] + 0.004 * seed * (norm != "pre")))
+    agg = aggregate(load_run_store(fake_store.root, "g"), ["norm"], ["val/loss"])
+    cmp = compare_to_baseline(agg, {"norm": "pre"}, "val/loss").set_index(agg.frame["norm"])
+    assert list(cmp.loc[["dual", "post"], "p_holm"]) == pytest.approx(holm(list(cmp.loc[["dual", "post"], "p"])))
+    smaller = cmp.loc[["dual", "post"], "p"].idxmin()
+    assert cmp.loc[smaller, "p_holm"] == pytest.approx(2 * cmp.loc[smaller, "p"])
+    assert all(cmp.loc[n, "sig"] == marker(cmp.loc[n, "p_holm"]) for n in ("dual", "post"))

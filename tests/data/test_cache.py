@@ -23,17 +23,21 @@ def corpus(tmp_path):
     return DataConfig(source="files", files=[str(path)], max_tokens=10**6)
 
 
+def docs_of(cache, split: str) -> list[bytes]:
+    return cache.tokens(split).astype(np.uint8).tobytes().split(b"\x00")[:-1]
+
+
 def test_the_cache_holds_each_document_and_its_end_token_split_by_the_held_out_rule(tmp_path, corpus, capsys):
     cache = token_cache(corpus, tmp_path / "cache")
-    val_docs = cache.tokens("val").astype(np.uint8).tobytes().split(b"\x00")[:-1]
-    train_docs = cache.tokens("train").astype(np.uint8).tobytes().split(b"\x00")[:-1]
-    assert val_docs == [d.encode() for i, d in enumerate(DOCS) if i % 20 == 0]
-    assert train_docs == [d.encode() for i, d in enumerate(DOCS) if i % 20]
+    assert docs_of(cache, "val") == [d.encode() for i, d in enumerate(DOCS) if i % 20 == 0]
+    assert docs_of(cache, "test") == [d.encode() for i, d in enumerate(DOCS) if i % 20 == 10]
+    assert docs_of(cache, "train") == [d.encode() for i, d in enumerate(DOCS) if i % 20 not in (0, 10)]
     m = cache.manifest
-    assert m["dtype"] == "uint16" and m["documents"] == {"train": 190, "val": 10}
-    assert m["tokens"]["train"] == sum(len(d) + 1 for d in train_docs)
-    assert m["budget_reached"] == {"train": False, "val": False}
-    assert (cache.counts("train").sum(), cache.counts("val").sum()) == (m["tokens"]["train"], m["tokens"]["val"])
+    assert m["dtype"] == "uint16" and m["documents"] == {"train": 180, "val": 10, "test": 10}
+    assert m["tokens"]["train"] == sum(len(d) + 1 for d in docs_of(cache, "train"))
+    assert m["budget_reached"] == {"train": False, "val": False, "test": False}
+    for split in ("train", "val", "test"):
+        assert cache.counts(split).sum() == m["tokens"][split]
     assert "the source ran out before its budget of 1,000,000 tokens" in capsys.readouterr().out
 
 
@@ -45,7 +49,7 @@ def test_a_second_run_reads_the_cache_the_first_built(tmp_path, corpus, capsys):
     assert again.path == first.path and (again.path / "train.bin").stat().st_mtime_ns == stamp
     assert "(built earlier)" in capsys.readouterr().out
     smaller = token_cache(DataConfig(**{**corpus.__dict__, "max_tokens": 500}), tmp_path / "cache")
-    assert smaller.path != first.path and smaller.manifest["budget_reached"] == {"train": True, "val": True}
+    assert smaller.path != first.path and all(smaller.manifest["budget_reached"].values())
     assert 500 <= sum(smaller.manifest["tokens"].values()) < 500 + 20  # the document that crosses it, whole
 
 
@@ -128,7 +132,7 @@ def test_a_streamed_dataset_fills_the_cache_up_to_the_budget(tmp_path):
     pq.write_table(pa.table({"text": DOCS * 50}), tmp_path / "dataset" / "train.parquet")  # a local hub-style dataset
     cfg = DataConfig(source="hf", name=str(tmp_path / "dataset"), streaming=True, max_tokens=2000)
     cache = token_cache(cfg, tmp_path / "cache")
-    assert cache.manifest["budget_reached"] == {"train": True, "val": True}
+    assert cache.manifest["budget_reached"] == {"train": True, "val": True, "test": True}
     assert 2000 <= sum(cache.manifest["tokens"].values()) < 2100
 
 
@@ -142,13 +146,15 @@ def test_with_a_validation_split_max_tokens_is_the_training_budget_and_validatio
     cfg = DataConfig(source="hf", name=str(tmp_path / "dataset"), val_split="validation", max_tokens=3000)
     manifest = token_cache(cfg, tmp_path / "cache").manifest
     tokens = manifest["tokens"]
-    assert 3000 <= tokens["train"] < 3100  # the training split alone holds data.max_tokens
+    assert 3000 <= tokens["train"] + tokens["test"] < 3100  # the training split holds data.max_tokens, test cut from it
+    assert 0 < tokens["test"] < tokens["train"] // 10
     assert 3000 // 20 <= tokens["val"] < 3000 // 20 + 100  # its own budget: max_tokens // 20 by default
     assert manifest["budgets"] == {"train": 3000, "val": 150}
-    assert manifest["budget_reached"] == {"train": True, "val": True}
+    assert manifest["budget_reached"] == {"train": True, "val": True, "test": True}
     roomy = DataConfig(**{**cfg.__dict__, "val_max_tokens": 10**6})  # more than the split holds
     manifest = token_cache(roomy, tmp_path / "cache").manifest
-    assert manifest["budget_reached"] == {"train": True, "val": False} and manifest["tokens"]["val"] > tokens["val"]
+    assert manifest["budget_reached"] == {"train": True, "val": False, "test": True}
+    assert manifest["tokens"]["val"] > tokens["val"]
     assert "the val split ran out before its budget of 1,000,000 tokens" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="data.val_max_tokens=10 is not allowed without data.val_split"):
         DataConfig(val_max_tokens=10)

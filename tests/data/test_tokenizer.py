@@ -75,7 +75,7 @@ def test_local_hf_tokenizer_needs_neither_network_nor_transformers(tmp_path, mon
     cfg = DataConfig(source="files", files=[str(tmp_path / "docs.txt")], tokenizer=str(tmp_path / "tok"), seq_len=8,
                      batch_size=2, val_batches=1)  # fmt: skip
     info = LMDataModule(cfg, seed=0, max_steps=3, vocab_size=64, cache_root=tmp_path / "cache").prepare()
-    assert info["data/train_tokens"] == 38 * 6 and info["data/val_tokens"] == 2 * 6
+    assert (info["data/train_tokens"], info["data/val_tokens"], info["data/test_tokens"]) == (36 * 6, 2 * 6, 2 * 6)
     assert vocab_size_of(str(tmp_path / "tok")) == len(vocab)
     with pytest.raises(ValueError, match="model.vocab_size=8 is smaller than the tokenizer's"):
         LMDataModule(cfg, seed=0, max_steps=3, vocab_size=8, cache_root=tmp_path / "cache").prepare()

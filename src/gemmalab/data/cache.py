@@ -1,8 +1,8 @@
 """The token cache: a source x tokenizer x token budget, tokenized once into memory-mapped shards.
 
     <cache_dir>/<source>-<tokenizer>-<key>/manifest.json   what was built, from what (see build_cache)
-                                           train.bin, val.bin   the token streams, uint16 or uint32
-                                           train_counts.npy, val_counts.npy   token frequencies
+                                           train.bin, val.bin, test.bin   the token streams, uint16 or uint32
+                                           train_counts.npy, ...   token frequencies, per split
     <cache_dir>/bpe<N>-<source key>/tokenizer.json          a `bpe:N` tokenizer, trained once per source
 
 The key is a hash of everything the tokens depend on: the source's content fingerprint, the
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from .config import DataConfig, held_out, split_budgets
+from .config import DataConfig, split_budgets, split_of
 from .sources import check_source, documents, source_fingerprint
 from .tokenizer import (
     BPE_TRAIN_CHARS,
@@ -41,9 +41,9 @@ from .tokenizer import (
     train_bpe,
 )
 
-FORMAT = 1
-SPLITS = ("train", "val")
-CONTENT = ("train.bin", "val.bin", "train_counts.npy", "val_counts.npy")  # each one's sha256 in the manifest
+FORMAT = 2  # 2: a test split (config.split_of)
+SPLITS = ("train", "val", "test")
+CONTENT = tuple(f"{s}{ext}" for ext in (".bin", "_counts.npy") for s in SPLITS)  # each one's sha256 in the manifest
 
 
 def sha256_of(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
@@ -76,12 +76,17 @@ def check_data(cfg: DataConfig, root: Path) -> None:
 
 
 def data_changed(cfg: DataConfig, summary: dict | None) -> str | None:
-    """How the source differs from the one a run recorded (None: the same, or nothing recorded)."""
+    """How the source, or the way it is cut into splits, differs from what a run recorded (None: the same,
+    or nothing recorded)."""
     recorded = (summary or {}).get("data/source")
-    if cfg.source == "mqar" or recorded is None or recorded == (now := source_fingerprint(cfg)):
+    if cfg.source == "mqar" or recorded is None:
         return None
-    where = {"embedded": "the embedded corpus (this Python's stdlib)", "files": f"data.files={cfg.files}"}
-    return f"was trained on data {recorded}, but {where.get(cfg.source, f'data.name={cfg.name!r}')} is now {now}"
+    if recorded != (now := source_fingerprint(cfg)):
+        where = {"embedded": "the embedded corpus (this Python's stdlib)", "files": f"data.files={cfg.files}"}
+        return f"was trained on data {recorded}, but {where.get(cfg.source, f'data.name={cfg.name!r}')} is now {now}"
+    if (cache := summary.get("data/fingerprint")) != (key := cache_key(cfg)):
+        return f"was trained on token cache {cache}, but the same data is now cut into {key} (an older split rule)"
+    return None
 
 
 def _digest(fields: dict) -> str:
@@ -113,7 +118,9 @@ class TokenCache:
     path: Path
     manifest: dict
 
-    def tokens(self, split: str) -> np.memmap:
+    def tokens(self, split: str) -> np.ndarray:
+        if self.manifest["tokens"][split] == 0:  # a source too small for every split (numpy cannot map 0 bytes)
+            return np.zeros(0, dtype=self.manifest["dtype"])
         return np.memmap(self.path / f"{split}.bin", dtype=self.manifest["dtype"], mode="r")
 
     def counts(self, split: str) -> np.ndarray:
@@ -198,7 +205,7 @@ def _training_text(cfg: DataConfig) -> Iterator[str]:
     used, i = 0, 0
     for batch in documents(cfg, cfg.split):
         for text in batch:
-            if cfg.val_split is not None or not held_out(i):
+            if split_of(i, cfg.val_split is not None) == "train":
                 yield text
                 used += len(text)
             i += 1
@@ -221,20 +228,13 @@ def token_cache(cfg: DataConfig, root: Path) -> TokenCache:
     else:
         print(f"[gemmalab] token cache: {path} (built earlier)")
     budgets = cache.manifest.get("budgets", {})
-    for split, reached in budget_reached(cache.manifest).items():
-        if not reached and (cfg.val_split is not None or split == "train"):  # one pass without a val split
+    for split, reached in cache.manifest["budget_reached"].items():
+        if not reached and split in (budgets if cfg.val_split is not None else ("train",)):  # the passes made
             what = f"the {split} split" if cfg.val_split is not None else "the source"
             budget, tokens = budgets.get(split, cfg.max_tokens), cache.manifest["tokens"]
             print(f"[gemmalab] {what} ran out before its budget of {budget:,} tokens: "
                   f"{tokens[split] if cfg.val_split is not None else total:,} tokens, all of it used")  # fmt: skip
     return cache
-
-
-def budget_reached(manifest: dict) -> dict[str, bool]:
-    """Per split, whether it holds its whole budget (False: the source ran out first). Caches built before
-    this was recorded per split hold one value for both (they had no validation split of their own)."""
-    reached = manifest["budget_reached"]
-    return reached if isinstance(reached, dict) else dict.fromkeys(SPLITS, reached)
 
 
 class _Stream:
@@ -257,8 +257,8 @@ class _Stream:
 
 def build_cache(cfg: DataConfig, tokenizer: Tokenizer, key: str, out: Path) -> None:
     """Tokenize the source into `out`: documents in order, each followed by the end-of-text token, until
-    each pass holds its budget (config.split_budgets; the document that crosses it included). Without
-    a validation split, the documents config.held_out picks are validation."""
+    each pass holds its budget (config.split_budgets; the document that crosses it included). The training
+    split's documents go where config.split_of says (test, and validation without a split of its own)."""
     from tqdm.auto import tqdm
 
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)
@@ -276,7 +276,7 @@ def build_cache(cfg: DataConfig, tokenizer: Tokenizer, key: str, out: Path) -> N
             for tokens in tokenizer.encode_batch(batch):
                 if used >= budget:
                     break
-                taken[only or ("val" if held_out(i) else "train")].append(tokens)
+                taken["val" if only == "val" else split_of(i, only is not None)].append(tokens)
                 used += len(tokens) + 1
                 i += 1
             for s in SPLITS:
@@ -284,7 +284,8 @@ def build_cache(cfg: DataConfig, tokenizer: Tokenizer, key: str, out: Path) -> N
             bar.update(sum(len(t) + 1 for s in SPLITS for t in taken[s]))
             if used >= budget:
                 break
-        reached.update({only: used >= budget} if only else dict.fromkeys(SPLITS, used >= budget))
+        passed = {"train": ("train", "test"), "val": ("val",), None: SPLITS}[only]  # the splits this pass filled
+        reached.update(dict.fromkeys(passed, used >= budget))
     bar.close()
     for s in SPLITS:
         streams[s].file.close()
@@ -294,7 +295,7 @@ def build_cache(cfg: DataConfig, tokenizer: Tokenizer, key: str, out: Path) -> N
         "files": cfg.files, "name": cfg.name, "config": cfg.config, "split": cfg.split, "val_split": cfg.val_split,
         "text_column": cfg.text_column, "tokenizer": cfg.tokenizer, "tokenizer_identity": tokenizer_identity(cfg),
         "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "dtype": dtype.name,
-        "budgets": {only or "both": n for only, n in budgets.items()},
+        "budgets": {only or "all": n for only, n in budgets.items()},
         "budget_reached": reached,  # per split; False: the source ran out first
         "documents": {s: streams[s].documents for s in SPLITS}, "tokens": {s: streams[s].tokens for s in SPLITS},
         "build_seconds": time.time() - started, "built_on": socket.gethostname(), "sha256": sha256_of(out, CONTENT),

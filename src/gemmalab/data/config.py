@@ -14,17 +14,21 @@ VAL_EVERY = 20
 
 
 def split_budgets(cfg: DataConfig) -> dict[str | None, int]:
-    """Tokens each pass over the source may take: one pass holding both splits (key None), or, with a
-    validation split, each split its own budget."""
+    """Tokens each pass over the source may take: one pass holding all three splits (key None), or, with a
+    validation split, the training split (train and test) and the validation split each their own budget."""
     if cfg.val_split is None:
         return {None: cfg.max_tokens}
     return {"train": cfg.max_tokens, "val": cfg.val_max_tokens or max(1, cfg.max_tokens // VAL_EVERY)}
 
 
-def held_out(i: int) -> bool:
-    """Without a validation split, document i is held out for validation when this holds: every
-    VAL_EVERY-th document, the first included (the embedded corpus and text files alike)."""
-    return i % VAL_EVERY == 0
+def split_of(i: int, val_split: bool) -> str:
+    """Where document i of the training split's stream goes, one rule for every source: every VAL_EVERY-th
+    document from the first is validation (unless data.val_split names a validation split of its own),
+    every VAL_EVERY-th from the (VAL_EVERY / 2)-th is test; the rest is train. The test split is read once,
+    after training (train/module.py): what a tuned study selects on never sees it."""
+    if i % VAL_EVERY == VAL_EVERY // 2:
+        return "test"
+    return "val" if i % VAL_EVERY == 0 and not val_split else "train"
 
 
 @dataclass
@@ -43,7 +47,7 @@ class DataConfig:
     name: str | None = None
     config: str | None = None
     split: str = "train"
-    val_split: str | None = None  # None: every 20th document is held out (held_out below)
+    val_split: str | None = None  # None: every 20th document is held out for validation (split_of below)
     text_column: str = "text"
     streaming: bool = False
     # source=files: local text / json / jsonl / parquet files

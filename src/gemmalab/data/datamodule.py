@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .cache import budget_reached, token_cache
+from .cache import token_cache
 from .config import DataConfig
 from .mqar import MQARDataset
 from .packing import PackedDataset, ResumableSampler
@@ -22,6 +22,7 @@ class LMDataModule(L.LightningDataModule):
         self.cache_root = cache_root
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None  # as large as the validation set; read once, after training
         self.info: dict[str, float | int | str] = {}
 
     def prepare(self) -> dict[str, float | int | str]:
@@ -34,6 +35,7 @@ class LMDataModule(L.LightningDataModule):
             args = dict(seq_len=cfg.seq_len, n_pairs=cfg.n_pairs, vocab_size=self.model_vocab)
             self.train_set = MQARDataset(cfg.train_items, seed=self.seed, **args)
             self.val_set = MQARDataset(n_val, seed=10_000_019 + self.seed, **args)  # disjoint seeds from training
+            self.test_set = MQARDataset(n_val, seed=20_000_003 + self.seed, **args)
             self.info = {"data/fingerprint": f"mqar-v{self.model_vocab}-t{cfg.seq_len}-n{cfg.n_pairs}"}
             return self.info
         cache = token_cache(cfg, self.cache_root)
@@ -44,18 +46,23 @@ class LMDataModule(L.LightningDataModule):
                 f"(allowed: >= {manifest['vocab_size']})"
             )
         self.train_set = PackedDataset(cache.tokens("train"), cfg.seq_len)
-        full_val = PackedDataset(cache.tokens("val"), cfg.seq_len)
-        self.val_set = Subset(full_val, range(min(len(full_val), cfg.val_batches * cfg.batch_size)))
+        self.val_set = self._held_out(PackedDataset(cache.tokens("val"), cfg.seq_len))
+        test = cache.tokens("test")  # a corpus too small for one test sequence has none: no test/loss
+        self.test_set = self._held_out(PackedDataset(test, cfg.seq_len)) if len(test) > cfg.seq_len else []
         self.info = {
             "data/fingerprint": manifest["key"],
             "data/source": manifest["source_fingerprint"],
             "data/cache": str(cache.path),
             "data/train_tokens": manifest["tokens"]["train"],
             "data/val_tokens": manifest["tokens"]["val"],
-            "data/budget_reached": budget_reached(manifest)["train"],
+            "data/test_tokens": manifest["tokens"]["test"],
+            "data/budget_reached": manifest["budget_reached"]["train"],
             "data/unigram_loss": unigram_cross_entropy(cache.counts("train"), cache.counts("val")),
         }
         return self.info
+
+    def _held_out(self, split: PackedDataset) -> Subset:
+        return Subset(split, range(min(len(split), self.cfg.val_batches * self.cfg.batch_size)))
 
     def setup(self, stage: str) -> None:
         self.prepare()
@@ -75,6 +82,10 @@ class LMDataModule(L.LightningDataModule):
         # every rank evaluates the whole fixed set: the same validation loss on each, with or without DDP
         self.prepare()
         return DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self.prepare()
+        return DataLoader(self.test_set, batch_size=self.cfg.batch_size, shuffle=False)
 
 
 class StepLoader(DataLoader):

@@ -56,6 +56,14 @@ PRESETS: dict[str, Callable[[], ModelConfig]] = {
 }
 LAPTOP_SIZES = ("tiny", "laptop", "small", "base")  # conf/model/ choices (gemmalab/schema.py)
 
+# Scale ladders (+scale=cpu | gpu, gemmalab/scale.py): (d_model, n_layers, n_heads) per rung, d_ff = 4 d_model,
+# widths and depths grown together. cpu: 31K to 985K non-embedding parameters (1.50 decades; the largest is
+# the laptop model); gpu: 0.99M to 106M (2.03 decades), head_dim 64.
+LADDERS = {
+    "cpu": [(32, 2, 4), (48, 3, 4), (80, 3, 4), (128, 4, 4)],
+    "gpu": [(128, 4, 2), (256, 6, 4), (512, 8, 8), (768, 12, 12)],
+}
+
 
 def preset(name: str) -> ModelConfig:
     if name not in PRESETS:

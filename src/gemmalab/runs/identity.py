@@ -19,6 +19,7 @@ NOT_IDENTITY = (
     # how spikes are counted afterwards; the analysis can recount from metrics.jsonl with any rule
     "stability.spike_rule", "stability.spike_window", "stability.spike_threshold", "stability.grad_norm_from",
     "distill.teacher",  # a path; distill.teacher_run (run id / checkpoint) identifies the teacher
+    "scale", "tune",  # derived into model.*, trainer.max_steps and optim.lr before the identity is taken
 )  # fmt: skip
 
 

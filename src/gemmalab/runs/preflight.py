@@ -9,7 +9,7 @@ into the config objects a job uses; the first bad job raises ConfigError.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -19,12 +19,13 @@ from hydra._internal.utils import create_config_search_path, get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException, ValidationError
 
 from gemmalab.errors import ConfigError
 from gemmalab.schema import SECTIONS, TOP_LEVEL_KEYS, register
 
+from .derived import job_config
 from .slurm import check_request, check_submission, is_slurm
 from .spec import JobSpec
 
@@ -41,6 +42,9 @@ class Plan:
     group: str | None
     ablation: str | None
     slurm: bool = False
+    tune: dict = field(default_factory=dict)  # the jobs' tune section (gemmalab/tune.py)
+    lrs: list[float] = field(default_factory=list)  # the jobs' optim.lr values
+    seeds: list[int] = field(default_factory=list)
 
 
 # Hydra's flags that print something (help, the config, the defaults tree, completion) and run no job
@@ -126,6 +130,7 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
         jobs, swept, slurm = job_overrides(args, config_dir)
         composed: dict[tuple[str, ...], DictConfig] = {}
         shared: set[tuple[str, str | None, str | None]] = set()
+        tune, lrs, seed_values = {}, set(), set()
         with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
             for overrides in jobs:
                 seeds = [o for o in overrides if o.split("=", 1)[0] == "seed"]
@@ -135,12 +140,15 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
                 job = composed[rest].copy()
                 for seed in seeds:
                     job.seed = parser.parse_override(seed).value()
-                config = OmegaConf.to_container(job, resolve=True)
-                shared.add((config["run_root"], config["group"], config["ablation"]))
                 try:
+                    config = job_config(job)
                     JobSpec.from_config(config)
                 except ConfigError as err:
                     raise ConfigError(f"{err} [job: {' '.join(overrides) or 'defaults'}]") from None
+                shared.add((config["run_root"], config["group"], config["ablation"]))
+                tune = config["tune"]
+                lrs.add(config["optim"]["lr"])
+                seed_values.add(config["seed"])
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(hydra_message(err)) from None
     finally:
@@ -149,4 +157,4 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
         raise ConfigError(f"run_root, group and ablation differ between the jobs ({sorted(shared, key=str)[:2]}) "
                           "(allowed: one run_root and group per sweep)")  # fmt: skip
     ((run_root, group, ablation),) = shared
-    return Plan(len(jobs), swept, run_root, group, ablation, slurm)
+    return Plan(len(jobs), swept, run_root, group, ablation, slurm, tune, sorted(lrs), sorted(seed_values))

@@ -153,7 +153,7 @@ def summarise(run: RunDir, spec: JobSpec, status: str, diverged_step: int | None
         "val/loss_step": val_step,
         "val/loss_init": initial_val_loss(metrics),
         "damaged_metric_lines": len(damaged_lines),
-        **{k: v for k, v in final.items() if k.startswith(("val/accuracy", "val/queries"))},
+        **{k: v for k, v in final.items() if k.startswith(("val/accuracy", "val/queries", "test/"))},
         **stability_summary(metrics, spec.stability, spec.optim.warmup_steps, spec.model.vocab_size),
         **engagement_summary(metrics),
         "final": final,

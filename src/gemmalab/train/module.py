@@ -37,10 +37,10 @@ def eval_sums(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.stack([nll, counted.sum().float(), correct.float()])
 
 
-def eval_metrics(sums: torch.Tensor) -> dict[str, torch.Tensor]:
+def eval_metrics(sums: torch.Tensor, split: str = "val") -> dict[str, torch.Tensor]:
     nll, count, correct = sums
     loss = nll / count
-    return {"val/loss": loss, "val/ppl": loss.exp(), "val/accuracy": correct / count}
+    return {f"{split}/loss": loss, f"{split}/ppl": loss.exp(), f"{split}/accuracy": correct / count}
 
 
 @torch.no_grad()
@@ -187,6 +187,16 @@ class LMModule(L.LightningModule):
         self._val_sums.clear()
         self.log_dict(eval_metrics(sums), sync_dist=True, prog_bar=True)
         self._validated_at_step = self.global_step
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._val_sums.append(eval_sums(self.model(batch["input_ids"]), batch["targets"]))
+
+    def on_test_epoch_end(self) -> None:
+        """test/loss, test/ppl, test/accuracy of the final weights (train/fit.py tests once, after the fit),
+        logged at the last step, beside its final validation (every rank holds the whole set's sums)."""
+        sums = torch.stack(self._val_sums).sum(0)
+        self._val_sums.clear()
+        self._log_this_step_only(eval_metrics(sums, "test"), step=self.global_step - 1)
 
     def on_train_end(self) -> None:
         """Validate the final weights when the last step was not a validation step (max_steps not a
