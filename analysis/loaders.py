@@ -22,7 +22,8 @@ from gemmalab.runs.store import RUNNING, RunDir, SweepDir, check_name
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
 HEADLINE_PREFIXES = (
-    "stability/", "attn/max_logit", "teacher/", "softcap/", "window/", "distill/", "val/accuracy", "val/queries", "test/",
+    "stability/", "attn/max_logit", "teacher/", "softcap/", "window/", "distill/", "val/accuracy",
+    "val/queries", "test/",
 )  # fmt: skip
 HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init")
 # Config that says where and how a run was logged, not what it is.

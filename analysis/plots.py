@@ -222,6 +222,6 @@ def effect_vs_parameters(drawn: dict, out: Path) -> list[Path]:
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xscale("log")
     ax.set(xlabel="non-embedding parameters",
-           ylabel=f"{drawn['metric']}: {drawn['arm']}={drawn['other']} - {drawn['base']}")  # fmt: skip
+           ylabel=f"{drawn['metric']}: ({drawn['other']}) - ({drawn['base']})")  # fmt: skip
     ax.legend(fontsize=8)
     return _save(fig, out, "effect_vs_parameters")

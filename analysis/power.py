@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .tables import pairs_up, paired_values
+from .tables import paired_values, pairs_up
 
 ALPHA, POWER = 0.05, 0.80
 

@@ -206,14 +206,20 @@ def main(argv: list[str] | None = None) -> Path | None:
     parser.add_argument("--source", choices=("runstore", "wandb-offline", "wandb"), default="runstore")
     parser.add_argument("--project", help="W&B project (default: the runs' logger.project, else gemmalab)")
     parser.add_argument("--entity", help="W&B entity (default: the runs' logger.entity)")
-    parser.add_argument("--wandb-mode", choices=WANDB_MODES,
-                        help="the report run's W&B mode (default: the runs' logger.mode, else offline)")
+    parser.add_argument(
+        "--wandb-mode",
+        choices=WANDB_MODES,
+        help="the report run's W&B mode (default: the runs' logger.mode, else offline)",
+    )
     parser.add_argument("--out", type=Path, help="default: <run-root>/_reports/<group>")
     parser.add_argument("--baseline", nargs="*", default=[], help="key=value: the row others are compared with")
     parser.add_argument("--spike-rule", help="recount spikes with this rule (absolute, olmo_core, olmo2)")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the tables to W&B")
-    parser.add_argument("--sync-command", action="store_true",
-                        help="print the `wandb sync` command for exactly this group's W&B runs, then exit")
+    parser.add_argument(
+        "--sync-command",
+        action="store_true",
+        help="print the `wandb sync` command for exactly this group's W&B runs, then exit",
+    )
     parser.add_argument(
         "--allow-missing",
         action="store_true",

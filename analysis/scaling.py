@@ -20,7 +20,7 @@ from scipy import stats
 
 from gemmalab.model import Decoder, count_parameters, preset
 
-from .tables import QUALITY, aggregate, difference, fmt, varying_switches
+from .tables import QUALITY, aggregate, difference, fmt, varying_switches, without_ignored
 
 SIZE_KEYS = ("model.d_model", "model.n_layers", "model.d_ff", "trainer.max_steps")  # what the rung sets
 SHAPE_KEYS = ("scale.depth", "scale.match_params")  # arms a ladder can compare besides the switches
@@ -41,7 +41,8 @@ class Fit:
     def predict(self, x: float) -> tuple[float, float]:
         """The effect at log10(parameters) = x and its 95% prediction interval's half-width."""
         v = np.array([1.0, x])
-        return self.intercept + self.slope * x, float(stats.t.ppf(0.975, self.df) * math.sqrt(v @ self.cov @ v + self.tau2))
+        half = stats.t.ppf(0.975, self.df) * math.sqrt(v @ self.cov @ v + self.tau2)
+        return self.intercept + self.slope * x, float(half)
 
 
 def fit_effect(x: np.ndarray, effect: np.ndarray, se: np.ndarray) -> Fit:
@@ -88,12 +89,14 @@ def ladder(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(per-rung table, fit and extrapolation table, what the figure draws)."""
     from analysis.studies import model_of
 
-    arms = arms_of(frame)
-    if len(arms) != 1 or frame[arms[0]].map(str).nunique() != 2:
-        raise ValueError(f"a ladder compares two arms of one switch (varying: {', '.join(arms) or 'none'})")
-    (arm,) = arms
+    keys = arms_of(frame)
+    shown = without_ignored(frame[keys]).astype(str)
+    labels = shown.apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    if not keys or labels.nunique() != 2:
+        raise ValueError(f"a ladder compares two arms (varying besides the sizes: {', '.join(keys) or 'nothing'})")
+    arm = " ".join(keys)
     metric = metric_of(frame)
-    frame = frame.assign(_arm=frame[arm].map(str))
+    frame = frame.assign(_arm=labels)
     base, other = sorted(frame["_arm"].unique())
     rows, points = [], []
     for rung, runs in frame.groupby("scale.rung", sort=True):
@@ -105,11 +108,11 @@ def ladder(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         params = {a: count_parameters(model_of(firsts.loc[a]), include_embedding=False) for a in (base, other)}
         d = difference(t.loc[other, f"{metric}_values"], t.loc[other, f"{metric}_seeds"],
                        t.loc[base, f"{metric}_values"], t.loc[base, f"{metric}_seeds"], agg.paired)  # fmt: skip
-        row = {"rung": int(rung), "d_model": int(firsts["model.d_model"].iloc[0]),
-               "non-embedding parameters": f"{params[base]:,}" + (f" / {params[other]:,}" if params[other] != params[base] else ""),
+        shown = f"{params[base]:,}" + (f" / {params[other]:,}" if params[other] != params[base] else "")
+        row = {"rung": int(rung), "d_model": int(firsts["model.d_model"].iloc[0]), "non-embedding parameters": shown,
                "steps": int(firsts.loc[base, "trainer.max_steps"])}  # fmt: skip
         for a in (base, other):
-            row[f"{arm}={a}"] = fmt(t.loc[a, f"{metric}_mean"], t.loc[a, f"{metric}_ci"], t.loc[a, f"{metric}_n"])
+            row[a] = fmt(t.loc[a, f"{metric}_mean"], t.loc[a, f"{metric}_ci"], t.loc[a, f"{metric}_n"])
         row[f"effect ({other} - {base})"] = (f"{d.delta:+.4f} ± {d.ci:.4f} (n={d.n}, {d.test}, p={d.p:.2g})"
                                             if np.isfinite(d.ci) else "–")  # fmt: skip
         rows.append(row)
@@ -119,13 +122,14 @@ def ladder(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     per_rung = pd.DataFrame(rows)
     drawn = {"arm": arm, "base": base, "other": other, "metric": metric, "points": points, "fit": None}
     if len(points) < 3:
-        return per_rung, pd.DataFrame([{"quantity": "fit", "value": f"needs 3 rungs with an effect CI, has {len(points)}"}]), drawn
+        missing = f"needs 3 rungs with an effect CI, has {len(points)}"
+        return per_rung, pd.DataFrame([{"quantity": "fit", "value": missing}]), drawn
     x, y, se, _ = (np.array(v) for v in zip(*points, strict=True))
     fit = fit_effect(x, y, se)
     drawn["fit"] = fit
     top = float(x.max())
-    out = [{"quantity": "slope per decade of parameters", "value": f"{fit.slope:+.4f} ± {fit.slope_ci():.4f} (95% CI, "
-            f"{len(x)} rungs, tau² {fit.tau2:.2g})"}]  # fmt: skip
+    slope = f"{fit.slope:+.4f} ± {fit.slope_ci():.4f} (95% CI, {len(x)} rungs, tau² {fit.tau2:.2g})"
+    out = [{"quantity": "slope per decade of parameters", "value": slope}]
     for name, p in gemma2_parameters().items():
         mean, half = fit.predict(math.log10(p))
         decades = math.log10(p) - top

@@ -17,6 +17,7 @@ from gemmalab.model import (
     kv_cache_bytes,
     model_config,
     preset,
+    training_flops_per_token,
 )
 from gemmalab.runs.identity import is_identity_key
 
@@ -48,6 +49,19 @@ def model_of(row: pd.Series) -> Decoder:
             nested[group][field] = None if isinstance(value, float) and math.isnan(value) else value
     with torch.device("meta"):
         return Decoder(model_config({**nested, "norm": row["norm"]}))
+
+
+def with_compute(table: pd.DataFrame, firsts: pd.DataFrame) -> pd.DataFrame:
+    """Each row's training cost beside it (model/accounting.py): FLOPs per step and per run, and the run's
+    FLOPs against the first row's, so arms compared at equal steps show what they cost (scale.flops_per_run
+    compares them at equal FLOPs instead)."""
+    per_step = [training_flops_per_token(model_of(r), int(r["data.seq_len"])) * int(r["data.batch_size"])
+                * int(r["data.seq_len"]) for _, r in firsts.iterrows()]  # fmt: skip
+    per_run = [f * int(r["trainer.max_steps"]) for f, (_, r) in zip(per_step, firsts.iterrows(), strict=True)]
+    table = table.copy()
+    table["training FLOPs/step"] = [f"{f:.3g}" for f in per_step]
+    table["training FLOPs/run"] = [f"{f:.3g} ({f / per_run[0]:.2f}x)" for f in per_run]
+    return table
 
 
 def generic(frame: pd.DataFrame, baseline: dict | None = None) -> pd.DataFrame:
@@ -104,7 +118,8 @@ def kv_heads(frame: pd.DataFrame) -> pd.DataFrame:
         2, "KV cache bytes/seq (bf16)", [kv_cache_bytes(m, int(t)) for m, t in zip(models, context, strict=True)]
     )
     table.insert(3, "parameters", [count_parameters(m) for m in models])
-    return table
+    table.insert(4, "non-embedding", [count_parameters(m, include_embedding=False) for m in models])
+    return with_compute(table, firsts.reset_index())
 
 
 def attn_pattern(frame: pd.DataFrame) -> pd.DataFrame:
@@ -120,7 +135,7 @@ def attn_pattern(frame: pd.DataFrame) -> pd.DataFrame:
         cache.append(kv_cache_bytes(model, t, rolling_local=True))
     table.insert(len(keys), "causal score entries/layer/head", [f"{e:,.0f}" for e in entries])
     table.insert(len(keys) + 1, "KV cache bytes/seq (bf16, rolling local)", cache)
-    return table
+    return with_compute(table, firsts)
 
 
 def lr_sensitivity(frame: pd.DataFrame) -> pd.DataFrame:
@@ -202,7 +217,7 @@ def cascade(frame: pd.DataFrame) -> pd.DataFrame:
     """Gemma 2's Table 7 in miniature: per size, validation loss (and perplexity) from scratch vs distilled."""
     agg = aggregate(frame, ["cascade.size", "cascade.training"], [QUALITY])
     t = agg.frame.set_index(["cascade.size", "cascade.training"])
-    rows = []
+    rows, produced, teacher = [], 0.0, None  # the FLOPs that made the previous size's model, and that model
     for size in [s for s in ("teacher", "middle", "small") if s in t.index.get_level_values(0)]:
         first = frame[frame["cascade.size"] == size].iloc[0]
         row = {"size": size, "parameters": count_parameters(model_of(first))}
@@ -217,6 +232,18 @@ def cascade(frame: pd.DataFrame) -> pd.DataFrame:
             cmp = compare_to_baseline(sub, {"cascade.training": "scratch"}, QUALITY)
             d = cmp[sizes["cascade.training"] == "distilled"].iloc[0]
             row["distilled - scratch"] = f"{d['delta']:+.3f} ({d['relative_%']:+.1f}%) {d['sig']}".strip()
+        # compute to produce the model: its own training, and for a distilled one its teacher's forward passes
+        # over the student's tokens plus everything that produced the teacher
+        tokens = int(first["trainer.max_steps"]) * int(first["data.batch_size"]) * int(first["data.seq_len"])
+        model = model_of(first)
+        own = training_flops_per_token(model, int(first["data.seq_len"])) * tokens
+        row["scratch: training FLOPs"] = f"{own:.3g}"
+        if teacher is not None:
+            produced = own + training_flops_per_token(teacher, int(first["data.seq_len"])) / 3 * tokens + produced
+            row["distilled: FLOPs incl. teachers"] = f"{produced:.3g} ({produced / own:.1f}x scratch)"
+        else:
+            produced = own
+        teacher = model
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -277,7 +304,7 @@ def deep_wide(frame: pd.DataFrame) -> pd.DataFrame:
     table.insert(4, "vs wide", [f"{100 * (p / params[shapes.index('wide')] - 1):+.2f}%" for p in params])
     table[f"ppl ({QUALITY})"] = [f"{math.exp(m):.2f}" if np.isfinite(m) else "–" for m in agg.frame[f"{QUALITY}_mean"]]
     table["paper: 9B avg. score"] = [PAPER_DEEP_WIDE[s] for s in shapes]
-    return table
+    return with_compute(table, firsts)
 
 
 # Wortsman et al. 2023 and Rybakov et al. 2024 (reference-stability.md), per mitigation

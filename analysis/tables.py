@@ -214,7 +214,8 @@ def best_row(agg: Aggregate, metric: str) -> int | None:
     best = int(np.nanargmin(sign * means))
     row = t.iloc[best]
     others = holm([difference(row[f"{metric}_values"], row[f"{metric}_seeds"], r[f"{metric}_values"],
-                              r[f"{metric}_seeds"], agg.paired).p for i, r in t.iterrows() if i != t.index[best]])  # fmt: skip
+                              r[f"{metric}_seeds"], agg.paired).p
+                   for i, r in t.iterrows() if i != t.index[best]])  # fmt: skip
     return best if all(np.isfinite(p) and p < 0.05 for p in others) else None
 
 

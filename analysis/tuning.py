@@ -32,7 +32,8 @@ def tuned(frame: pd.DataFrame, run_root: Path) -> pd.DataFrame:
         choice = choices[first["_arm"]]
         row = dict(without_ignored(first[switches].to_frame().T).iloc[0]) if switches else {}
         grid = ", ".join(f"{lr:g}" for lr in choice.losses)
-        row.update({"LR grid": grid, "best LR (val/loss)": f"{choice.lr:g}" + (" EDGE: widen the grid" if choice.edge else ""),
+        best = f"{choice.lr:g}" + (" EDGE: widen the grid" if choice.edge else "")
+        row.update({"LR grid": grid, "best LR (val/loss)": best,
                     "selection val/loss": f"{choice.losses[choice.lr]:.4f}"})  # fmt: skip
         for name, lr in (("shared", shared_lr), ("tuned", choice.lr)):
             at = runs[[same_value(v, lr) for v in runs["optim.lr"]]]
@@ -52,7 +53,7 @@ def tuned(frame: pd.DataFrame, run_root: Path) -> pd.DataFrame:
                   for i, (d, (_, _, untuned)) in enumerate(zip(diffs, arm_cells, strict=True))])  # fmt: skip
         table[f"Δ vs first arm, {name} LR"] = [
             "(first arm)" if i == 0 else "not tuned (best LR at the grid's edge)" if untuned or base_untuned
-            else f"{d.delta:+.4f} ± {d.ci:.4f} ({d.test}) {marker(q)}".strip()
+            else f"{d.delta:+.4f}{f' ± {d.ci:.4f}' if np.isfinite(d.ci) else ''} ({d.test}) {marker(q)}".strip()
             for i, (d, q, (_, _, untuned)) in enumerate(zip(diffs, p, arm_cells, strict=True))
         ]  # fmt: skip
         verdicts[name] = [(np.sign(d.delta), np.isfinite(q) and q < 0.05) for d, q in zip(diffs, p, strict=True)]

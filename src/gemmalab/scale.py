@@ -9,6 +9,8 @@ identity is taken: the `scale` section itself is not part of it (runs/identity.p
     match        d_ff <- the multiple of 8 that brings the non-embedding parameters closest to the reference's:
                  the same size at its base depth and d_ff with GQA (kv_heads = n_heads / 2)
     tokens       trainer.max_steps <- ceil(scale.tokens_per_param * non-embedding parameters / tokens per step)
+    compute      trainer.max_steps <- floor(scale.flops_per_run / training FLOPs per step): arms that differ in
+                 cost (local vs global attention, MQA vs MHA, deep vs wide) at equal training compute
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from gemmalab.errors import ConfigError, require_choice
-from gemmalab.model import Decoder, count_parameters, model_config
+from gemmalab.model import Decoder, count_parameters, model_config, training_flops_per_token
 from gemmalab.model.presets import LADDERS
 
 
@@ -33,6 +35,7 @@ class ScaleConfig:
     tokens_per_param: float | None = None  # null: trainer.max_steps as given; else tokens per non-embedding param
     depth: float = 1.0  # layers times this (shape=deep: 1.5)
     match_params: bool = False  # d_ff chosen to equal the reference's non-embedding parameters (above)
+    flops_per_run: float | None = None  # null: steps as given; else each run's training FLOPs (model/accounting.py)
 
     def __post_init__(self) -> None:
         if self.ladder is not None:
@@ -42,6 +45,10 @@ class ScaleConfig:
                                   f"(allowed: 0 to {len(LADDERS[self.ladder]) - 1})")  # fmt: skip
         if self.tokens_per_param is not None and not self.tokens_per_param > 0:
             raise ConfigError(f"scale.tokens_per_param={self.tokens_per_param} is not allowed (allowed: > 0, or null)")
+        if self.flops_per_run is not None and not self.flops_per_run > 0:
+            raise ConfigError(f"scale.flops_per_run={self.flops_per_run} is not allowed (allowed: > 0, or null)")
+        if self.flops_per_run is not None and self.tokens_per_param is not None:
+            raise ConfigError("scale.flops_per_run and scale.tokens_per_param are both set (allowed: one budget)")
         if not self.depth > 0:
             raise ConfigError(f"scale.depth={self.depth} is not allowed (allowed: a number > 0)")
 
@@ -62,6 +69,14 @@ def non_embedding_parameters(config: dict[str, Any]) -> int:
         return count_parameters(Decoder(model_config(config)), include_embedding=False)
 
 
+def training_flops_per_step(config: dict[str, Any]) -> float:
+    """The run's training FLOPs per optimizer step: per token at its context, times the global batch."""
+    data = config["data"]
+    with torch.device("meta"):
+        per_token = training_flops_per_token(Decoder(model_config(config)), data["seq_len"])
+    return per_token * data["batch_size"] * data["seq_len"]
+
+
 def apply_shape_and_budget(config: dict[str, Any]) -> dict[str, Any]:
     """Depth, parameter matching and the token budget, on the resolved config (a new dict)."""
     scale = ScaleConfig(**config["scale"])
@@ -78,8 +93,12 @@ def apply_shape_and_budget(config: dict[str, Any]) -> dict[str, Any]:
             at[d_ff] = non_embedding_parameters(config)
         per_unit = (at[16] - at[8]) / 8
         model["d_ff"] = max(8, 8 * round((8 + (target - at[8]) / per_unit) / 8))
+    steps = None
     if scale.tokens_per_param is not None:
         tokens_per_step = config["data"]["batch_size"] * config["data"]["seq_len"]
         steps = math.ceil(scale.tokens_per_param * non_embedding_parameters(config) / tokens_per_step)
+    if scale.flops_per_run is not None:
+        steps = math.floor(scale.flops_per_run / training_flops_per_step(config))
+    if steps is not None:
         config["trainer"]["max_steps"] = max(steps, config["optim"]["warmup_steps"] + 1)
     return config

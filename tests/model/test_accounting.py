@@ -15,6 +15,7 @@ from gemmalab.model import (
     kv_cache_bytes,
     kv_cache_bytes_per_token,
     preset,
+    training_flops_per_token,
 )
 from gemmalab.model.norm import RMSNorm
 
@@ -80,3 +81,18 @@ def test_laptop_presets_build_and_run():
         model = Decoder(preset(name))
         logits = model(torch.randint(0, 256, (1, 8)))
         assert logits.shape == (1, 8, 256)
+
+
+def test_training_flops_per_token_count_every_matmul_and_the_attention_a_query_sees():
+    cfg = preset("tiny")  # d 64, 2 layers, 4 heads of 16, 2 KV heads, d_ff 256, vocab 256, alternating, W 32
+    with torch.device("meta"):
+        model = Decoder(cfg)
+    d, hd, layers = cfg.d_model, cfg.head_dim, cfg.n_layers
+    weights = layers * (d * hd * (2 * cfg.n_heads + 2 * cfg.attn.kv_heads) + 3 * d * cfg.d_ff) + d * cfg.vocab_size
+    t, w = 128, cfg.attn.window
+    keys = [(w * (w + 1) / 2 + (t - w) * w) / t, (t + 1) / 2]  # local then global: mean keys per query
+    expected = 3 * (2 * weights + sum(4 * cfg.n_heads * hd * k for k in keys))
+    assert training_flops_per_token(model, t) == pytest.approx(expected)
+    full = dataclasses.replace(cfg, attn=dataclasses.replace(cfg.attn, pattern="full"))
+    with torch.device("meta"):
+        assert training_flops_per_token(Decoder(full), t) > training_flops_per_token(model, t)

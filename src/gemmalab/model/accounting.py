@@ -50,3 +50,14 @@ def attention_score_entries(model: nn.Module, context: int) -> list[int]:
     """Per layer, the query-key score entries one head computes at this context, counted the way a kernel
     that skips masked entries works (causal for every layer, the window for local ones)."""
     return [causal_score_entries(context, a.window) for a in _attention_layers(model)]
+
+
+def training_flops_per_token(model: nn.Module, context: int) -> float:
+    """Training FLOPs per token at this context, forward + backward = 3 x forward: 2 per weight of every
+    matmul (the tied embedding counted once, as the output head: the input lookup is no matmul), and per
+    layer and head the q.k and p.v products over the keys a query sees on average (causal, the window for
+    local layers, as a kernel that skips masked entries computes)."""
+    matmul = sum(p.numel() for p in model.parameters() if p.dim() == 2)
+    attention = sum(2 * 2 * a.n_heads * a.head_dim * causal_score_entries(context, a.window) / context
+                    for a in _attention_layers(model))  # fmt: skip
+    return 3 * (2 * matmul + attention)
