@@ -84,6 +84,7 @@ class LMDataModule(L.LightningDataModule):
         return DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
+        # read once, after training (train/module.py on_train_end): the final weights' test/loss
         self.prepare()
         return DataLoader(self.test_set, batch_size=self.cfg.batch_size, shuffle=False)
 

@@ -103,7 +103,7 @@ def fit(
     extra_callbacks: list[Callback] = (),
 ) -> L.Trainer:
     """Fit with checkpoints at `last` (the one it replaces kept as `spare`), stopping after the step at which
-    `should_stop()` turns true; resumes from `resume_from` when given; then test the final weights."""
+    `should_stop()` turns true; resumes from `resume_from` when given."""
     checkpoint = RunCheckpoint(  # one last.ckpt, also over one that StopOnRequest wrote (never last-v1.ckpt)
         dirpath=last.parent, every_n_train_steps=cfg.ckpt_every, save_last=True, save_top_k=0,
         enable_version_counter=False,
@@ -135,8 +135,4 @@ def fit(
     if cfg.compile:
         module = torch.compile(module)  # Lightning fits a compiled LightningModule as it is
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
-    # the held-out test split, once, on the weights the fit ended with (a fit that diverged or was stopped
-    # raised above): selection reads val/loss, a tuned study's table test/loss (data/config.py split_of)
-    if len(datamodule.test_dataloader()):  # a source too small to hold a test document has none
-        trainer.test(module, datamodule=datamodule, verbose=False)
     return trainer

@@ -44,11 +44,13 @@ def eval_metrics(sums: torch.Tensor, split: str = "val") -> dict[str, torch.Tens
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+def evaluate(
+    model: torch.nn.Module, loader, device: torch.device | str = "cpu", split: str = "val"
+) -> dict[str, torch.Tensor]:
     """Validation metrics of `model` over `loader`, reduced in the validation loop's order (per-batch sums
     stacked, then summed), so a later evaluation of the same weights gives the logged figures exactly."""
     sums = [eval_sums(model(b["input_ids"].to(device)), b["targets"].to(device)) for b in loader]
-    return eval_metrics(torch.stack(sums).sum(0))
+    return eval_metrics(torch.stack(sums).sum(0), split)
 
 
 def over_ranks(value: torch.Tensor | float, op: str, device: torch.device) -> torch.Tensor:
@@ -96,10 +98,11 @@ class LMModule(L.LightningModule):
         for teacher in self._teacher:
             teacher.to(self.device).eval()
 
-    def _evaluate(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    def _evaluate(self, model: torch.nn.Module, split: str = "val") -> dict[str, torch.Tensor]:
         was_training = model.training
         model.eval()
-        metrics = evaluate(model, self.trainer.datamodule.val_dataloader(), self.device)
+        loader = getattr(self.trainer.datamodule, f"{split}_dataloader")()
+        metrics = evaluate(model, loader, self.device, split)
         model.train(was_training)
         return metrics
 
@@ -188,25 +191,18 @@ class LMModule(L.LightningModule):
         self.log_dict(eval_metrics(sums), sync_dist=True, prog_bar=True)
         self._validated_at_step = self.global_step
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._val_sums.append(eval_sums(self.model(batch["input_ids"]), batch["targets"]))
-
-    def on_test_epoch_end(self) -> None:
-        """test/loss, test/ppl, test/accuracy of the final weights (train/fit.py tests once, after the fit),
-        logged at the last step, beside its final validation (every rank holds the whole set's sums)."""
-        sums = torch.stack(self._val_sums).sum(0)
-        self._val_sums.clear()
-        self._log_this_step_only(eval_metrics(sums, "test"), step=self.global_step - 1)
-
     def on_train_end(self) -> None:
         """Validate the final weights when the last step was not a validation step (max_steps not a
-        multiple of val_every), so that a run's val/loss, what the tables compare, is never stale; on a
-        recall task, also their accuracy by key-to-query distance."""
+        multiple of val_every), so that a run's val/loss, what the tables compare, is never stale; score them
+        once on the held-out test split (test/loss, test/ppl, test/accuracy: data/config.py split_of; no choice
+        reads it during training); on a recall task, also their accuracy by key-to-query distance."""
         if self.trainer.datamodule is None:
             return
         at_last_step = self.global_step - 1  # where Lightning logs a validation that follows a step
         if self._validated_at_step != self.global_step:
             self._log_this_step_only(self._evaluate(self.model), step=at_last_step)
+        if len(self.trainer.datamodule.test_set):  # a corpus too small for one test sequence has none
+            self._log_this_step_only(self._evaluate(self.model, "test"), step=at_last_step)
         by_distance = self._accuracy_by_distance()
         if by_distance:
             self._log_this_step_only(by_distance, step=at_last_step)
