@@ -221,7 +221,7 @@ def effect_vs_parameters(drawn: dict, out: Path) -> list[Path]:
         ax.fill_between(10**grid, mean - half, mean + half, color="C1", alpha=0.2, label="95% prediction band")
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xscale("log")
-    ax.set(xlabel="non-embedding parameters",
-           ylabel=f"{drawn['metric']}: ({drawn['other']}) - ({drawn['base']})")  # fmt: skip
+    ax.set(xlabel="non-embedding parameters", ylabel=f"Δ {drawn['metric']}")
+    ax.set_title(f"({drawn['other']}) - ({drawn['base']})", fontsize=7)
     ax.legend(fontsize=8)
     return _save(fig, out, "effect_vs_parameters")
