@@ -1,6 +1,7 @@
 """The table of a study run tuned (+tune=lr, gemmalab/tune.py): per arm the LR grid and the best LR chosen on
 the selection sweep's val/loss (flagged when at the grid's edge), and the comparison's test/loss at the
-shared LR and at each arm's own, with each arm's difference to the first arm at both: paired over the
+shared LR and at each arm's own, with each arm's difference to the first arm (the idea off, where its switch
+has such a value: norm=pre, softcap off; else the first in order) at both: paired over the
 fresh seeds, Holm-adjusted over the arms, so the reader sees whether tuning changes the conclusion."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pandas as pd
 import yaml
 
 from gemmalab.runs.store import RunDir
+from gemmalab.switches import SWITCHES
 from gemmalab.tune import arm_key, choose
 
 from .tables import aggregate, difference, fmt, holm, marker, same_value, varying_switches, without_ignored
@@ -26,6 +28,9 @@ def tuned(frame: pd.DataFrame, run_root: Path) -> pd.DataFrame:
     switches = [k for k in varying_switches(frame) if k != "optim.lr"]
     shared_lr = float(frame.loc[frame["tune.arm_lr"] == "shared", "optim.lr"].iloc[0])
     arms = frame.groupby("_arm", sort=False).head(1).sort_values(switches)
+    neutral = {s.key: s.neutral for s in SWITCHES if s.key in switches and s.neutral is not None}
+    at_neutral = [all(same_value(r[k], v) for k, v in neutral.items()) for _, r in arms.iterrows()]
+    arms = arms.iloc[sorted(range(len(arms)), key=lambda i: not at_neutral[i])]  # the idea off first: the reference
     rows, cells = [], {"shared": [], "tuned": []}
     for _, first in arms.iterrows():
         runs = frame[frame["_arm"] == first["_arm"]]
