@@ -16,7 +16,17 @@ from gemmalab.runs.store import RunDir
 from gemmalab.switches import SWITCHES
 from gemmalab.tune import arm_key, choose
 
-from .tables import aggregate, difference, fmt, holm, marker, same_value, varying_switches, without_ignored
+from .tables import (
+    aggregate,
+    difference,
+    fmt,
+    holm,
+    marker,
+    pairs_up,
+    same_value,
+    varying_switches,
+    without_ignored,
+)
 
 TEST = "test/loss"
 
@@ -49,7 +59,7 @@ def tuned(frame: pd.DataFrame, run_root: Path) -> pd.DataFrame:
             cells[name].append((agg[f"{TEST}_values"], agg[f"{TEST}_seeds"], untuned))
         rows.append(row)
     table = pd.DataFrame(rows)
-    paired = bool((frame["model.init"].astype(str) == "paired").all()) if "model.init" in frame else False
+    paired = pairs_up(frame)
     verdicts = {}
     for name, arm_cells in cells.items():
         base_values, base_seeds, base_untuned = arm_cells[0]

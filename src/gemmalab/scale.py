@@ -82,10 +82,12 @@ def apply_shape_and_budget(config: dict[str, Any]) -> dict[str, Any]:
     scale = ScaleConfig(**config["scale"])
     config = copy.deepcopy(config)
     model = config["model"]
-    reference = copy.deepcopy(config)
-    reference["attn"]["kv_heads"] = max(1, model["n_heads"] // 2)
-    model["n_layers"] = max(1, round(model["n_layers"] * scale.depth))
+    base_layers = model["n_layers"]
+    model["n_layers"] = max(1, round(base_layers * scale.depth))
     if scale.match_params:
+        reference = copy.deepcopy(config)
+        reference["model"]["n_layers"] = base_layers
+        reference["attn"]["kv_heads"] = max(1, model["n_heads"] // 2)
         target = non_embedding_parameters(reference)
         at = {}
         for d_ff in (8, 16):  # the count is affine in d_ff
