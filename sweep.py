@@ -49,13 +49,15 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {err}", file=sys.stderr)
 
 
-def launch(argv: list[str]) -> int:
-    """The sweep the command line asks for, validated, planned, run; its exit code (2: refused before any job)."""
+def launch(argv: list[str], plan: Plan | None = None) -> int:
+    """The sweep the command line asks for, validated (unless its plan is given: analysis/paper.py validates
+    every study first), planned, run; its exit code (2: refused before any job)."""
     quiet()
+    sys.argv = argv  # Hydra's main reads sys.argv
     if not runs_jobs(command_line(argv[1:])):  # --help, --cfg job, --info, -sc, --version: Hydra's own output
         return main() or 0
     try:
-        plan = validate_all_jobs(argv[1:], config_dir=CONF)
+        plan = plan or validate_all_jobs(argv[1:], config_dir=CONF)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -99,8 +101,7 @@ def tuned(argv: list[str], plan: Plan) -> int:
     ]  # fmt: skip
     worst = 0
     for extra in stages:
-        sys.argv = [*argv, *extra]  # Hydra's main reads sys.argv
-        code = launch(sys.argv)
+        code = launch([*argv, *extra])
         worst = max(worst, code)
         if code == 2 or code >= 128:  # refused, or stopped: the comparison would not be the one asked for
             break

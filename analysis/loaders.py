@@ -25,7 +25,8 @@ HEADLINE_PREFIXES = (
     "stability/", "attn/max_logit", "teacher/", "softcap/", "window/", "distill/", "val/accuracy",
     "val/queries", "test/",
 )  # fmt: skip
-HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init")
+HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init", "parameters", "wall_seconds",
+                 "data/fingerprint", "train/tokens_per_sec_median")  # fmt: skip
 # Config that says where and how a run was logged, not what it is.
 NOT_COLUMNS = ("logger.", "run_root", "group", "callbacks.", "hydra.", "trainer.progress_bar")
 

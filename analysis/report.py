@@ -198,6 +198,24 @@ def numeric_tables(frame: pd.DataFrame, by: list[str]) -> dict[str, pd.DataFrame
     return {"summary": summary, "runs": frame[[c for c in dict.fromkeys(columns) if c in frame]]}
 
 
+def draw(frame: pd.DataFrame, run_root: Path, by: list[str], rule: SpikeRule, drawn: dict | None,
+         folder: Path) -> list[Path]:
+    """The report's figures (PNG and PDF): loss curves, gradient norms, max logit and engagement per layer, and
+    where the study has them LR vs loss, the effect across scale, recall by distance."""
+    figures = plots.loss_curves(frame, run_root, by, rule, folder)
+    figures += plots.grad_norm_distribution(frame, run_root, by, int(frame["optim.warmup_steps"].max()),
+                                            folder)  # fmt: skip
+    figures += plots.max_logit_over_training(frame, run_root, by, folder)
+    figures += plots.engagement_over_training(frame, run_root, by, folder)
+    if "optim.lr" in by:
+        figures += plots.lr_vs_loss(frame, by, folder)
+    if drawn is not None:
+        figures += plots.effect_vs_parameters(drawn, folder)
+    if any(c.startswith("val/accuracy_by_distance/") for c in frame.columns):
+        figures += plots.accuracy_by_distance(frame, by, folder)
+    return figures
+
+
 def main(argv: list[str] | None = None) -> Path | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-root", default="runs", type=Path)
@@ -215,6 +233,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     parser.add_argument("--baseline", nargs="*", default=[], help="key=value: the row others are compared with")
     parser.add_argument("--spike-rule", help="recount spikes with this rule (absolute, olmo_core, olmo2)")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the tables to W&B")
+    parser.add_argument("--no-figures", action="store_true", help="tables only (no seaborn figures)")
     parser.add_argument(
         "--sync-command",
         action="store_true",
@@ -301,17 +320,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         markdown = write_table(out / "tables", name, table, caption, f"tab:{study or 'sweep'}-{name}",
                                [n for n in notes.get(name, []) if n])  # fmt: skip
         sections += [f"## {name}", "", markdown, ""]
-    figures = plots.loss_curves(frame, args.run_root, by, rule, out / "figures")
-    figures += plots.grad_norm_distribution(frame, args.run_root, by, int(frame["optim.warmup_steps"].max()),
-                                            out / "figures")  # fmt: skip
-    figures += plots.max_logit_over_training(frame, args.run_root, by, out / "figures")
-    figures += plots.engagement_over_training(frame, args.run_root, by, out / "figures")
-    if "optim.lr" in by:
-        figures += plots.lr_vs_loss(frame, by, out / "figures")
-    if drawn is not None:
-        figures += plots.effect_vs_parameters(drawn, out / "figures")
-    if any(c.startswith("val/accuracy_by_distance/") for c in frame.columns):
-        figures += plots.accuracy_by_distance(frame, by, out / "figures")
+    figures = [] if args.no_figures else draw(frame, args.run_root, by, rule, drawn, out / "figures")
     sections += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
     benchmarks = sorted((args.run_root / "_benchmarks").glob("*.md"))  # written by benchmarks/*.py
     if benchmarks:

@@ -19,6 +19,7 @@ import torch
 from scipy import stats
 
 from gemmalab.model import Decoder, count_parameters, preset
+from gemmalab.runs.identity import is_identity_key
 
 from .tables import QUALITY, aggregate, difference, fmt, varying_switches, without_ignored
 
@@ -68,7 +69,7 @@ def fit_effect(x: np.ndarray, effect: np.ndarray, se: np.ndarray) -> Fit:
 def arms_of(frame: pd.DataFrame) -> list[str]:
     """The keys that tell the arms apart on a ladder: switches and shapes that vary, not the rung's sizes."""
     keys = [*varying_switches(frame), *(k for k in SHAPE_KEYS if k in frame and frame[k].map(str).nunique() > 1)]
-    return [k for k in keys if k not in SIZE_KEYS]
+    return [k for k in keys if k not in SIZE_KEYS and is_identity_key(k)]  # not a label a reused run brought along
 
 
 def metric_of(frame: pd.DataFrame) -> str:

@@ -138,6 +138,19 @@ def attn_pattern(frame: pd.DataFrame) -> pd.DataFrame:
     return with_compute(table, firsts)
 
 
+def sensitivity_per_seed(runs: pd.DataFrame) -> dict[int, tuple[float, float]]:
+    """Per seed of one configuration's LR grid: (LR sensitivity, the best LR), as lr_sensitivity defines them."""
+    out = {}
+    for seed, seed_runs in runs.groupby("seed"):
+        l0 = seed_runs["val/loss_init"].to_numpy(dtype=float)
+        loss = seed_runs["val/loss"].to_numpy(dtype=float)
+        finished = seed_runs["status"].astype(str).eq("finished").to_numpy()
+        capped = np.where(finished & np.isfinite(loss), np.minimum(loss, l0), l0)
+        best = float(seed_runs["optim.lr"].to_numpy()[np.argmin(capped)])
+        out[int(seed)] = (float(np.mean(capped - capped.min())), best)
+    return out
+
+
 def lr_sensitivity(frame: pd.DataFrame) -> pd.DataFrame:
     """Wortsman et al.: with l(eta) the final validation loss (a diverged run counts as l0, the loss at
     initialisation), l* the best over the grid: sensitivity = mean over the grid of min(l(eta), l0) - l*.
@@ -146,15 +159,9 @@ def lr_sensitivity(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, runs in frame.groupby(configs, sort=True, dropna=False) if configs else [((), frame)]:
         key = key if isinstance(key, tuple) else (key,)
-        per_seed, best_lrs = [], []
-        for _, seed_runs in runs.groupby("seed"):
-            l0 = seed_runs["val/loss_init"].to_numpy(dtype=float)
-            loss = seed_runs["val/loss"].to_numpy(dtype=float)
-            finished = seed_runs["status"].astype(str).eq("finished").to_numpy()
-            capped = np.where(finished & np.isfinite(loss), np.minimum(loss, l0), l0)
-            per_seed.append(float(np.mean(capped - capped.min())))
-            best_lrs.append(float(seed_runs["optim.lr"].to_numpy()[np.argmin(capped)]))
-        mean, ci, n = mean_ci(np.array(per_seed))
+        per_seed = sensitivity_per_seed(runs)
+        best_lrs = [best for _, best in per_seed.values()]
+        mean, ci, n = mean_ci(np.array([s for s, _ in per_seed.values()]))
         row = dict(zip(configs, key, strict=True))
         row.update({
             "LR grid": ", ".join(f"{lr:g}" for lr in sorted(runs["optim.lr"].unique())),
@@ -280,10 +287,18 @@ def mqar(frame: pd.DataFrame) -> pd.DataFrame:
         frame[name] = values
     keys = ["attn.pattern", "attn.window", "attn.local_global_ratio"]
     by = [k for k in keys if k in varying_switches(frame)] + [c for c in varying_switches(frame) if c not in keys]
-    table = display(aggregate(frame, by, ["val/accuracy", *names]))
+    accuracy = "test/accuracy" if "test/accuracy" in frame else "val/accuracy"
+    table = display(aggregate(frame, by, [accuracy, *names]))
+    learned = [int((g["status"].astype(str).eq("finished") & g[accuracy].ge(LEARNED)).sum()) for _, g in
+               frame.groupby(by, sort=True, dropna=False)]  # aggregate's rows, in its order  # fmt: skip
+    table.insert(len(by), f"seeds learned ({accuracy} >= {LEARNED})",
+                 [f"{k}/{n}" for k, n in zip(learned, aggregate(frame, by, []).frame["runs"], strict=True)])
     vocab = frame["model.vocab_size"].astype(int).max()
     table["chance"] = f"{1 / (vocab - vocab // 2):.3f}"
     return table
+
+
+LEARNED = 0.99  # a recall run that solved the task; one on the 1/n_pairs plateau stays near 0.3
 
 
 PAPER_DEEP_WIDE = {"wide": "50.8", "deep": "52.0"}  # Gemma 2 Table 9, 9B, average benchmark score

@@ -26,6 +26,7 @@ from gemmalab.errors import ConfigError
 from gemmalab.schema import SECTIONS, TOP_LEVEL_KEYS, register
 
 from .derived import job_config
+from .identity import run_identity
 from .slurm import check_request, check_submission, is_slurm
 from .spec import JobSpec
 
@@ -45,6 +46,7 @@ class Plan:
     tune: dict = field(default_factory=dict)  # the jobs' tune section (gemmalab/tune.py)
     lrs: list[float] = field(default_factory=list)  # the jobs' optim.lr values
     seeds: list[int] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)  # each job's run (runs/identity.py), in job order
 
 
 # Hydra's flags that print something (help, the config, the defaults tree, completion) and run no job
@@ -130,7 +132,7 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
         jobs, swept, slurm = job_overrides(args, config_dir)
         composed: dict[tuple[str, ...], DictConfig] = {}
         shared: set[tuple[str, str | None, str | None]] = set()
-        tune, lrs, seed_values = {}, set(), set()
+        tune, lrs, seed_values, run_ids = {}, set(), set(), []
         with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
             for overrides in jobs:
                 seeds = [o for o in overrides if o.split("=", 1)[0] == "seed"]
@@ -149,6 +151,7 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
                 tune = config["tune"]
                 lrs.add(config["optim"]["lr"])
                 seed_values.add(config["seed"])
+                run_ids.append(run_identity(config))
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(hydra_message(err)) from None
     finally:
@@ -157,4 +160,4 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
         raise ConfigError(f"run_root, group and ablation differ between the jobs ({sorted(shared, key=str)[:2]}) "
                           "(allowed: one run_root and group per sweep)")  # fmt: skip
     ((run_root, group, ablation),) = shared
-    return Plan(len(jobs), swept, run_root, group, ablation, slurm, tune, sorted(lrs), sorted(seed_values))
+    return Plan(len(jobs), swept, run_root, group, ablation, slurm, tune, sorted(lrs), sorted(seed_values), run_ids)

@@ -1,0 +1,335 @@
+"""The findings, regenerated: every study through the normal sweep machinery, then one paper with a verdict on
+every claim (analysis/claims.py, by the rule of analysis/verdict.py).
+
+    python analysis/paper.py                                   # every study; finished runs are reused
+    python analysis/paper.py hydra/launcher=joblib hydra.launcher.n_jobs=2   # any sweep.py override or launcher
+    python analysis/paper.py --smoke                           # the whole pipeline at tiny scale (CI)
+    python analysis/paper.py --only softcap,norm               # some studies (the claims of the others: not measured)
+    python analysis/paper.py --publish .                       # also FINDINGS.md, findings.json, README's block
+
+Writes <run-root>/_reports/paper/ (--smoke: paper-smoke/): paper.md, paper.tex (paper.pdf with a LaTeX
+engine), findings.json (per claim: the measured value, CI, n, detectable effect, engagement, verdict; byte for
+byte the same when rebuilt from the same runs), findings.md, and each study's report under studies/<name>/.
+An interrupted paper resumes: run the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from analysis import report
+from analysis.claims import CLAIMS, Evidence, finding, scale_of
+from analysis.evaluate import main as evaluate
+from analysis.latex import PREAMBLE, build_pdf, escape, to_latex
+from analysis.loaders import load_run_store
+from analysis.tables import to_markdown
+from analysis.verdict import RULE
+from gemmalab.errors import ConfigError
+from gemmalab.runs.preflight import Plan, validate_all_jobs
+from gemmalab.runs.store import RunDir, SweepDir, reports_dir, write_atomic
+from gemmalab.tune import TuneConfig
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: sweep.py, conf/, README.md
+README_BEGIN, README_END = "<!-- findings: begin (python analysis/paper.py --publish .) -->", "<!-- findings: end -->"
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    ablation: str
+    overrides: tuple[str, ...] = ()  # beyond +ablation=<ablation>
+    evaluate: tuple[str, ...] = ()  # analysis/evaluate.py settings once trained (Table 10)
+    smoke: tuple[str, ...] = ()  # what --smoke changes beyond SMOKE
+
+
+STUDIES = (
+    Study("softcap", "softcap"),
+    Study("norm", "norm"),
+    Study("kv_heads", "kv_heads"),
+    Study("attn_pattern", "attn_pattern", smoke=("attn.pattern=alt,local", "attn.local_global_ratio=1",
+                                                 "attn.window=16")),
+    Study("lr_sensitivity", "lr_sensitivity", smoke=("optim.lr=1e-3,1e-1",)),
+    Study("cascade", "cascade", smoke=("+cascade=teacher,middle_scratch,middle_distilled",)),
+    Study("deep_wide", "deep_wide"),
+    Study("window_at_inference", "window_at_inference", evaluate=("attn.window=32,16,8",)),
+    Study("mqar", "mqar", smoke=("attn.pattern=full,local", "attn.window=16")),
+    Study("instability", "instability", smoke=("+mitigation=none,softcap",)),
+    Study("norm_tuned", "norm", ("+tune=lr",), smoke=("tune.points=3", "norm=pre,dual")),
+    Study("softcap_ladder", "softcap", ("+scale=cpu", "scale.tokens_per_param=1"),
+          smoke=("scale.tokens_per_param=null", "scale.rung=0,1,2")),
+)
+# tiny scale: a few steps of the tiny model (the MQAR and cascade studies keep their own models), 2 seeds,
+# grids cut where a study's claims need fewer points
+SMOKE = ("trainer.max_steps=6", "trainer.val_every=3", "trainer.ckpt_every=6", "trainer.stats_every=2",
+         "data.val_batches=1", "data.batch_size=4", "data.seq_len=64", "stability.spike_window=2", "seed=0,1",
+         "logger=none")  # fmt: skip
+SMOKE_FIGURES = ("softcap",)  # the smoke draws one study's figures: the plots and W&B's images exercised, in seconds
+OWN_MODEL = ("mqar", "cascade", "lr_sensitivity", "instability", "softcap_ladder")
+
+
+def sweep_module():
+    """sweep.py, imported once: the studies run in this process through its launch()."""
+    spec = importlib.util.spec_from_file_location("gemmalab_sweep", ROOT / "sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def arguments(study: Study, smoke: bool, run_root: Path, extra: list[str]) -> list[str]:
+    """The study's sweep.py command line: its ablation and overrides, the paper's group, the user's extras."""
+    tiny = [*SMOKE, *([] if study.name in OWN_MODEL else ["model=tiny"]), *study.smoke] if smoke else []
+    return ["sweep.py", "-m", f"+ablation={study.ablation}", *study.overrides, *tiny, f"run_root={run_root}",
+            f"group={group_of(study, smoke)}", *extra]  # fmt: skip
+
+
+def group_of(study: Study, smoke: bool) -> str:
+    return f"paper-{'smoke-' if smoke else ''}{study.name}"
+
+
+def planned(plan: Plan) -> int:
+    """Jobs the study will run: a tuned study adds its selection grid and runs every arm at two LRs."""
+    if not plan.tune.get("enabled"):
+        return plan.jobs
+    tune = TuneConfig(**plan.tune)
+    arms = plan.jobs // max(1, len(plan.seeds))
+    return arms * tune.points * tune.seeds + 2 * plan.jobs
+
+
+class Progress:
+    """Runs done and to go over the whole paper, with an ETA from the runs this invocation trained."""
+
+    def __init__(self, plans: dict[str, Plan], run_root: Path) -> None:
+        self.plans, self.run_root, self.started = plans, run_root, time.time()
+        self.trained, self.seconds = 0, 0.0
+
+    def to_go(self, name: str) -> int:
+        plan = self.plans[name]
+        if not plan.tune.get("enabled"):
+            return sum(not RunDir(self.run_root, i).is_done() for i in dict.fromkeys(plan.run_ids))
+        members = [m for g in (plan.group, f"select-{plan.group}") for m in SweepDir(self.run_root, g).latest_members()]
+        done = {m["run_id"] for m in members if m.get("run_id") and RunDir(self.run_root, m["run_id"]).is_done()}
+        return max(0, planned(plan) - len(done))  # a tuned study's comparison LRs are chosen as it goes
+
+    def line(self, index: int, name: str) -> str:
+        left = {n: self.to_go(n) for n in list(self.plans)[index:]}
+        eta = "ETA after the first run"
+        if self.trained:
+            per_run = self.seconds / self.trained
+            eta = f"ETA ~{sum(left.values()) * per_run / 60:.0f} min at {per_run:.0f} s per run so far"
+        return (f"[paper] study {index + 1}/{len(self.plans)} {name}: {planned(self.plans[name])} jobs, "
+                f"{left[name]} runs to train; {sum(left.values())} to go in all; {eta}")  # fmt: skip
+
+    def ran(self, before: int, after: int, seconds: float) -> None:
+        if before > after:
+            self.trained, self.seconds = self.trained + before - after, self.seconds + seconds
+
+
+def stamp(frames: dict[str, pd.DataFrame], started: float, smoke: bool) -> list[str]:
+    """What the paper was run on: commit, machine, Python, torch, data, wall time, runs and their scale."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
+    runs = pd.concat([f for f in frames.values() if not f.empty], ignore_index=True) if frames else pd.DataFrame()
+    fingerprints = sorted(runs["data/fingerprint"].dropna().astype(str).unique()) if "data/fingerprint" in runs else []
+    training = runs.drop_duplicates("run_id")["wall_seconds"].sum() if "wall_seconds" in runs else float("nan")
+    lines = [
+        f"- commit: {git('rev-parse', '--short=12', 'HEAD')}{dirty}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+        f"{'CUDA: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
+        f"- Python {platform.python_version()}, torch {torch.__version__}",
+        f"- data fingerprints: {', '.join(f[:12] for f in fingerprints) or '–'}",
+        f"- this invocation: {(time.time() - started) / 60:.1f} min wall time; training time of the runs read "
+        f"(their own wall_seconds, summed): {training / 60:.1f} min over {len(runs.drop_duplicates('run_id'))} runs",
+    ]  # fmt: skip
+    if smoke:
+        lines.insert(0, "- **SMOKE RUN**: tiny model, a few steps, 2 seeds. Its verdicts exercise the pipeline; "
+                        "they are not findings.")  # fmt: skip
+    return lines
+
+
+def verdict_table(findings: list[dict]) -> pd.DataFrame:
+    """One row per claim, as a reader reads it."""
+    rows = []
+    for f in findings:
+        if f["value"] is None:
+            measured = "–"
+        elif f["n"] is None and not f["ci"]:
+            measured = f"{f['value']:.4g} (exact)"
+        else:
+            measured = f"{f['value']:+.4g} ± {f['ci']:.3g}" + (f" (n={f['n']}, {f['test']})" if f["n"] else "")
+        gauge = f["gauge"]
+        rows.append({
+            "claim": f"{f['claim']} [{f['source']}]", "quantity": f["quantity"], "claimed": f["claimed"],
+            "measured (95% CI)": measured,
+            "detectable": "–" if f["detectable"] is None else f"±{f['detectable']:.3g}",
+            "engagement": "–" if gauge is None else f"{gauge['value']:.3g} (needs {gauge['threshold']:g})",
+            "verdict": f["verdict"], "study (scale)": f"{f['study']} ({f['scale']})",
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def readme_block(findings: dict) -> str:
+    """The README's findings: one line per claim from findings.json (the test compares the two)."""
+    lines = [README_BEGIN, "", "| claim | measured | verdict |", "|---|---|---|"]
+    for f in findings["claims"]:
+        measured = "–" if f["value"] is None else f"{f['value']:.4g}"
+        if f["value"] is not None and f["ci"]:
+            measured = f"{f['value']:+.3g} ± {f['ci']:.2g}"
+        lines.append(f"| {f['claim']} ({f['source']}) | {measured} | {f['verdict']} |")
+    return "\n".join([*lines, "", README_END])
+
+
+def study_sections(out: Path, findings: dict) -> tuple[list[str], list[str]]:
+    """Markdown and LaTeX sections: each study's main table (its report's first) and figures."""
+    md, tex = [], []
+    for name, info in findings["studies"].items():
+        folder = out / "studies" / name
+        table = info.get("main_table")
+        md += [f"## {name}", "", f"`{info['command']}` ({info['runs']} runs, {info['scale']})", ""]
+        tex += [rf"\subsection*{{{escape(name)}}}", escape(f"{info['command']} ({info['runs']} runs, {info['scale']})")]
+        if table and (folder / "tables" / f"{table}.md").exists():
+            md += [(folder / "tables" / f"{table}.md").read_text(), ""]
+            tex += [rf"\input{{studies/{name}/tables/{table}.tex}}"]
+        figures = sorted((folder / "figures").glob("*.png"))
+        md += [f"![{p.stem}](studies/{name}/figures/{p.name})" for p in figures] + [""]
+        tex += [rf"\includegraphics[width=\linewidth]{{studies/{name}/figures/{p.stem}.pdf}}" for p in figures
+                if p.with_suffix(".pdf").exists()] + [r"\clearpage"]  # fmt: skip
+    return md, tex
+
+
+def log_paper(findings: dict, table: pd.DataFrame, figures: list[Path], out: Path, group: str, mode: str) -> None:
+    """One W&B report run in the paper's group: the verdicts as a numeric table, every figure as an image."""
+    numbers = pd.DataFrame([{
+        "id": f["id"], "topic": f["topic"], "source": f["source"], "claimed": f["claimed"], "study": f["study"],
+        "value": f["value"], "ci": f["ci"], "n": f["n"], "detectable": f["detectable"],
+        "engagement": (f["gauge"] or {}).get("value"), "engagement_threshold": (f["gauge"] or {}).get("threshold"),
+        "verdict": f["verdict"]} for f in findings["claims"]])  # fmt: skip
+    numeric = ("value", "ci", "n", "detectable", "engagement", "engagement_threshold")
+    numbers = numbers.astype({c: float for c in numeric})
+    settings = {"project": "gemmalab", "entity": None, "mode": mode}
+    members = sorted({i for info in findings["studies"].values() for i in info["run_ids"]})
+    report.log_to_wandb({"verdicts": table}, {"verdicts": numbers}, figures, settings, group, members, out)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-root", default=Path("runs"), type=Path)
+    parser.add_argument("--smoke", action="store_true", help="the whole pipeline at tiny scale (not findings)")
+    parser.add_argument("--only", help="comma-separated studies (default: all): " + ", ".join(s.name for s in STUDIES))
+    parser.add_argument("--publish", type=Path, help="also write FINDINGS.md, findings.json and README's block here")
+    parser.add_argument("--wandb-mode", default="offline", choices=("offline", "online", "disabled"))
+    args, extra = parser.parse_known_args(argv)
+    started = time.time()
+    names = [s.name for s in STUDIES]
+    chosen = names if not args.only else args.only.split(",")
+    if unknown := [n for n in chosen if n not in names]:
+        raise SystemExit(f"error: --only {unknown[0]} is not a study (allowed: {', '.join(names)})")
+    if args.publish and args.smoke:
+        raise SystemExit("error: --publish with --smoke is not allowed (a smoke run's verdicts are not findings)")
+    if bad := [o for o in extra if o.startswith(("group=", "run_root=", "+ablation="))]:
+        raise SystemExit(f"error: {bad[0]} is not allowed (the paper names its groups and studies; allowed: "
+                         "--run-root, and any other sweep.py override or launcher)")  # fmt: skip
+    studies = [s for s in STUDIES if s.name in chosen]
+    handlers, argv_before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}, sys.argv
+    try:
+        return run_paper(args, extra, studies, started)
+    finally:  # sweep.py's handlers stop the sweep they were set for; the caller's come back
+        sys.argv = argv_before
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], started: float) -> Path:
+    sweep = sweep_module()
+    plans = {}
+    for study in studies:  # every study composed and validated before the first trains
+        try:
+            plans[study.name] = validate_all_jobs(arguments(study, args.smoke, args.run_root, extra)[1:], sweep.CONF)
+        except ConfigError as err:
+            raise SystemExit(f"error: study {study.name}: {err}") from None
+    progress = Progress(plans, args.run_root)
+    out = reports_dir(args.run_root) / ("paper-smoke" if args.smoke else "paper")
+    frames, info, figures = {}, {}, []
+    for index, study in enumerate(studies):
+        print(progress.line(index, study.name), flush=True)
+        before, t0 = progress.to_go(study.name), time.time()
+        command = arguments(study, args.smoke, args.run_root, extra)
+        code = sweep.launch(command, plans[study.name])
+        t1 = time.time()
+        progress.ran(before, progress.to_go(study.name), t1 - t0)
+        if code == 2 or code >= 128:
+            raise SystemExit(f"[paper] study {study.name} stopped (exit {code}): run the same command again to resume")
+        group = group_of(study, args.smoke)
+        if study.evaluate:
+            evaluate(["--run-root", str(args.run_root), "--group", group, *study.evaluate])
+        folder = out / "studies" / study.name
+        report.main(["--run-root", str(args.run_root), "--group", group, "--study", study.ablation, "--out",
+                     str(folder), "--no-wandb", "--allow-missing",
+                     *(["--no-figures"] if args.smoke and study.name not in SMOKE_FIGURES else [])])  # fmt: skip
+        print(f"[paper] {study.name}: sweep {t1 - t0:.0f} s, evaluation and report {time.time() - t1:.0f} s",
+              flush=True)
+        frames[study.name] = frame = load_run_store(args.run_root, group)
+        headings = [line[3:] for line in (folder / "report.md").read_text().splitlines() if line.startswith("## ")]
+        figures += sorted((folder / "figures").glob("*.png"))
+        info[study.name] = {
+            "group": group, "command": " ".join(["python", *command[:-2 - len(extra)]]), "runs": len(frame),
+            "finished": int(frame["status"].astype(str).eq("finished").sum()) if len(frame) else 0,
+            "scale": scale_of(frame if len(frame) else None), "main_table": headings[0],
+            "run_ids": sorted(frame["run_id"]) if len(frame) else [],
+        }  # fmt: skip
+    evidence = Evidence(frames, args.run_root)
+    findings = {"format": 1, "smoke": args.smoke, "rule": RULE, "studies": info,
+                "claims": [finding(c, evidence) for c in CLAIMS]}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(findings, indent=1, sort_keys=True) + "\n"
+    write_atomic(out / "findings.json", text)
+    table = verdict_table(findings["claims"])
+    head = stamp(frames, started, args.smoke)
+    title = "gemmalab: Gemma 2's ideas, measured" + (" (smoke run: not findings)" if args.smoke else "")
+    md_sections, tex_sections = study_sections(out, findings)
+    findings_md = "\n".join([f"# {title}", "", *head, "", "## Verdicts", "", to_markdown(table), "", RULE, ""])
+    write_atomic(out / "findings.md", findings_md)
+    write_atomic(out / "paper.md", findings_md + "\n" + "\n".join(md_sections) + "\n")
+    tex = out / "paper.tex"
+    write_atomic(tex, "\n".join([PREAMBLE, r"\begin{document}", rf"\section*{{{escape(title)}}}",
+                                 escape(" ".join(h.lstrip("- ") for h in head)), r"\subsection*{Verdicts}",
+                                 to_latex(table, "Every claim, its measurement and its verdict.", "tab:verdicts",
+                                          [RULE]), r"\clearpage", *tex_sections, r"\end{document}", ""]))  # fmt: skip
+    print(f"[paper] {build_pdf(tex)}")
+    if args.wandb_mode != "disabled":
+        log_paper(findings, table, figures, out / "wandb", "paper-smoke" if args.smoke else "paper", args.wandb_mode)
+    if args.publish:
+        publish(args.publish, text, findings_md, findings)
+    print(to_markdown(table[["claim", "measured (95% CI)", "verdict"]]))
+    print(f"\n[paper] {out / 'paper.md'} (findings: {out / 'findings.json'}; tex: {tex})")
+    return out
+
+
+def publish(where: Path, text: str, findings_md: str, findings: dict) -> None:
+    """FINDINGS.md and findings.json beside the README, and the README's findings block rewritten from them."""
+    write_atomic(where / "findings.json", text)
+    write_atomic(where / "FINDINGS.md", findings_md)
+    readme = where / "README.md"
+    if readme.exists() and README_BEGIN in (body := readme.read_text()):
+        start, end = body.index(README_BEGIN), body.index(README_END) + len(README_END)
+        write_atomic(readme, body[:start] + readme_block(findings) + body[end:])
+    print(f"[paper] published: {where / 'FINDINGS.md'}, {where / 'findings.json'}, {readme}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The verdict on a claim, computed from what was measured by one stated rule (RULE), never typed by hand.
+
+A claim names a quantity (a difference between two arms of a study, a relative change in %, an analytic
+figure computed from the presets) and the range of it that the claim asserts: `< 0` for "capping lowers the
+loss", `40 .. 60` for "~50%". The measurement is the quantity's value with its 95% CI and n (an analytic
+figure is exact: CI 0), the smallest difference the seeds could detect, and where the mechanism has a
+gauge, how far it was engaged (the caps' share of inputs beyond cap/2, the global layers' attention beyond
+the window, what the teacher had left to teach).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SUPPORTED = "supported"
+CONTRADICTED = "contradicted"
+NO_EFFECT = "no detectable effect"  # the CI holds 0 (a claim of a direction)
+INCONCLUSIVE = "inconclusive"  # the CI straddles an edge of a claimed range that does not end at 0
+NOT_ENGAGED = "not engaged at this scale"
+NOT_MEASURED = "not measured"
+
+RULE = (
+    "Verdict rule (analysis/verdict.py), applied in this order: (1) `not measured` when the harness has no "
+    "value for the quantity (no finished runs of one arm, fewer than two seeds, a best LR at its grid's edge, "
+    "or a figure that needs hardware this machine lacks); (2) `not engaged at this scale` when the "
+    "mechanism's gauge stayed below its threshold in every run (a cap that bent < 1% of its inputs, global "
+    "layers with < 5% of their attention beyond the window, a teacher no better than the student trained "
+    "from scratch): the runs say nothing about the claim; (3) `supported` when the 95% CI of the measured "
+    "quantity lies inside the range the claim asserts; (4) `contradicted` when it lies wholly outside it; "
+    "(5) otherwise `no detectable effect (could detect ±x)` for a claim of a direction (the CI holds 0; x is "
+    "the smallest difference the seeds detect with 80% power by the test used) or `inconclusive` for a "
+    "claimed range (the CI straddles its edge). Analytic figures are exact (CI 0)."
+)
+
+
+@dataclass(frozen=True)
+class Measured:
+    value: float  # the quantity (a difference of means, a relative change in %, an analytic figure)
+    ci: float  # 95% CI half-width; 0 for an exact figure, nan when it cannot be computed
+    n: int | None  # seeds (pairs for a paired test); None for an analytic figure
+    test: str = "exact"  # paired | Welch | exact
+    detectable: float = math.nan  # the smallest difference detectable with 80% power (same units)
+    reason: str = ""  # why there is no value (not measured)
+
+
+@dataclass(frozen=True)
+class Gauge:
+    """How far the mechanism bit: its figure over the study's runs (the largest) against its threshold."""
+
+    what: str
+    value: float
+    threshold: float
+
+    @property
+    def engaged(self) -> bool:
+        return bool(self.value >= self.threshold)
+
+
+def verdict(low: float, high: float, measured: Measured, gauge: Gauge | None = None) -> str:
+    """RULE for the claimed range [low, high] (either end may be infinite)."""
+    if not math.isfinite(measured.value) or not math.isfinite(measured.ci) or measured.reason:
+        return f"{NOT_MEASURED} ({measured.reason or 'fewer than two seeds to give a CI'})"
+    if gauge is not None and not gauge.engaged:
+        return NOT_ENGAGED
+    lo, hi = measured.value - measured.ci, measured.value + measured.ci
+    if low <= lo and hi <= high:
+        return SUPPORTED
+    if hi < low or lo > high:
+        return CONTRADICTED
+    if 0.0 in (low, high):
+        could = f"±{measured.detectable:.3g}" if math.isfinite(measured.detectable) else "nothing: no spread"
+        return f"{NO_EFFECT} (could detect {could})"
+    return INCONCLUSIVE
+
+
+def claimed_range(low: float, high: float) -> str:
+    """The range as a reader writes it: < 0, > 0, 40 .. 60."""
+    if math.isinf(low) and not math.isinf(high):
+        return f"< {high:g}"
+    if math.isinf(high) and not math.isinf(low):
+        return f"> {low:g}"
+    return f"{low:g} .. {high:g}"

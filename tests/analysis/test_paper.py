@@ -1,0 +1,89 @@
+import json
+import subprocess
+
+import pytest
+
+from analysis import paper
+from analysis.claims import CLAIMS
+from analysis.tables import to_markdown
+
+from ..conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The whole paper at tiny scale, as CI runs it: every study trained, reported and judged."""
+    root = tmp_path_factory.mktemp("paper")
+    out = paper.main(["--smoke", "--run-root", str(root)])
+    return root, out, json.loads((out / "findings.json").read_text())
+
+
+def test_the_smoke_paper_runs_every_study_and_gives_every_claim_a_verdict(smoke):
+    root, out, findings = smoke
+    assert findings["smoke"] is True
+    assert set(findings["studies"]) == {s.name for s in paper.STUDIES}
+    for name, info in findings["studies"].items():
+        assert info["runs"] >= 2 and info["finished"] == info["runs"], name  # every study trained at tiny scale
+        assert (out / "studies" / name / "tables" / f"{info['main_table']}.md").exists(), name
+    assert [c["id"] for c in findings["claims"]] == [c.id for c in CLAIMS]
+    verdicts = {c["id"]: c["verdict"] for c in findings["claims"]}
+    assert all(verdicts.values())
+    measured = [c for c in findings["claims"] if c["n"]]  # a difference over seeds, with its CI and power
+    assert len(measured) >= 10 and all(c["ci"] is not None for c in measured)
+    assert sum(c["detectable"] is not None for c in measured) >= 8  # none where the seeds did not spread
+    text = (out / "paper.md").read_text()
+    assert "SMOKE RUN" in text and "they are not findings" in text and paper.RULE in text
+    assert "- commit: " in text and "torch " in text and "data fingerprints: embedded-" in text
+    assert "seeds learned" in (out / "studies" / "mqar" / "tables" / "mqar.md").read_text()
+    assert r"\input{studies/softcap/tables/softcap.tex}" in (out / "paper.tex").read_text()
+
+
+def test_the_paper_reaches_wandb_as_numbers_and_images(smoke):
+    root, out, findings = smoke
+    (run,) = (out / "wandb" / "wandb").glob("offline-run-*")
+    inspected = subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(run)], capture_output=True,
+                               text=True, check=True)  # fmt: skip
+    record = json.loads(inspected.stdout)
+    assert record["config"]["group"] == "paper-smoke"
+    assert set(record["config"]["members"]) == {i for s in findings["studies"].values() for i in s["run_ids"]}
+    (table,) = (run / "files" / "media" / "table" / "numbers").glob("verdicts_*.table.json")
+    table = json.loads(table.read_text())
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    assert len(rows) == len(CLAIMS)
+    assert all(isinstance(r["value"], float) for r in rows if r["value"] is not None)
+    assert any(isinstance(r["ci"], float) and r["ci"] > 0 for r in rows)
+    assert list((run / "files" / "media" / "images" / "figures").glob("*.png"))
+
+
+def test_a_second_invocation_trains_nothing_and_rebuilds_the_same_findings(smoke, capsys):
+    root, out, _ = smoke
+    subset = ["--smoke", "--run-root", str(root), "--only", "softcap,window_at_inference", "--wandb-mode", "disabled"]
+    first = (paper.main(subset) / "findings.json").read_bytes()
+    runs = sorted(p.name for p in root.iterdir())
+    capsys.readouterr()
+    again = (paper.main(subset) / "findings.json").read_bytes()
+    assert again == first and sorted(p.name for p in root.iterdir()) == runs
+    printed = capsys.readouterr().out
+    assert "0 runs to train; 0 to go in all" in printed and "] train " not in printed
+
+
+def test_bad_paper_arguments_are_one_line_before_any_work(tmp_path, capsys):
+    for argv, message in [
+        (["--only", "sofcap"], "--only sofcap is not a study (allowed: softcap, norm"),
+        (["--smoke", "--publish", str(tmp_path)], "--publish with --smoke is not allowed"),
+        (["group=mine"], "group=mine is not allowed (the paper names its groups"),
+        (["--smoke", "optim.lr=fast"], "error: study softcap: optim.lr='fast' is not allowed (allowed: a number)"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            paper.main([*argv, "--run-root", str(tmp_path)])
+        assert message in str(exit_info.value)
+    assert not (tmp_path / "_sweeps").exists()
+
+
+def test_the_readmes_findings_are_the_committed_findings_file():
+    findings = json.loads((REPO / "findings.json").read_text())
+    assert findings["smoke"] is False and len(findings["claims"]) == len(CLAIMS)
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index(paper.README_BEGIN) : readme.index(paper.README_END) + len(paper.README_END)]
+    assert block == paper.readme_block(findings)  # python analysis/paper.py --publish . rewrites both
+    assert to_markdown(paper.verdict_table(findings["claims"])) in (REPO / "FINDINGS.md").read_text()

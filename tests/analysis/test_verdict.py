@@ -1,0 +1,91 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.claims import CLAIMS, Evidence, contrast, finding
+from analysis.verdict import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NO_EFFECT,
+    NOT_ENGAGED,
+    NOT_MEASURED,
+    SUPPORTED,
+    Gauge,
+    Measured,
+    verdict,
+)
+
+LOWER = (-math.inf, 0.0)  # a claim that the quantity is negative (capping lowers the loss)
+ENGAGED, IDLE = Gauge("share", 0.2, 0.01), Gauge("share", 0.001, 0.01)
+
+
+@pytest.mark.parametrize(
+    ("claimed", "measured", "gauge", "expected"),
+    [
+        (LOWER, Measured(-0.05, 0.02, 5, "paired", 0.03), ENGAGED, SUPPORTED),
+        (LOWER, Measured(+0.05, 0.02, 5, "paired", 0.03), ENGAGED, CONTRADICTED),
+        (LOWER, Measured(-0.01, 0.02, 5, "paired", 0.03), ENGAGED, f"{NO_EFFECT} (could detect ±0.03)"),
+        (LOWER, Measured(-0.05, 0.02, 5, "paired", 0.03), IDLE, NOT_ENGAGED),  # significant, but the cap never bit
+        (LOWER, Measured(math.nan, math.nan, 0, reason="no runs"), ENGAGED, f"{NOT_MEASURED} (no runs)"),
+        (LOWER, Measured(-0.05, math.nan, 1), None, f"{NOT_MEASURED} (fewer than two seeds to give a CI)"),
+        ((40.0, 60.0), Measured(37.5, 0.0, None), None, CONTRADICTED),  # an exact figure outside the range
+        ((40.0, 60.0), Measured(50.0, 0.0, None), None, SUPPORTED),
+        ((-0.01, 0.01), Measured(0.008, 0.005, 3, "paired", 0.01), ENGAGED, INCONCLUSIVE),
+    ],
+)
+def test_every_verdict_is_reached_by_the_rule(claimed, measured, gauge, expected):
+    assert verdict(*claimed, measured, gauge) == expected
+
+
+def runs(arm_values: dict[str, list[float]], metric: str = "test/loss", **columns) -> pd.DataFrame:
+    rows = [{"run_id": f"{arm}{s}", "seed": s, "status": "finished", "model.init": "paired", "arm": arm, metric: v,
+             **columns} for arm, values in arm_values.items() for s, v in enumerate(values)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_contrast_pairs_by_seed_and_gives_the_detectable_difference():
+    frame = runs({"a": [1.0, 2.0, 3.0, 4.0], "b": [1.1, 2.1, 3.2, 4.1]})
+    m = contrast(frame, "test/loss", {"arm": "a"}, {"arm": "b"})
+    assert m.test == "paired" and m.n == 4
+    assert m.value == pytest.approx(-0.125)
+    assert 0 < m.ci < 0.2  # paired: the seed-to-seed spread of 1.3 cancels
+    assert m.detectable > 0
+    welch = contrast(frame.assign(**{"model.init": "shared"}), "test/loss", {"arm": "a"}, {"arm": "b"})
+    assert welch.test == "Welch" and welch.ci > 1.0
+
+
+def softcap_frame(on: list[float], off: list[float], beyond_half: float) -> pd.DataFrame:
+    frame = runs({"on": on, "off": off})
+    return frame.assign(**{
+        "softcap.attn": np.where(frame["arm"] == "on", 50.0, np.nan), "softcap.final": np.nan,
+        "softcap/attn/beyond_half": beyond_half, "softcap/final/beyond_half": 0.0,
+        "trainer.max_steps": 10, "data.batch_size": 2, "data.seq_len": 8, "parameters": 1000,
+    })  # fmt: skip
+
+
+QUALITY = next(c for c in CLAIMS if c.id == "softcap-quality")
+
+
+def test_a_planted_contradiction_is_reported_as_one(tmp_path):
+    # capping on is clearly worse than off in every seed, and the caps bit: the brief's +1.2% is contradicted
+    frame = softcap_frame(on=[2.6, 2.7, 2.8], off=[2.5, 2.6, 2.7], beyond_half=0.3)
+    row = finding(QUALITY, Evidence({"softcap": frame}, tmp_path))
+    assert row["verdict"] == CONTRADICTED
+    assert row["value"] > 0 and row["n"] == 3 and row["gauge"]["engaged"]
+    better = finding(QUALITY, Evidence({"softcap": softcap_frame([2.4, 2.5, 2.6], [2.5, 2.6, 2.7], 0.3)}, tmp_path))
+    assert better["verdict"] == SUPPORTED
+    idle = finding(QUALITY, Evidence({"softcap": softcap_frame([2.6, 2.7, 2.8], [2.5, 2.6, 2.7], 0.0)}, tmp_path))
+    assert idle["verdict"] == NOT_ENGAGED  # the same numbers, but the caps never bent a score
+
+
+def test_every_claim_has_a_verdict_without_any_runs(tmp_path):
+    rows = [finding(c, Evidence({}, tmp_path)) for c in CLAIMS]
+    assert len({r["id"] for r in rows}) == len(CLAIMS)
+    assert all(r["verdict"] for r in rows)
+    analytic = {r["id"]: r for r in rows if r["study"].startswith("analytic")}
+    assert analytic["gqa-cache-mha"]["verdict"] == SUPPORTED  # 5.64 GB computed vs the brief's 5.5
+    assert analytic["attn-work"]["verdict"] == CONTRADICTED  # causal count: 12.5%, not ~50%
+    measured = [r for r in rows if not r["study"].startswith("analytic")]
+    assert all(r["verdict"].startswith(NOT_MEASURED) for r in measured)
