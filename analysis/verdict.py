@@ -27,7 +27,7 @@ RULE = (
     "mechanism's gauge stayed below its threshold in every run (a cap that bent < 1% of its inputs, global "
     "layers with < 5% of their attention beyond the window, a teacher no better than the student trained "
     "from scratch): the runs say nothing about the claim; (3) `supported` when the 95% CI of the measured "
-    "quantity lies inside the range the claim asserts; (4) `contradicted` when it lies wholly outside it; "
+    "quantity lies strictly inside the range the claim asserts; (4) `contradicted` when it lies wholly outside it; "
     "(5) otherwise `no detectable effect (could detect ±x)` for a claim of a direction (the CI holds 0; x is "
     "the smallest difference the seeds detect with 80% power by the test used) or `inconclusive` for a "
     "claimed range (the CI straddles its edge). Analytic figures are exact (CI 0)."
@@ -64,7 +64,7 @@ def verdict(low: float, high: float, measured: Measured, gauge: Gauge | None = N
     if gauge is not None and not gauge.engaged:
         return NOT_ENGAGED
     lo, hi = measured.value - measured.ci, measured.value + measured.ci
-    if low <= lo and hi <= high:
+    if low < lo and hi < high:  # strictly: a CI that touches 0 does not show a direction
         return SUPPORTED
     if hi < low or lo > high:
         return CONTRADICTED
