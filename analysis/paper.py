@@ -112,7 +112,7 @@ class Progress:
     """Runs done and to go over the whole paper, with an ETA from the runs this invocation trained."""
 
     def __init__(self, plans: dict[str, Plan], run_root: Path) -> None:
-        self.plans, self.run_root, self.started = plans, run_root, time.time()
+        self.plans, self.run_root = plans, run_root
         self.trained, self.seconds = 0, 0.0
 
     def to_go(self, name: str) -> int:
@@ -120,8 +120,8 @@ class Progress:
         if not plan.tune.get("enabled"):
             return sum(not RunDir(self.run_root, i).is_done() for i in dict.fromkeys(plan.run_ids))
         members = [m for g in (plan.group, f"select-{plan.group}") for m in SweepDir(self.run_root, g).latest_members()]
-        done = {m["run_id"] for m in members if m.get("run_id") and RunDir(self.run_root, m["run_id"]).is_done()}
-        return max(0, planned(plan) - len(done))  # a tuned study's comparison LRs are chosen as it goes
+        done = sum(bool(m.get("run_id")) and RunDir(self.run_root, m["run_id"]).is_done() for m in members)
+        return max(0, planned(plan) - done)  # jobs, not runs: a tuned study's comparison LRs are chosen as it goes
 
     def line(self, index: int, name: str) -> str:
         left = {n: self.to_go(n) for n in list(self.plans)[index:]}
@@ -152,7 +152,7 @@ def stamp(frames: dict[str, pd.DataFrame], started: float, smoke: bool) -> list[
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
         f"{'CUDA: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
         f"- Python {platform.python_version()}, torch {torch.__version__}",
-        f"- data fingerprints: {', '.join(f[:12] for f in fingerprints) or '–'}",
+        f"- data fingerprints: {', '.join(fingerprints) or '–'}",
         f"- this invocation: {(time.time() - started) / 60:.1f} min wall time; training time of the runs read "
         f"(their own wall_seconds, summed): {training / 60:.1f} min over {len(runs.drop_duplicates('run_id'))} runs",
     ]  # fmt: skip
@@ -212,7 +212,8 @@ def study_sections(out: Path, findings: dict) -> tuple[list[str], list[str]]:
     return md, tex
 
 
-def log_paper(findings: dict, table: pd.DataFrame, figures: list[Path], out: Path, group: str, mode: str) -> None:
+def log_paper(findings: dict, table: pd.DataFrame, figures: list[Path], out: Path, group: str,
+              settings: dict[str, str | None]) -> None:
     """One W&B report run in the paper's group: the verdicts as a numeric table, every figure as an image."""
     numbers = pd.DataFrame([{
         "id": f["id"], "topic": f["topic"], "source": f["source"], "claimed": f["claimed"], "study": f["study"],
@@ -221,7 +222,6 @@ def log_paper(findings: dict, table: pd.DataFrame, figures: list[Path], out: Pat
         "verdict": f["verdict"]} for f in findings["claims"]])  # fmt: skip
     numeric = ("value", "ci", "n", "detectable", "engagement", "engagement_threshold")
     numbers = numbers.astype({c: float for c in numeric})
-    settings = {"project": "gemmalab", "entity": None, "mode": mode}
     members = sorted({i for info in findings["studies"].values() for i in info["run_ids"]})
     report.log_to_wandb({"verdicts": table}, {"verdicts": numbers}, figures, settings, group, members, out)
 
@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--only", help="comma-separated studies (default: all): " + ", ".join(s.name for s in STUDIES))
     parser.add_argument("--publish", type=Path, help="also write FINDINGS.md, findings.json and README's block here")
     parser.add_argument("--wandb-mode", default="offline", choices=("offline", "online", "disabled"))
+    parser.add_argument("--project", default="gemmalab", help="the W&B project of the paper's report run")
+    parser.add_argument("--entity", help="its W&B entity")
     args, extra = parser.parse_known_args(argv)
     started = time.time()
     names = [s.name for s in STUDIES]
@@ -312,7 +314,8 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
                                           [RULE]), r"\clearpage", *tex_sections, r"\end{document}", ""]))  # fmt: skip
     print(f"[paper] {build_pdf(tex)}")
     if args.wandb_mode != "disabled":
-        log_paper(findings, table, figures, out / "wandb", "paper-smoke" if args.smoke else "paper", args.wandb_mode)
+        settings = {"project": args.project, "entity": args.entity, "mode": args.wandb_mode}
+        log_paper(findings, table, figures, out / "wandb", "paper-smoke" if args.smoke else "paper", settings)
     if args.publish:
         publish(args.publish, text, findings_md, findings)
     print(to_markdown(table[["claim", "measured (95% CI)", "verdict"]]))

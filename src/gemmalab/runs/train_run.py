@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import statistics
 import sys
 import time
 import traceback
@@ -157,19 +156,11 @@ def summarise(run: RunDir, spec: JobSpec, status: str, diverged_step: int | None
         **{k: v for k, v in final.items() if k.startswith(("val/accuracy", "val/queries", "test/"))},
         **stability_summary(metrics, spec.stability, spec.optim.warmup_steps, spec.model.vocab_size),
         **engagement_summary(metrics),
-        "train/tokens_per_sec_median": median_speed(metrics),
         "final": final,
     }
     if "teacher/val_loss" in metrics.get(0, {}):
         headline["teacher/val_loss"] = metrics[0]["teacher/val_loss"]
     return headline
-
-
-def median_speed(metrics: dict[int, dict[str, float]], settle: int = 5) -> float | None:
-    """Training tokens/s over the run's steps, median, after its first `settle` steps (allocation, warm caches)."""
-    speeds = [m["train/tokens_per_sec"] for _, m in sorted(metrics.items()) if "train/tokens_per_sec" in m]
-    speeds = speeds[settle:] or speeds
-    return float(statistics.median(speeds)) if speeds else None
 
 
 @contextlib.contextmanager
