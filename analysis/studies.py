@@ -69,10 +69,14 @@ def generic(frame: pd.DataFrame, baseline: dict | None = None) -> pd.DataFrame:
     return display(aggregate(frame, by, [QUALITY, *STABILITY]), baseline)
 
 
+def with_capping(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with a `capping` column: on where either cap is set, off where both are null."""
+    return frame.assign(capping=np.where(frame["softcap.attn"].notna() | frame["softcap.final"].notna(), "on", "off"))
+
+
 def softcap(frame: pd.DataFrame) -> pd.DataFrame:
     """The brief's soft-capping table: capping off vs on, per metric, with the relative change."""
-    capped = frame["softcap.attn"].notna() | frame["softcap.final"].notna()
-    frame = frame.assign(capping=np.where(capped, "on", "off"))
+    frame = with_capping(frame)
     agg = aggregate(frame, ["capping"], [*BRIEF_SOFTCAP])
     t = agg.frame.set_index("capping")
     rows = [{"metric": "runs (diverged, failed)", **{
@@ -220,12 +224,27 @@ def real_scale_vs_brief(table: pd.DataFrame) -> pd.DataFrame:
     ])  # fmt: skip
 
 
+def production_flops(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Per cascade size, in cascade order: (its training FLOPs from scratch, the FLOPs that produce it distilled:
+    its own training, its teacher's forward passes over its tokens and everything that produced the teacher)."""
+    out, produced, teacher = {}, 0.0, None  # the FLOPs that made the previous size's model, and that model
+    for size in [s for s in ("teacher", "middle", "small") if s in set(frame["cascade.size"])]:
+        first = frame[frame["cascade.size"] == size].iloc[0]
+        tokens = int(first["trainer.max_steps"]) * int(first["data.batch_size"]) * int(first["data.seq_len"])
+        model = model_of(first)
+        own = training_flops_per_token(model, int(first["data.seq_len"])) * tokens
+        produced = own if teacher is None else (
+            own + training_flops_per_token(teacher, int(first["data.seq_len"])) / 3 * tokens + produced)  # fmt: skip
+        out[size], teacher = (own, produced), model
+    return out
+
+
 def cascade(frame: pd.DataFrame) -> pd.DataFrame:
     """Gemma 2's Table 7 in miniature: per size, validation loss (and perplexity) from scratch vs distilled."""
     agg = aggregate(frame, ["cascade.size", "cascade.training"], [QUALITY])
     t = agg.frame.set_index(["cascade.size", "cascade.training"])
-    rows, produced, teacher = [], 0.0, None  # the FLOPs that made the previous size's model, and that model
-    for size in [s for s in ("teacher", "middle", "small") if s in t.index.get_level_values(0)]:
+    rows = []
+    for index, (size, (own, produced)) in enumerate(production_flops(frame).items()):
         first = frame[frame["cascade.size"] == size].iloc[0]
         row = {"size": size, "parameters": count_parameters(model_of(first))}
         for training in ("scratch", "distilled"):
@@ -239,18 +258,9 @@ def cascade(frame: pd.DataFrame) -> pd.DataFrame:
             cmp = compare_to_baseline(sub, {"cascade.training": "scratch"}, QUALITY)
             d = cmp[sizes["cascade.training"] == "distilled"].iloc[0]
             row["distilled - scratch"] = f"{d['delta']:+.3f} ({d['relative_%']:+.1f}%) {d['sig']}".strip()
-        # compute to produce the model: its own training, and for a distilled one its teacher's forward passes
-        # over the student's tokens plus everything that produced the teacher
-        tokens = int(first["trainer.max_steps"]) * int(first["data.batch_size"]) * int(first["data.seq_len"])
-        model = model_of(first)
-        own = training_flops_per_token(model, int(first["data.seq_len"])) * tokens
         row["scratch: training FLOPs"] = f"{own:.3g}"
-        if teacher is not None:
-            produced = own + training_flops_per_token(teacher, int(first["data.seq_len"])) / 3 * tokens + produced
+        if index:  # the first size has no teacher
             row["distilled: FLOPs incl. teachers"] = f"{produced:.3g} ({produced / own:.1f}x scratch)"
-        else:
-            produced = own
-        teacher = model
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -288,11 +298,12 @@ def mqar(frame: pd.DataFrame) -> pd.DataFrame:
     keys = ["attn.pattern", "attn.window", "attn.local_global_ratio"]
     by = [k for k in keys if k in varying_switches(frame)] + [c for c in varying_switches(frame) if c not in keys]
     accuracy = "test/accuracy" if "test/accuracy" in frame else "val/accuracy"
-    table = display(aggregate(frame, by, [accuracy, *names]))
+    agg = aggregate(frame, by, [accuracy, *names])
+    table = display(agg)
     learned = [int((g["status"].astype(str).eq("finished") & g[accuracy].ge(LEARNED)).sum()) for _, g in
                frame.groupby(by, sort=True, dropna=False)]  # aggregate's rows, in its order  # fmt: skip
     table.insert(len(by), f"seeds learned ({accuracy} >= {LEARNED})",
-                 [f"{k}/{n}" for k, n in zip(learned, aggregate(frame, by, []).frame["runs"], strict=True)])
+                 [f"{k}/{n}" for k, n in zip(learned, agg.frame["runs"], strict=True)])
     vocab = frame["model.vocab_size"].astype(int).max()
     table["chance"] = f"{1 / (vocab - vocab // 2):.3f}"
     return table
