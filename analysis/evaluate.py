@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis.loaders import group_arg, group_run_ids
+from analysis.loaders import group_arg, group_runs
 from analysis.tables import aggregate, display
 from gemmalab.data import LMDataModule
 from gemmalab.errors import ConfigError, DamagedFile
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = parser.parse_args(argv)
     try:
         settings = [{}, *parse_overrides(args.overrides)]
-        ids = group_run_ids(args.run_root, args.group)
+        ids = list(group_runs(args.run_root, args.group))
     except (ConfigError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
     written, damaged = [], []

@@ -70,12 +70,17 @@ def group_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def group_run_ids(run_root: str | Path, group: str) -> list[str]:
+def group_runs(run_root: str | Path, group: str) -> dict[str, dict[str, Any]]:
+    """The group's run ids, each with the labels (identity.LABELS) its first job in this sweep gave it."""
     sweep = SweepDir(run_root, group)
     if not sweep.members_path.exists():
         known = ", ".join(SweepDir.groups(run_root))
         raise FileNotFoundError(f"--group {group!r} has no runs in {run_root} (known groups: {known})")
-    return list(dict.fromkeys(m["run_id"] for m in sweep.latest_members() if m.get("run_id")))
+    runs: dict[str, dict[str, Any]] = {}
+    for member in sweep.latest_members():
+        if member.get("run_id"):
+            runs.setdefault(member["run_id"], member.get("labels") or {})  # sweeps before labels: config.yaml's
+    return runs
 
 
 def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFrame:
@@ -85,11 +90,12 @@ def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFra
     import yaml
 
     root = Path(run_root)
-    ids = (
-        group_run_ids(root, group) if group else sorted(p.name for p in root.iterdir() if (p / "summary.json").exists())
-    )
+    if group:
+        ids = group_runs(root, group)
+    else:  # the whole store: each run as its config.yaml has it
+        ids = {p.name: {} for p in sorted(root.iterdir()) if (p / "summary.json").exists()}
     rows, missing = [], []
-    for run_id in ids:
+    for run_id, labels in ids.items():
         run = RunDir(root, run_id)
         try:
             summary = run.summary()
@@ -103,7 +109,7 @@ def load_run_store(run_root: str | Path, group: str | None = None) -> pd.DataFra
         if summary["status"] == RUNNING:
             missing.append(f"{summary.get('name', run_id)}: no result yet (still training, or stopped without a word)")
             continue
-        rows.append(run_row(run_id, summary.get("name", run_id), config, summary))
+        rows.append(run_row(run_id, summary.get("name", run_id), {**config, **labels}, summary))
     if group:  # jobs that never made a run: refused when they started, or never started (a stopped sweep)
         sweep = SweepDir(root, group)
         members = sweep.latest_members()

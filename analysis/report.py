@@ -24,7 +24,7 @@ from analysis import plots, scaling, studies, tuning
 from analysis.engagement import engagement_lines, engagement_table
 from analysis.evaluate import inference_table
 from analysis.latex import build_pdf, report_document, to_latex
-from analysis.loaders import group_arg, group_run_ids, load_run_store, load_wandb_api, load_wandb_offline
+from analysis.loaders import group_arg, group_runs, load_run_store, load_wandb_api, load_wandb_offline
 from analysis.power import power_note
 from analysis.tables import QUALITY, STABILITY, aggregate, to_markdown, varying_switches
 from gemmalab.runs.store import SWEEPS, RunDir, SweepDir, line_numbers, reports_dir
@@ -182,7 +182,7 @@ def log_to_wandb(tables: dict[str, pd.DataFrame], numbers: dict[str, pd.DataFram
 def sync_command(run_root: Path, group: str) -> str:
     """`wandb sync` for the group's offline W&B runs: every attempt of every member (a resumed run has one
     directory per attempt, all the same W&B run) and the group's report runs; nothing of other groups."""
-    members = group_run_ids(run_root, group)
+    members = list(group_runs(run_root, group))
     runs = [d for run_id in members for d in sorted((run_root / run_id / "wandb").glob("offline-run-*"))]
     reports = sorted((reports_dir(run_root) / group / "wandb").glob("offline-run-*"))
     return shlex.join(["wandb", "sync", *map(str, runs + reports)])

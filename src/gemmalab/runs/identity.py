@@ -27,6 +27,15 @@ def is_identity_key(key: str) -> bool:
     return not any(key == k or key.startswith(k + ".") for k in NOT_IDENTITY)
 
 
+# Config outside the identity that places a job in its study (cascade.size, scale.rung, tune.arm_lr): each
+# sweep member records its own, since a run another study trained first keeps that study's config.yaml.
+LABELS = ("ablation", "alias", "cascade", "scale", "tune")
+
+
+def labels(config: dict[str, Any]) -> dict[str, Any]:
+    return {key: config.get(key) for key in LABELS}
+
+
 # Keys added after runs existed, with the value that reproduces what every run did before them.
 ADDED_LATER = {"model.init": "shared", "model.kernels": "auto", "trainer.num_nodes": 1, "data.val_max_tokens": None}
 

@@ -25,7 +25,7 @@ from gemmalab.train.cluster import ranks_started_outside
 from gemmalab.train.distill import check_teacher_compatible
 
 from .aliases import resolve_teacher, teacher_checkpoint, teacher_config, write_alias
-from .identity import run_identity, run_name
+from .identity import labels, run_identity, run_name
 from .requeue import deferred_requeue, requeue_if_asked
 from .spec import JobSpec
 from .stops import exit_if_orphaned
@@ -38,7 +38,7 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str) -> dict[st
     was stopping and the job never started. A bad config or a run another process trains raises
     (ConfigError, RunBusy) before any work, recorded as the job's failure."""
     sweep = SweepDir(config["run_root"], group)
-    job = {"name": run_name(overrides, config["seed"], sweep.swept()), "overrides": overrides}
+    job = {"name": run_name(overrides, config["seed"], sweep.swept()), "overrides": overrides, "labels": labels(config)}
     if sweep.stop_signal() is not None:
         sweep.record({**job, "status": NOT_STARTED})
         exit_if_orphaned(sweep)
