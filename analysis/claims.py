@@ -377,7 +377,7 @@ def scale_of(frame: pd.DataFrame | None) -> str:
     """What a study was measured at: parameters and tokens per run (ranges where they vary)."""
     if frame is None:
         return "–"
-    tokens = frame["trainer.max_steps"].astype(int) * frame["data.batch_size"].astype(int) * frame["data.seq_len"]
+    tokens = frame["trainer.max_steps"].astype(int) * frame.apply(studies.tokens_per_step, axis=1)
     params = frame["parameters"].dropna().astype(int) if "parameters" in frame else pd.Series(dtype=int)
 
     def span(values: pd.Series) -> str:

@@ -25,11 +25,12 @@ import yaml
 
 from analysis.loaders import group_arg, group_runs
 from analysis.tables import aggregate, display
+from analysis.wandb_run import add_wandb_arguments, wandb_settings
 from gemmalab.data import LMDataModule
 from gemmalab.errors import ConfigError, DamagedFile
 from gemmalab.model import Decoder
 from gemmalab.runs.spec import JobSpec, data_cache
-from gemmalab.runs.store import FINISHED, RunDir, set_aside, write_atomic
+from gemmalab.runs.store import FINISHED, RunDir, reports_dir, set_aside, write_atomic
 from gemmalab.switches import AT_INFERENCE
 from gemmalab.train.checkpoints import load_checkpoint
 from gemmalab.train.module import evaluate
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--run-root", default="runs", type=Path)
     parser.add_argument("--group", required=True, type=group_arg, help="the sweep group sweep.py printed")
     parser.add_argument("overrides", nargs="*", help="switch=v1,v2 (switches that change no parameter)")
+    add_wandb_arguments(parser, "eval")
     args = parser.parse_args(argv)
     try:
         settings = [{}, *parse_overrides(args.overrides)]
@@ -143,9 +145,27 @@ def main(argv: list[str] | None = None) -> list[Path]:
             print(f"[gemmalab] damaged: {err}", file=sys.stderr)
             damaged.append(run_id)
     print(f"[gemmalab] {len(written)} evaluation(s) written; table: python analysis/report.py --group {args.group}")
+    if not args.no_wandb and written:
+        log_to_wandb(args, ids, written)
     if damaged:
         raise SystemExit(f"error: {len(damaged)} run(s) not evaluated, their files damaged: {', '.join(damaged)}")
     return written
+
+
+def log_to_wandb(args: argparse.Namespace, run_ids: list[str], written: list[Path]) -> None:
+    """One W&B run in the sweep's group (job_type=eval): this invocation's evaluations as a numeric table,
+    one row per run and setting; its files lie with the group's report runs, which report.py --sync-command
+    uploads with them."""
+    import wandb
+
+    settings = wandb_settings(args, args.run_root, run_ids)
+    records = pd.DataFrame([json.loads(path.read_text()) for path in written]).drop(columns="evaluated_with")  # = setting
+    run = wandb.init(project=settings["project"], entity=settings["entity"], mode=settings["mode"],
+                     group=args.group, job_type="eval", name=f"eval {args.group}", reinit="finish_previous",
+                     dir=str(reports_dir(args.run_root) / args.group),
+                     config={"group": args.group, "members": run_ids, "settings": args.overrides})  # fmt: skip
+    run.log({"evaluations": wandb.Table(dataframe=records)})
+    run.finish()
 
 
 def evaluate_settings(run: RunDir, settings: list[dict[str, Any]]) -> list[Path]:

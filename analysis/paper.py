@@ -278,7 +278,7 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
             raise SystemExit(f"[paper] study {study.name} stopped (exit {code}): run the same command again to resume")
         group = group_of(study, args.smoke)
         if study.evaluate:
-            evaluate(["--run-root", str(args.run_root), "--group", group, *study.evaluate])
+            evaluate(["--run-root", str(args.run_root), "--group", group, "--no-wandb", *study.evaluate])
         folder = out / "studies" / study.name
         report.main(["--run-root", str(args.run_root), "--group", group, "--study", study.ablation, "--out",
                      str(folder), "--no-wandb", "--allow-missing",

@@ -4,6 +4,7 @@ palette with one fixed colour per setting in every figure of a report."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +21,9 @@ from gemmalab.train.stability import SpikeRule, series, spike_mask  # noqa: E402
 
 from .tables import without_ignored  # noqa: E402
 
+# PDF font subsetting logs every font table at INFO, which a root logger at INFO (Hydra's, after an in-process
+# sweep: analysis/paper.py) prints as hundreds of lines
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 ONE_COLUMN, FULL_WIDTH = 3.25, 6.75  # inches: a two-column paper's column and text width
 plt.rcParams.update({
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,

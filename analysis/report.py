@@ -27,8 +27,8 @@ from analysis.latex import build_pdf, report_document, to_latex
 from analysis.loaders import group_arg, group_runs, load_run_store, load_wandb_api, load_wandb_offline
 from analysis.power import power_note
 from analysis.tables import QUALITY, STABILITY, aggregate, to_markdown, varying_switches
+from analysis.wandb_run import add_wandb_arguments, wandb_settings
 from gemmalab.runs.store import SWEEPS, RunDir, SweepDir, line_numbers, reports_dir
-from gemmalab.runs.wandb_logger import MODES as WANDB_MODES
 from gemmalab.schema import LoggerConfig
 from gemmalab.train.stability import SpikeRule, StabilityConfig, spike_rule, stability_summary
 
@@ -144,22 +144,6 @@ def write_table(out: Path, name: str, table: pd.DataFrame, caption: str, label: 
     return markdown
 
 
-def wandb_settings(args: argparse.Namespace, run_root: Path, run_ids: list[str]) -> dict[str, str | None]:
-    """Where the report run goes: --project / --entity / --wandb-mode as given, else as the group's runs were
-    logged (their logger.project, logger.entity, logger.mode: the first run's), else gemmalab, offline."""
-    logged: dict = {}
-    for run_id in run_ids:
-        config = RunDir(run_root, run_id).config_path
-        if config.exists():
-            logged = (yaml.safe_load(config.read_text()) or {}).get("logger", {})
-            break
-    return {
-        "project": args.project or logged.get("project") or LoggerConfig.project,
-        "entity": args.entity or logged.get("entity"),
-        "mode": args.wandb_mode or logged.get("mode") or LoggerConfig.mode,
-    }
-
-
 def log_to_wandb(tables: dict[str, pd.DataFrame], numbers: dict[str, pd.DataFrame], figures: list[Path],
                  settings: dict[str, str | None], group: str, members: list[str], out: Path) -> None:  # fmt: skip
     """One report run in the sweep's W&B group (job_type=report), listing the runs it read in its config
@@ -222,17 +206,10 @@ def main(argv: list[str] | None = None) -> Path | None:
     parser.add_argument("--group", type=group_arg, help="the sweep group sweep.py printed, or latest")
     parser.add_argument("--study", help="a study in ablations/ (default: the one the group ran, if any)")
     parser.add_argument("--source", choices=("runstore", "wandb-offline", "wandb"), default="runstore")
-    parser.add_argument("--project", help="W&B project (default: the runs' logger.project, else gemmalab)")
-    parser.add_argument("--entity", help="W&B entity (default: the runs' logger.entity)")
-    parser.add_argument(
-        "--wandb-mode",
-        choices=WANDB_MODES,
-        help="the report run's W&B mode (default: the runs' logger.mode, else offline)",
-    )
+    add_wandb_arguments(parser, "report")
     parser.add_argument("--out", type=Path, help="default: <run-root>/_reports/<group>")
     parser.add_argument("--baseline", nargs="*", default=[], help="key=value: the row others are compared with")
     parser.add_argument("--spike-rule", help="recount spikes with this rule (absolute, olmo_core, olmo2)")
-    parser.add_argument("--no-wandb", action="store_true", help="do not log the tables to W&B")
     parser.add_argument("--no-figures", action="store_true", help="tables only (no seaborn figures)")
     parser.add_argument(
         "--sync-command",

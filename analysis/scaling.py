@@ -68,8 +68,8 @@ def fit_effect(x: np.ndarray, effect: np.ndarray, se: np.ndarray) -> Fit:
 
 def arms_of(frame: pd.DataFrame) -> list[str]:
     """The keys that tell the arms apart on a ladder: switches and shapes that vary, not the rung's sizes."""
-    keys = [*varying_switches(frame), *(k for k in SHAPE_KEYS if k in frame and frame[k].map(str).nunique() > 1)]
-    return [k for k in keys if k not in SIZE_KEYS and is_identity_key(k)]  # not a label a reused run brought along
+    switches = [k for k in varying_switches(frame) if k not in SIZE_KEYS and is_identity_key(k)]  # not cascade.*
+    return [*switches, *(k for k in SHAPE_KEYS if k in frame and frame[k].map(str).nunique() > 1)]
 
 
 def metric_of(frame: pd.DataFrame) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gemmalab import scale
 from gemmalab.model import (
     Decoder,
     attention_score_entries,
@@ -51,12 +52,19 @@ def model_of(row: pd.Series) -> Decoder:
         return Decoder(model_config({**nested, "norm": row["norm"]}))
 
 
+def tokens_per_step(row: pd.Series) -> int:
+    """A run's tokens per optimizer step (gemmalab/scale.py), read off its flattened config."""
+    accumulate = row.get("trainer.accumulate_grad_batches")  # absent from runs older than the key: 1
+    return scale.tokens_per_step(int(row["data.batch_size"]), int(row["data.seq_len"]),
+                                 1 if pd.isna(accumulate) else int(accumulate))  # fmt: skip
+
+
 def with_compute(table: pd.DataFrame, firsts: pd.DataFrame) -> pd.DataFrame:
     """Each row's training cost beside it (model/accounting.py): FLOPs per step and per run, and the run's
     FLOPs against the first row's, so arms compared at equal steps show what they cost (scale.flops_per_run
     compares them at equal FLOPs instead)."""
-    per_step = [training_flops_per_token(model_of(r), int(r["data.seq_len"])) * int(r["data.batch_size"])
-                * int(r["data.seq_len"]) for _, r in firsts.iterrows()]  # fmt: skip
+    per_step = [training_flops_per_token(model_of(r), int(r["data.seq_len"])) * tokens_per_step(r)
+                for _, r in firsts.iterrows()]  # fmt: skip
     per_run = [f * int(r["trainer.max_steps"]) for f, (_, r) in zip(per_step, firsts.iterrows(), strict=True)]
     table = table.copy()
     table["training FLOPs/step"] = [f"{f:.3g}" for f in per_step]
@@ -230,7 +238,7 @@ def production_flops(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
     out, produced, teacher = {}, 0.0, None  # the FLOPs that made the previous size's model, and that model
     for size in [s for s in ("teacher", "middle", "small") if s in set(frame["cascade.size"])]:
         first = frame[frame["cascade.size"] == size].iloc[0]
-        tokens = int(first["trainer.max_steps"]) * int(first["data.batch_size"]) * int(first["data.seq_len"])
+        tokens = int(first["trainer.max_steps"]) * tokens_per_step(first)
         model = model_of(first)
         own = training_flops_per_token(model, int(first["data.seq_len"])) * tokens
         produced = own if teacher is None else (

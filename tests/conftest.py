@@ -76,13 +76,22 @@ def sweep_here():
     return launch_here
 
 
+def wandb_records(offline: Path) -> list[dict]:
+    """Every record of a W&B offline run directory (run, history, summary, ...), read by wandb's own CLI."""
+    out = subprocess.run(["wandb", "leet", "inspect", "--json", str(offline)], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def wandb_run_record(offline: Path) -> dict:
+    """The run's own record: job_type, run_group, display_name, config, as W&B stored them."""
+    return next(r["run"] for r in wandb_records(offline) if r.get("type") == "run")
+
+
 def wandb_history(run_path: Path) -> list[dict]:
     """The history rows of a run's W&B offline files, read by wandb's own CLI."""
     (offline,) = (run_path / "wandb").glob("offline-run-*")
-    command = ["wandb", "leet", "inspect", "--json", str(offline)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True)
-    records = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
-    return [r["history"]["item"] for r in records if r.get("type") == "history"]
+    return [r["history"]["item"] for r in wandb_records(offline) if r.get("type") == "history"]
 
 
 def assert_wandb_matches_run_store(run_path: Path, metrics: dict[int, dict[str, float]]) -> int:

@@ -136,3 +136,20 @@ def test_precision_follows_the_accelerator_unless_asked():
     asked = compose_config("trainer=ddp", "trainer.accelerator=cpu", "trainer.precision=bf16-mixed")
     assert asked["trainer"]["precision"] == "bf16-mixed"
     assert compose_config()["trainer"]["precision"] == "32-true"
+
+
+@pytest.mark.parametrize("preset", ["default", "fdr", "limit", "overfit", "profiler"])
+def test_each_debug_preset_composes_into_a_valid_job_of_its_own_run_store(preset):
+    config = compose_config(f"debug={preset}")
+    assert config["run_root"] == "runs-debug" and config["logger"]["kind"] == "none"
+    assert JobSpec.from_config(config).trainer.accelerator == "cpu"
+
+
+def test_a_fast_dev_run_runs_afresh_every_time_and_keeps_nothing(tmp_path, capsys):
+    config = compose_config(*TINY, "debug=fdr", f"run_root={tmp_path}")
+    for _ in range(2):
+        assert run_job(config, ["debug=fdr"], group="debug")["status"] == "finished"
+    out = capsys.readouterr().out
+    assert out.count("[gemmalab] train debug=fdr seed=0") == 2 and "skip" not in out
+    (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith("_")]
+    assert not (run / "metrics.jsonl").exists() and not list(run.glob("checkpoints/*.ckpt"))

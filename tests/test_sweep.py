@@ -24,7 +24,7 @@ from gemmalab.runs.preflight import validate_all_jobs
 from gemmalab.runs.store import RunDir, SweepDir
 from gemmalab.train.checkpoints import load_checkpoint
 
-from .conftest import REPO, TINY, assert_wandb_matches_run_store, start_sweep, sweep_command
+from .conftest import REPO, TINY, assert_wandb_matches_run_store, start_sweep, sweep_command, wandb_run_record
 from .faults import fault
 from .test_conf import compose_config
 
@@ -48,7 +48,7 @@ def members(root: Path, result: subprocess.CompletedProcess | None = None) -> li
 
 
 def test_the_2x2_ablation_command(tmp_path, sweep_here, capsys):
-    code, _ = sweep_here(tmp_path, "-m", "attn.pattern=alt,full", "norm=dual,pre")
+    code, group = sweep_here(tmp_path, "-m", "attn.pattern=alt,full", "norm=dual,pre")
     result = capsys.readouterr()
     assert code == 0, result.err[-3000:]
     runs = run_dirs(tmp_path)
@@ -61,7 +61,9 @@ def test_the_2x2_ablation_command(tmp_path, sweep_here, capsys):
         assert run.config_path.exists() and run.last_checkpoint() is not None
         assert sorted(run.metrics()) == list(range(6))
         assert summary["final"]["val/loss"] < summary["data/unigram_loss"] + 2.0
-        assert list((run.path / "wandb").glob(f"offline-run-*-{run.run_id}"))
+        (offline,) = (run.path / "wandb").glob(f"offline-run-*-{run.run_id}")
+        record = wandb_run_record(offline)  # as W&B stored the run
+        assert (record["job_type"], record["run_group"], record["display_name"]) == ("train", group, summary["name"])
     # the window (8) is shorter than the sequence (32): alternating and full attention differ
     alt, full = (summaries[f"attn.pattern={p} norm=dual seed=0"]["final"]["val/loss"] for p in ("alt", "full"))
     assert alt != full

@@ -69,12 +69,22 @@ def non_embedding_parameters(config: dict[str, Any]) -> int:
         return count_parameters(Decoder(model_config(config)), include_embedding=False)
 
 
+def tokens_per_step(batch_size: int, seq_len: int, accumulate_grad_batches: int = 1) -> int:
+    """Tokens per optimizer step: the global batch of data.batch_size sequences, times the micro-batches
+    Lightning accumulates into one step."""
+    return batch_size * seq_len * accumulate_grad_batches
+
+
+def config_tokens_per_step(config: dict[str, Any]) -> int:
+    data, trainer = config["data"], config["trainer"]
+    return tokens_per_step(data["batch_size"], data["seq_len"], trainer.get("accumulate_grad_batches", 1))
+
+
 def training_flops_per_step(config: dict[str, Any]) -> float:
-    """The run's training FLOPs per optimizer step: per token at its context, times the global batch."""
-    data = config["data"]
+    """The run's training FLOPs per optimizer step: per token at its context, times the step's tokens."""
     with torch.device("meta"):
-        per_token = training_flops_per_token(Decoder(model_config(config)), data["seq_len"])
-    return per_token * data["batch_size"] * data["seq_len"]
+        per_token = training_flops_per_token(Decoder(model_config(config)), config["data"]["seq_len"])
+    return per_token * config_tokens_per_step(config)
 
 
 def apply_shape_and_budget(config: dict[str, Any]) -> dict[str, Any]:
@@ -97,8 +107,7 @@ def apply_shape_and_budget(config: dict[str, Any]) -> dict[str, Any]:
         model["d_ff"] = max(8, 8 * round((8 + (target - at[8]) / per_unit) / 8))
     steps = None
     if scale.tokens_per_param is not None:
-        tokens_per_step = config["data"]["batch_size"] * config["data"]["seq_len"]
-        steps = math.ceil(scale.tokens_per_param * non_embedding_parameters(config) / tokens_per_step)
+        steps = math.ceil(scale.tokens_per_param * non_embedding_parameters(config) / config_tokens_per_step(config))
     if scale.flops_per_run is not None:
         steps = math.floor(scale.flops_per_run / training_flops_per_step(config))
     if steps is not None:

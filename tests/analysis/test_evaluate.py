@@ -9,7 +9,7 @@ import pytest
 from analysis import evaluate, report
 from gemmalab.runs.job import run_job
 
-from ..conftest import TINY
+from ..conftest import TINY, wandb_run_record
 from ..test_conf import compose_config
 
 
@@ -27,6 +27,14 @@ def test_evaluation_at_the_trained_setting_reproduces_the_run_and_others_are_sto
             assert record["val/loss"] == summary["val/loss"]  # to the last digit logged
         else:
             assert record["val/loss"] != summary["val/loss"] and summary["status"] == "finished"  # summary kept
+    # one W&B run in the group, job_type=eval, its evaluations a numeric table
+    (offline,) = (tmp_path / "_reports" / group / "wandb").glob("offline-run-*")
+    record = wandb_run_record(offline)
+    assert (record["job_type"], record["run_group"], record["display_name"]) == ("eval", group, f"eval {group}")
+    (table,) = (offline / "files" / "media" / "table").glob("evaluations_*.table.json")
+    rows = [dict(zip(t["columns"], row, strict=True)) for t in [json.loads(table.read_text())] for row in t["data"]]
+    assert sorted(r["setting"] for r in rows) == ["as-trained", "attn.window=2", "attn.window=4"]
+    assert all(isinstance(r["val/loss"], float) for r in rows)
     assert evaluate.main(["--run-root", str(tmp_path), "--group", group, "attn.window=4"]) == []  # skipped
     out = report.main(["--run-root", str(tmp_path), "--group", group, "--no-wandb"])
     table = (out / "tables" / "inference_settings.md").read_text()

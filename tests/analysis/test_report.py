@@ -17,7 +17,7 @@ from analysis.loaders import load_run_store, load_wandb_offline
 from gemmalab.runs.job import run_job
 from gemmalab.runs.store import RunDir, SweepDir
 
-from ..conftest import REPO, TINY, assert_wandb_matches_run_store
+from ..conftest import REPO, TINY, assert_wandb_matches_run_store, wandb_run_record
 from ..test_conf import compose_config
 from .conftest import FakeStore
 
@@ -74,6 +74,7 @@ def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep_here, c
     inspected = subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(wandb_run)],
                                capture_output=True, text=True, check=True)  # fmt: skip
     record = json.loads(inspected.stdout)
+    assert (wandb_run_record(wandb_run)["job_type"], wandb_run_record(wandb_run)["run_group"]) == ("report", group)
     assert sorted(record["config"]["members"]) == sorted(load_run_store(tmp_path, group)["run_id"])
     (numbers,) = (wandb_run / "files" / "media" / "table" / "numbers").glob("summary_*.table.json")
     table = json.loads(numbers.read_text())

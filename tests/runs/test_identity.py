@@ -64,3 +64,16 @@ def test_shared_init_keeps_the_run_ids_from_before_model_init_existed():
     assert run_identity(changed(model__init="paired")) != run_identity(CONFIG)
     assert run_identity(changed(model__kernels="auto")) == run_identity(CONFIG)  # added later, default kept
     assert run_identity(changed(model__kernels="reference")) != run_identity(CONFIG)
+
+
+def test_lightnings_trainer_arguments_split_identities_only_where_they_change_the_run():
+    base = run_identity(CONFIG)
+    for unchanged in ({"trainer__accumulate_grad_batches": 1}, {"trainer__limit_val_batches": 1.0},
+                      {"trainer__log_every_n_steps": 1}, {"trainer__fast_dev_run": False},
+                      {"trainer__overfit_batches": 0.0}, {"trainer__profiler": "simple"},
+                      {"trainer__deterministic": True}):  # fmt: skip
+        assert run_identity(changed(**unchanged)) == base, unchanged
+    for split in ({"trainer__accumulate_grad_batches": 2}, {"trainer__limit_val_batches": 1},
+                  {"trainer__log_every_n_steps": 10}, {"trainer__fast_dev_run": True},
+                  {"trainer__overfit_batches": 2}):  # fmt: skip
+        assert run_identity(changed(**split)) != base, split  # limit_val_batches=1 is one batch, not all

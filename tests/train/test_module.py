@@ -13,6 +13,7 @@ from gemmalab.model import preset
 from gemmalab.runs.metrics_logger import RunStoreLogger
 from gemmalab.runs.store import RunDir
 from gemmalab.train import LMModule, OptimConfig, TrainerConfig, fit
+from gemmalab.train.module import evaluate
 
 
 def train_briefly(
@@ -105,3 +106,44 @@ def test_the_initial_validation_loss_keeps_its_own_record_when_validating_every_
         expected = F.cross_entropy(initial(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
     assert metrics[0]["val/loss_init"] == pytest.approx(expected.item(), rel=1e-6)
     assert metrics[0]["val/loss"] != pytest.approx(expected.item(), rel=1e-6)  # overwritten by the step-0 validation
+
+
+def fit_tiny(tmp_path, name: str, batch_size: int = 2, val_batches: int = 3, **trainer):
+    """Four steps of the tiny model, every step logged to a run store; the module and its metrics."""
+    L.seed_everything(0, verbose=False)
+    data = DataConfig(seq_len=16, batch_size=batch_size, val_batches=val_batches, max_tokens=50_000)
+    cfg = TrainerConfig(max_steps=4, val_every=2, ckpt_every=4, progress_bar=False, **trainer)
+    module = LMModule(preset("tiny"), OptimConfig(warmup_steps=0), cfg)
+    run = RunDir(tmp_path, name)
+    run.create("seed: 0\n")
+    fit(module, LMDataModule(data, 0, 4, 256, tmp_path), cfg, run.last_checkpoint_path, run.previous_checkpoint_path,
+        [RunStoreLogger(run)], should_stop=lambda: False)  # fmt: skip
+    return module, run.metrics(), run
+
+
+def test_accumulating_two_micro_batches_trains_as_one_batch_twice_as_large(tmp_path):
+    whole, whole_metrics, _ = fit_tiny(tmp_path, "whole", batch_size=4)
+    split, split_metrics, _ = fit_tiny(tmp_path, "split", batch_size=2, accumulate_grad_batches=2)
+    for step in range(4):  # one record per optimizer step: the step's mean loss over its micro-batches
+        for key in ("train/loss", "train/grad_norm", "train/lr"):
+            assert split_metrics[step][key] == pytest.approx(whole_metrics[step][key], rel=1e-5), (step, key)
+    assert max((a - b).abs().max().item() for a, b in zip(whole.parameters(), split.parameters(), strict=True)) < 1e-4
+    alone, alone_metrics, _ = fit_tiny(tmp_path, "alone", batch_size=2)  # half the batch, not accumulated
+    assert alone_metrics[1]["train/loss"] != pytest.approx(whole_metrics[1]["train/loss"], rel=1e-3)
+
+
+def test_limit_val_batches_applies_to_every_validation_and_0_turns_it_off(tmp_path):
+    module, limited, _ = fit_tiny(tmp_path, "one", limit_val_batches=1)
+    loader = module.trainer.datamodule.val_dataloader()
+    first = evaluate(module.model, [next(iter(loader))])["val/loss"]
+    assert limited[3]["val/loss"] == pytest.approx(float(first))  # the final weights, on one batch of three
+    assert float(evaluate(module.model, loader)["val/loss"]) != pytest.approx(float(first))
+    _, off, _ = fit_tiny(tmp_path, "off", limit_val_batches=0)
+    assert not any(k.startswith("val/") for m in off.values() for k in m) and off[3]["train/loss"] > 0
+
+
+def test_fast_dev_run_keeps_nothing_and_the_profiler_reports_into_the_run_directory(tmp_path):
+    _, metrics, run = fit_tiny(tmp_path, "fdr", fast_dev_run=2)
+    assert metrics == {} and not run.last_checkpoint_path.exists()
+    _, metrics, run = fit_tiny(tmp_path, "profiled", profiler="simple")
+    assert "run_training_batch" in (run.path / "fit-profile.txt").read_text() and len(metrics) == 4

@@ -74,7 +74,8 @@ class LMDataModule(L.LightningDataModule):
         trainer = self.trainer
         step, rank, world = (trainer.global_step, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
         bs = self.cfg.batch_size
-        sampler = ResumableSampler(len(self.train_set), self.max_steps * bs, self.seed, start=step * bs,
+        per_step = bs * (trainer.accumulate_grad_batches if trainer else 1)  # micro-batches of bs sequences
+        sampler = ResumableSampler(len(self.train_set), self.max_steps * per_step, self.seed, start=step * per_step,
                                    batch_size=bs, rank=rank, world_size=world)  # fmt: skip
         return StepLoader(self.train_set, batch_size=bs // world, sampler=sampler, drop_last=True)
 

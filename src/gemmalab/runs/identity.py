@@ -20,6 +20,7 @@ NOT_IDENTITY = (
     "stability.spike_rule", "stability.spike_window", "stability.spike_threshold", "stability.grad_norm_from",
     "distill.teacher",  # a path; distill.teacher_run (run id / checkpoint) identifies the teacher
     "scale", "tune",  # derived into model.*, trainer.max_steps and optim.lr before the identity is taken
+    "trainer.profiler", "trainer.deterministic",  # how a fit is watched or which kernels run, not what it trains
 )  # fmt: skip
 
 
@@ -37,7 +38,13 @@ def labels(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # Keys added after runs existed, with the value that reproduces what every run did before them.
-ADDED_LATER = {"model.init": "shared", "model.kernels": "auto", "trainer.num_nodes": 1, "data.val_max_tokens": None}
+ADDED_LATER = {
+    "model.init": "shared", "model.kernels": "auto", "trainer.num_nodes": 1, "data.val_max_tokens": None,
+    # Lightning's Trainer arguments: what a run trains on (the step's batch), what it validates on, what it
+    # records and whether it is a fast_dev_run, so each is part of what the run is
+    "trainer.accumulate_grad_batches": 1, "trainer.limit_val_batches": 1.0, "trainer.log_every_n_steps": 1,
+    "trainer.fast_dev_run": False, "trainer.overfit_batches": 0.0,
+}  # fmt: skip
 
 # Settings an attention pattern never reads: `full` has no window, `local` no local:global ratio.
 IGNORED_BY_PATTERN = {"full": ("window", "local_global_ratio", "first"), "local": ("local_global_ratio", "first")}
@@ -50,7 +57,8 @@ def run_identity(config: dict[str, Any]) -> str:
         attn.pop(key, None)
     for key, before in ADDED_LATER.items():  # at the value that reproduces older runs: those keep their ids
         section, leaf = key.split(".")
-        if relevant.get(section, {}).get(leaf) == before:
+        value = relevant.get(section, {}).get(leaf, before)
+        if value == before and type(value) is type(before):  # limit_val_batches=1 (one batch) is not 1.0 (all)
             relevant.get(section, {}).pop(leaf, None)
     for key in NOT_IDENTITY:
         *parents, leaf = key.split(".")

@@ -71,7 +71,7 @@ def attempt(run: RunDir, spec: JobSpec, config: dict[str, Any], member: dict[str
     if change := data_changed(spec.data, run.summary()):  # never mix two datasets in one run
         raise ConfigError(f"run {run.run_id} ({member['name']}) {change} (allowed: the data it was trained on; "
                           f"for new runs on the new data, another run_root or remove {run.path})")  # fmt: skip
-    if run.is_done():
+    if run.is_done() and not spec.trainer.fast_dev_run:  # a fast_dev_run (its own identity) runs every time
         summary = run.summary()
         if config.get("alias") and summary["status"] == FINISHED:
             write_alias(run.path.parent, config["alias"], run.run_id)

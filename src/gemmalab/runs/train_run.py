@@ -64,7 +64,8 @@ def train_run(run: RunDir, parent: int | None = None) -> str:
         loggers: list[Logger] = []
         if rank_zero:
             run.update_summary(parameters=count_parameters(module.model), **datamodule.prepare())
-            loggers, wandb_logger = make_loggers(run, config, attempt)
+            if not spec.trainer.fast_dev_run:  # Lightning's meaning: a check of the code path, nothing logged
+                loggers, wandb_logger = make_loggers(run, config, attempt)
             announce(str(run.path))  # ranks torchrun or SLURM started train this run beside this one
         fit(module, datamodule, spec.trainer, run.last_checkpoint_path, run.previous_checkpoint_path, loggers,
             should_stop, resume_from, callbacks(config))  # fmt: skip

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.profilers import AdvancedProfiler, Profiler, PyTorchProfiler, SimpleProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .checkpoints import SafeCheckpointIO
@@ -36,7 +37,7 @@ class RunCheckpoint(ModelCheckpoint):
     period: a run's last.ckpt is always the model it trained (evaluation and teachers load it)."""
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._last_global_step_saved != trainer.global_step:
+        if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:  # it keeps nothing
             last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
             trainer.save_checkpoint(last, weights_only=False)  # the whole state: a run resumes from it
             self._last_global_step_saved = trainer.global_step
@@ -75,6 +76,8 @@ class StopOnRequest(Callback):
             self.sigterm_before_fit(signum, frame)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:  # within a step: a resume starts at a step's start
+            return
         stop = self.signalled or self.should_stop()
         if trainer.world_size > 1:  # an all-reduce every step: a file may appear between two ranks' checks
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # any rank
@@ -89,6 +92,10 @@ class StopOnRequest(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and self.saved_step != trainer.global_step:
             trainer.save_checkpoint(self.path, weights_only=False)
+
+
+PROFILERS: dict[str, type[Profiler]] = {"simple": SimpleProfiler, "advanced": AdvancedProfiler,
+                                        "pytorch": PyTorchProfiler}  # fmt: skip
 
 
 def fit(
@@ -125,7 +132,16 @@ def fit(
         val_check_interval=cfg.val_every,
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
-        log_every_n_steps=1,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
+        log_every_n_steps=cfg.log_every_n_steps,
+        # all of them: Lightning's default, given as None (given as 1.0, it says so on every fit)
+        limit_val_batches=None if cfg.limit_val_batches == 1.0 and isinstance(cfg.limit_val_batches, float)
+        else cfg.limit_val_batches,
+        fast_dev_run=cfg.fast_dev_run,
+        overfit_batches=cfg.overfit_batches,
+        deterministic=cfg.deterministic,
+        # its report in the run directory (profile-fit.txt), beside what it profiled
+        profiler=PROFILERS[cfg.profiler](dirpath=last.parent.parent, filename="profile") if cfg.profiler else None,
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         default_root_dir=last.parent.parent,

@@ -3,6 +3,7 @@ stability study needs (loss, global grad norm before clipping, LR, throughput, l
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -82,14 +83,15 @@ class LMModule(L.LightningModule):
         self._teacher = (teacher,) if teacher is not None else ()
         self.runaway_loss = self.stability.diverge_factor * math.log(model_cfg.vocab_size)
         self._steps_above_runaway = 0
-        self._step_started = 0.0
+        self._step_started, self._step_tokens = 0.0, 0
+        self._step_values: dict[str, list[torch.Tensor]] = {}  # per micro-batch, until the step's end
         self._val_sums: list[torch.Tensor] = []
         self._validated_at_step: int | None = None
 
     def _log_this_step_only(self, metrics: dict[str, torch.Tensor], step: int | None = None) -> None:
         # self.log would repeat these values at every later step until they are logged again;
         # signals measured every k steps go straight to the loggers instead.
-        if self.trainer.is_global_zero:
+        if self.trainer.is_global_zero and metrics:
             values = {k: float(v) for k, v in metrics.items()}
             for logger in self.loggers:
                 logger.log_metrics(values, step=self.global_step if step is None else step)
@@ -99,10 +101,16 @@ class LMModule(L.LightningModule):
             teacher.to(self.device).eval()
 
     def _evaluate(self, model: torch.nn.Module, split: str = "val") -> dict[str, torch.Tensor]:
+        """The split's metrics over the batches Lightning's validation (or test) loop would read:
+        trainer.limit_val_batches (fast_dev_run's N) applies to the evaluations made here too."""
+        loader = getattr(self.trainer.datamodule, f"{split}_dataloader")()
+        limit = getattr(self.trainer, f"limit_{split}_batches")
+        batches = int(len(loader) * limit) if isinstance(limit, float) else min(len(loader), limit)  # Lightning's rule
+        if batches == 0:
+            return {}
         was_training = model.training
         model.eval()
-        loader = getattr(self.trainer.datamodule, f"{split}_dataloader")()
-        metrics = evaluate(model, loader, self.device, split)
+        metrics = evaluate(model, itertools.islice(loader, batches), self.device, split)
         model.train(was_training)
         return metrics
 
@@ -112,17 +120,26 @@ class LMModule(L.LightningModule):
         if self.global_step > 0 or self.trainer.datamodule is None:
             return
         metrics = self._evaluate(self.model)
+        if not metrics:  # trainer.limit_val_batches=0: no validation at all
+            return
         # its own record: with val_every=1 the validation after step 0 is logged at step 0 as well
         metrics["val/loss_init"] = metrics["val/loss"]
         for teacher in self._teacher:
             metrics["teacher/val_loss"] = self._evaluate(teacher)["val/loss"]
         self._log_this_step_only(metrics)
 
+    def _step_bounds(self, batch_idx: int) -> tuple[bool, bool]:
+        """Is this micro-batch the first, the last of its optimizer step (trainer.accumulate_grad_batches)?"""
+        k = self.trainer.accumulate_grad_batches
+        return batch_idx % k == 0, (batch_idx + 1) % k == 0
+
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        self._step_started = time.perf_counter()
+        if self._step_bounds(batch_idx)[0]:
+            self._step_started, self._step_tokens, self._step_values = time.perf_counter(), 0, {}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        if self.stats_every > 0 and self.global_step % self.stats_every == 0:
+        first, last = self._step_bounds(batch_idx)
+        if first and self.stats_every > 0 and self.global_step % self.stats_every == 0:
             with self.model.recorder.recording() as stats:
                 logits = self.model(batch["input_ids"])
             # under DDP, of the global batch: maxima the largest over ranks, fractions and means their mean
@@ -137,23 +154,27 @@ class LMModule(L.LightningModule):
                 teacher_logits = self._teacher[0](batch["input_ids"])
             loss, kl, ce = distillation_loss(logits, teacher_logits, targets, self.distill.alpha,
                                              self.distill.temperature)  # fmt: skip
-            parts = {"train/distill_kl": kl, "train/ce": ce}
-            self.log_dict({k: over_ranks(v, "mean", self.device) for k, v in parts.items()}, on_step=True,
-                          on_epoch=False)  # fmt: skip
+            values = {"train/distill_kl": kl, "train/ce": ce}
         else:
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-        # an all-reduce every step (under DDP): ranks hold equal shares of the global batch, and the divergence
-        # check below must see the same loss on every rank
-        global_loss = over_ranks(loss, "mean", self.device)
-        self._check_divergence(global_loss)  # every rank decides alike
-        self.log("train/loss", global_loss, on_step=True, on_epoch=False, prog_bar=True)
-        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
+            values = {}
+        values["train/loss"] = loss
         if self.optim.z_loss > 0:
             # z-loss (PaLM; Wortsman et al.): pull log Z of the output softmax towards 0
             log_z = torch.logsumexp(logits.float(), dim=-1)[targets != IGNORE]
-            z_term = self.optim.z_loss * log_z.square().mean()
-            self.log("train/z_loss", over_ranks(z_term, "mean", self.device), on_step=True, on_epoch=False)
-            return loss + z_term
+            values["train/z_loss"] = z_term = self.optim.z_loss * log_z.square().mean()
+            loss = loss + z_term
+        # an all-reduce per value and micro-batch (under DDP): ranks hold equal shares of the global batch, and
+        # the divergence check must see the same loss on every rank
+        for key, value in values.items():
+            self._step_values.setdefault(key, []).append(over_ranks(value, "mean", self.device))
+        self._step_tokens += batch["input_ids"].numel()
+        if last:  # the step's values: means over its micro-batches, each as large as the others
+            step = {k: torch.stack(v).mean() for k, v in self._step_values.items()}
+            self._check_divergence(step["train/loss"])  # every rank decides alike
+            self.log("train/loss", step.pop("train/loss"), on_step=True, on_epoch=False, prog_bar=True)
+            self.log_dict(step, on_step=True, on_epoch=False)
+            self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
         return loss
 
     def _check_divergence(self, loss: torch.Tensor) -> None:
@@ -177,9 +198,11 @@ class LMModule(L.LightningModule):
             raise Diverged(self.global_step, "non-finite gradient norm")
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        if not self._step_bounds(batch_idx)[1]:
+            return
         seconds = time.perf_counter() - self._step_started
-        # every step logs (log_every_n_steps=1), so this all-reduce (under DDP) is a logging one: the sum of all ranks
-        tokens_per_sec = over_ranks(batch["input_ids"].numel() / seconds, "sum", self.device)
+        # a logging all-reduce (under DDP), once per step: the sum of all ranks
+        tokens_per_sec = over_ranks(self._step_tokens / seconds, "sum", self.device)
         self.log("train/tokens_per_sec", tokens_per_sec, on_step=True, on_epoch=False)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

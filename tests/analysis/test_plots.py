@@ -1,0 +1,29 @@
+"""Figures as files: a PDF figure writes no log lines of its own."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import matplotlib.pyplot as plt
+
+from analysis import plots
+
+
+def test_a_pdf_figure_logs_nothing_under_a_root_logger_at_info(tmp_path):
+    """Hydra leaves the root logger at INFO after an in-process sweep (analysis/paper.py): PDF font subsetting
+    printed hundreds of '[HYDRA] glyf pruned' lines into the paper's console."""
+    stream, root = io.StringIO(), logging.getLogger()
+    handler, level = logging.StreamHandler(stream), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0], label="a line")
+        ax.legend()
+        paths = plots._save(fig, tmp_path, "figure")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    assert any(p.suffix == ".pdf" and p.stat().st_size > 0 for p in paths)
+    assert stream.getvalue() == ""
