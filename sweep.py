@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from gemmalab.errors import ConfigError, RunBusy
-from gemmalab.runs.console import closing_summary, quiet
+from gemmalab.runs.console import closing_summary, job_log, quiet
 from gemmalab.runs.derived import job_config
 from gemmalab.runs.job import run_job
 from gemmalab.runs.launchers import share_cores
@@ -43,10 +43,12 @@ def main(cfg: DictConfig) -> None:
     quiet()  # a submitit job's process, which launch() never ran in
     lead_ranks()  # ranks torchrun or SLURM started: the others train each run this one trains
     share_cores(HydraConfig.get().launcher, SweepDir(cfg.run_root, cfg.group))
-    try:
-        run_job(job_config(cfg), list(HydraConfig.get().overrides.task), cfg.group)
-    except (ConfigError, RunBusy) as err:  # recorded as the job's failure; the sweep goes on
-        print(f"error: {err}", file=sys.stderr)
+    hydra_cfg = HydraConfig.get()
+    with job_log(Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log"):
+        try:
+            run_job(job_config(cfg), list(hydra_cfg.overrides.task), cfg.group)
+        except (ConfigError, RunBusy) as err:  # recorded as the job's failure; the sweep goes on
+            print(f"error: {err}", file=sys.stderr)
 
 
 def launch(argv: list[str], plan: Plan | None = None) -> int:

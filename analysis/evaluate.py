@@ -159,7 +159,8 @@ def log_to_wandb(args: argparse.Namespace, run_ids: list[str], written: list[Pat
     import wandb
 
     settings = wandb_settings(args, args.run_root, run_ids)
-    records = pd.DataFrame([json.loads(path.read_text()) for path in written]).drop(columns="evaluated_with")  # = setting
+    records = pd.DataFrame([json.loads(path.read_text()) for path in written])
+    records = records.drop(columns="evaluated_with")  # a dict; `setting` names it
     run = wandb.init(project=settings["project"], entity=settings["entity"], mode=settings["mode"],
                      group=args.group, job_type="eval", name=f"eval {args.group}", reinit="finish_previous",
                      dir=str(reports_dir(args.run_root) / args.group),

@@ -69,6 +69,10 @@ def test_the_2x2_ablation_command(tmp_path, sweep_here, capsys):
     assert alt != full
     assert len(members(tmp_path)) == 4
     assert "tables: python analysis/report.py --group" in result.out
+    for job in SweepDir(tmp_path, group).path.glob("job*"):  # Hydra's per-job log holds that job's lines
+        log = (job / "sweep.log").read_text()
+        (name,) = [n for n in summaries if f"[gemmalab] train {n} ->" in log]
+        assert f"[gemmalab] finished: {name}" in log and log.count("[gemmalab] train") == 1
 
     for pattern in ("alt", "full"):  # the same jobs again (in this process): skipped, nothing retrained
         for norm in ("dual", "pre"):

@@ -3,11 +3,16 @@ one by their exact text; every other warning and log line still shows)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import shlex
 import signal
 import sys
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
 
 from .store import INTERRUPTED, NOT_STARTED, STARTED, SweepDir
 
@@ -60,3 +65,38 @@ def closing_summary(sweep: SweepDir) -> int:
         print("[gemmalab] stopped: rerun the same command to resume the interrupted run and the rest", file=sys.stderr)
         return 128 + (sweep.stop_signal() or signal.SIGTERM)
     return 1 if counts["failed"] or counts[STARTED] or unrecorded > 0 else 0
+
+
+_REDRAW = re.compile(r"\r|\x1b\[")  # a progress bar redrawing itself (tqdm's carriage returns, rich's escapes)
+
+
+class _Tee:
+    """A console stream that also appends each complete line to a log file, except a progress bar's redraws."""
+
+    def __init__(self, console: TextIO, log: TextIO) -> None:
+        self.console, self.log, self.pending = console, log, ""
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        kept = [line for line in lines if not _REDRAW.search(line)]
+        if kept:
+            self.log.write("".join(f"{line}\n" for line in kept))
+            self.log.flush()
+        return self.console.write(text)
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding, flush...: the console's
+        return getattr(self.console, name)
+
+
+@contextlib.contextmanager
+def job_log(path: Path) -> Iterator[None]:
+    """The job's console lines (what it prints and what Lightning says) also in Hydra's per-job log file
+    (`<sweep dir>/job<N>/sweep.log`), beside Hydra's own log lines, so each job's account stays with it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as log:
+        streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = streams

@@ -18,18 +18,33 @@ from .cluster import slurm_environment
 from .config import TrainerConfig
 
 
+class WholeRunTotal:
+    """A bar's total: the run's batches (max_steps x accumulate_grad_batches), the scale its count is on.
+    Lightning's own, the steps left, is right only from step 0: a resumed run counts on from its restored
+    batch, so its bar read 200/161."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        trainer = self.trainer
+        return min(trainer.num_training_batches, trainer.max_steps * trainer.accumulate_grad_batches)
+
+
 def progress_bar() -> Callback:
     """Lightning's own bar, labelled `train` rather than `Epoch 0/-2` (a run counts steps; with
     max_epochs=-1 the epoch it shows means nothing); TQDM's where rich is not installed."""
     try:
 
-        class StepsBar(RichProgressBar):
+        class StepsBar(WholeRunTotal, RichProgressBar):
             def _get_train_description(self, current_epoch: int) -> str:
                 return "train"
 
         return StepsBar()
     except ModuleNotFoundError:  # RichProgressBar needs rich
-        return TQDMProgressBar()
+
+        class StepsTQDMBar(WholeRunTotal, TQDMProgressBar):
+            pass
+
+        return StepsTQDMBar()
 
 
 class RunCheckpoint(ModelCheckpoint):
