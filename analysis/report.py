@@ -276,7 +276,12 @@ def main(argv: list[str] | None = None) -> Path | None:
     engaged, warnings = engagement_lines(frame, by)
     if engaged:
         tables["engagement"] = engagement_table(frame, by)
-    power = power_note(frame, by, [QUALITY, "stability/loss_spikes", "stability/grad_norm_var"], QUALITY) if by else ""
+    # a ladder's arms differ by size too: its power is that of one size, the largest (where its claims are read)
+    top = frame["scale.rung"].max() if on_ladder else None
+    powered = frame[frame["scale.rung"] == top] if on_ladder else frame
+    power = power_note(powered, by, [QUALITY, "stability/loss_spikes", "stability/grad_norm_var"], QUALITY) if by else ""
+    if power and on_ladder:
+        power = f"At the ladder's largest rung ({top}): {power}"
     notes = {main_name: [power, "Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings,
                          *integrity_notes(frame, missing, args.run_root)]}  # fmt: skip
     title = f"Report: {study or 'sweep'} ({group})"

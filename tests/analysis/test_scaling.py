@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from analysis import plots, scaling
+from analysis import plots, power, report, scaling
 from analysis.loaders import load_run_store
+from analysis.tables import QUALITY
 
 X = np.log10([3.1e4, 1.04e5, 2.9e5, 9.85e5])  # the cpu ladder's non-embedding parameters
 
@@ -58,3 +59,20 @@ def test_a_ladder_of_runs_becomes_the_table_the_fit_and_the_figure(fake_store, t
     assert len(extrapolated) == 3
     assert all("WARNING" in v and "decades beyond the largest rung" in v for v in extrapolated)
     assert [p.suffix for p in plots.effect_vs_parameters(drawn, tmp_path)] == [".png", ".pdf"]
+
+
+def test_a_ladders_power_line_is_that_of_its_largest_rung_not_of_the_rungs_pooled(fake_store):
+    for rung, d in enumerate((32, 48, 80)):
+        for seed in range(3):
+            for cap in ("on", "off"):
+                off = {"softcap.attn": None, "softcap.final": None} if cap == "off" else {}
+                loss = 3.0 - 0.5 * rung + 0.01 * seed + 0.002 * seed * (cap == "off")
+                fake_store.add({"seed": seed, "scale.ladder": "cpu", "scale.rung": rung, "model.d_model": d,
+                                "model.head_dim": d // 4, "model.d_ff": 4 * d, **off},
+                               {"status": "finished", "val/loss": loss, "test/loss": loss})  # fmt: skip
+    out = report.main(["--run-root", str(fake_store.root), "--group", "g", "--no-wandb", "--no-figures"])
+    text = (out / "tables" / "ladder.md").read_text()
+    frame = load_run_store(fake_store.root, "g")
+    largest = power.detectable_by_test(frame[frame["scale.rung"] == 2], ["softcap.attn", "softcap.final"], QUALITY)
+    assert "At the ladder's largest rung (2): Power:" in text and "a paired t-test" in text
+    assert f"{QUALITY} ±{largest[0]:.3g}" in text  # the pooled rungs, 0.5 nats apart, would give another figure
