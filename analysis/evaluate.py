@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis.loaders import group_arg, group_runs
+from analysis.loaders import group_arg, group_runs, resolve_latest
 from analysis.tables import aggregate, display
 from analysis.wandb_run import add_wandb_arguments, wandb_settings
 from gemmalab.data import LMDataModule
@@ -127,10 +127,11 @@ def inference_table(frame: pd.DataFrame, run_root: Path, by: list[str]) -> pd.Da
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-root", default="runs", type=Path)
-    parser.add_argument("--group", required=True, type=group_arg, help="the sweep group sweep.py printed")
+    parser.add_argument("--group", required=True, type=group_arg, help="the sweep group sweep.py printed, or latest")
     parser.add_argument("overrides", nargs="*", help="switch=v1,v2 (switches that change no parameter)")
     add_wandb_arguments(parser, "eval")
     args = parser.parse_args(argv)
+    resolve_latest(parser, args)
     try:
         settings = [{}, *parse_overrides(args.overrides)]
         ids = list(group_runs(args.run_root, args.group))

@@ -70,6 +70,12 @@ def group_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def resolve_latest(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--group latest: the group whose members were recorded last (a parser error when there is none)."""
+    if args.group == "latest":
+        args.group = SweepDir.newest(args.run_root) or parser.error(f"--group latest: no sweep in {args.run_root}")
+
+
 def group_runs(run_root: str | Path, group: str) -> dict[str, dict[str, Any]]:
     """The group's run ids, each with the labels (identity.LABELS) its first job in this sweep gave it."""
     sweep = SweepDir(run_root, group)

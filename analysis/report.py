@@ -24,7 +24,7 @@ from analysis import plots, scaling, studies, tuning
 from analysis.engagement import engagement_lines, engagement_table
 from analysis.evaluate import inference_table
 from analysis.latex import build_pdf, report_document, to_latex
-from analysis.loaders import group_arg, group_runs, load_run_store, load_wandb_api, load_wandb_offline
+from analysis.loaders import group_arg, group_runs, load_run_store, load_wandb_api, load_wandb_offline, resolve_latest
 from analysis.power import power_note
 from analysis.tables import QUALITY, STABILITY, aggregate, to_markdown, varying_switches
 from analysis.wandb_run import add_wandb_arguments, wandb_settings
@@ -230,8 +230,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         return None
     if not args.group and not args.study:
         parser.error("give --group (printed by sweep.py) or --study NAME")
-    if args.group == "latest":  # the sweep that recorded last
-        args.group = SweepDir.newest(args.run_root) or parser.error(f"--group latest: no sweep in {args.run_root}")
+    resolve_latest(parser, args)
     group = args.group or latest_group(args.run_root, args.study)
     study = args.study or study_of(args.run_root, group)
     if args.sync_command:
@@ -279,7 +278,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     # a ladder's arms differ by size too: its power is that of one size, the largest (where its claims are read)
     top = frame["scale.rung"].max() if on_ladder else None
     powered = frame[frame["scale.rung"] == top] if on_ladder else frame
-    power = power_note(powered, by, [QUALITY, "stability/loss_spikes", "stability/grad_norm_var"], QUALITY) if by else ""
+    metrics = [QUALITY, "stability/loss_spikes", "stability/grad_norm_var"]
+    power = power_note(powered, by, metrics, QUALITY) if by else ""
     if power and on_ladder:
         power = f"At the ladder's largest rung ({top}): {power}"
     notes = {main_name: [power, "Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings,

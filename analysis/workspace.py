@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis.loaders import group_arg, group_runs
+from analysis.loaders import group_arg, group_runs, resolve_latest
 from analysis.tables import QUALITY
 from analysis.wandb_run import add_wandb_arguments, wandb_settings
 from gemmalab.runs.store import RunDir, SweepDir, reports_dir, write_atomic
@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--save", action="store_true", help="also save the workspace to W&B (needs a server)")
     add_wandb_arguments(parser, "workspace")
     args = parser.parse_args(argv)
-    if args.group == "latest":
-        args.group = SweepDir.newest(args.run_root) or parser.error(f"--group latest: no sweep in {args.run_root}")
+    resolve_latest(parser, args)
     try:
         import wandb_workspaces  # noqa: F401
     except ModuleNotFoundError:
