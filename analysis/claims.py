@@ -177,23 +177,37 @@ def tuned(e: Evidence, a: str, b: str) -> Measured:
     return contrast(at_best, TEST, {"norm": a}, {"norm": b})
 
 
-def ladder_effect(e: Evidence) -> tuple[Measured, str]:
-    """The capping effect (off minus on, test/loss) at the ladder's largest rung, and the fit's slope and
-    extrapolation to 9B as a note."""
-    frame = e.frame("softcap_ladder")
+def ladder_effect(study: str, minuend: str, at_rung: Callable[[pd.DataFrame], Measured]
+                  ) -> Callable[[Evidence], tuple[Measured, str]]:  # fmt: skip
+    """The effect at the ladder's largest rung (`at_rung` of its runs: the value, CI, n and detectable effect of
+    the test the runs allow), and the fit's slope and extrapolation to 9B as a note, signed as that effect:
+    `minuend` begins the label of the arm it subtracts from (scaling.ladder's `other`)."""
+
+    def measure(e: Evidence) -> tuple[Measured, str]:
+        frame = e.frame(study)
+        if frame is None:
+            return not_measured("the ladder has no runs"), ""
+        measured = at_rung(frame[frame["scale.rung"] == frame["scale.rung"].max()])
+        _, _, drawn = scaling.ladder(frame)
+        if not drawn["points"]:
+            return measured, "no rung with an effect CI"
+        sign = 1 if drawn["other"].startswith(minuend) else -1  # the ladder's effect is other minus base
+        note = f"{len(drawn['points'])} rungs, largest {10 ** drawn['points'][-1][0]:,.0f} non-embedding parameters"
+        if (fit := drawn["fit"]) is not None:
+            mean, half = fit.predict(math.log10(scaling.gemma2_parameters()["gemma2-9b"]))
+            note += (f"; slope {sign * fit.slope:+.4f} ± {fit.slope_ci():.4f} per decade; extrapolated to 9B "
+                     f"{sign * mean:+.3f} ± {half:.3f} (a straight line over many decades)")  # fmt: skip
+        return measured, note
+
+    return measure
+
+
+def deeper_minus_wider(frame: pd.DataFrame | None) -> Measured:
+    """test/loss of the runs with more layers minus those with fewer (deep vs wide at equal parameters)."""
     if frame is None:
-        return not_measured("the ladder has no runs"), ""
-    _, _, drawn = scaling.ladder(frame)
-    if not drawn["points"]:
-        return not_measured("no rung with an effect CI"), ""
-    x, delta, _, ci = drawn["points"][-1]
-    sign = 1 if drawn["other"].startswith("softcap.attn=off") else -1  # the effect as off minus on
-    note = f"{len(drawn['points'])} rungs, largest {10**x:,.0f} non-embedding parameters"
-    if (fit := drawn["fit"]) is not None:
-        mean, half = fit.predict(math.log10(scaling.gemma2_parameters()["gemma2-9b"]))
-        note += (f"; slope {sign * fit.slope:+.4f} ± {fit.slope_ci():.4f} per decade; extrapolated to 9B "
-                 f"{sign * mean:+.3f} ± {half:.3f} (a straight line over many decades)")  # fmt: skip
-    return Measured(sign * delta, ci, None, "paired"), note
+        return not_measured("the study has no runs")
+    layers = frame["model.n_layers"].astype(int)
+    return contrast(frame, TEST, {"model.n_layers": int(layers.max())}, {"model.n_layers": int(layers.min())})
 
 
 @dataclass(frozen=True)
@@ -265,14 +279,6 @@ def post_norm_share(name: str, context: int) -> float:
     return 100 * 3 * 2 * config.n_layers * 4 * config.d_model / total
 
 
-def deep_minus_wide(e: Evidence) -> Measured:
-    frame = e.frame("deep_wide")
-    if frame is None:
-        return not_measured("the study has no runs")
-    layers = frame["model.n_layers"].astype(int)
-    return contrast(frame, TEST, {"model.n_layers": int(layers.max())}, {"model.n_layers": int(layers.min())})
-
-
 CLAIMS: tuple[Claim, ...] = (
     Claim("softcap-spikes", "soft-capping", "brief", "training loss spikes > 0.5: ~15 without capping, 2 with (-87%)",
           "loss spikes, on - off (count)", -INF, 0, "softcap",
@@ -287,7 +293,9 @@ CLAIMS: tuple[Claim, ...] = (
           lambda e: contrast(sc(e), TEST, {"capping": "on"}, {"capping": "off"}, relative=True),
           lambda e: caps_gauge(sc(e))),
     Claim("softcap-ladder", "soft-capping", "brief", "final model quality +1.2% average with capping (across scale)",
-          f"{TEST}, off - on, at the ladder's largest rung (nats)", 0, INF, "softcap_ladder", ladder_effect,
+          f"{TEST}, off - on, at the ladder's largest rung (nats)", 0, INF, "softcap_ladder",
+          ladder_effect("softcap_ladder", "softcap.attn=off",
+                        lambda f: contrast(capped(f), TEST, {"capping": "off"}, {"capping": "on"})),
           lambda e: caps_gauge(e.frame("softcap_ladder"))),
     Claim("softcap-blowup", "soft-capping", "Wortsman et al. 2023", "a final-logit cap prevents output-logit "
           "divergence (tiny model, LR 1.0, nothing else holding it)", "steps with loss > 2 ln(V), softcap - none",
@@ -364,7 +372,11 @@ CLAIMS: tuple[Claim, ...] = (
           "a recipe's range, not an effect", -INF, INF, None,
           lambda e: not_measured("a stated recipe, not an effect; the cascade uses Gemma 2's alpha 1, T 1")),
     Claim("table9", "deep vs wide", "Gemma 2 Table 9", "at equal parameters a deeper, narrower model is better "
-          "(9B: 52.0 vs 50.8 average score)", f"{TEST}, deep - wide (nats)", -INF, 0, "deep_wide", deep_minus_wide),
+          "(9B: 52.0 vs 50.8 average score)", f"{TEST}, deep - wide (nats)", -INF, 0, "deep_wide",
+          lambda e: deeper_minus_wider(e.frame("deep_wide"))),
+    Claim("table9-ladder", "deep vs wide", "Gemma 2 Table 9", "at equal parameters a deeper, narrower model is "
+          "better (across scale)", f"{TEST}, deep - wide, at the ladder's largest rung (nats)", -INF, 0,
+          "deep_wide_ladder", ladder_effect("deep_wide_ladder", "scale.depth=1.5", deeper_minus_wider)),
     Claim("inference-speed", "inference", "brief", "Gemma 2 2B decodes 187 / 1,024 / 2,456 tokens/s at batch 1 / 8 / "
           "32 (A100 40GB), Gemma 1 2B 156 / 891 / 2,103", "tokens/s on an A100", -INF, INF, None,
           lambda e: not_measured(NO_GPU)),

@@ -67,8 +67,10 @@ STUDIES = (
     Study("window_at_inference", "window_at_inference", evaluate=("attn.window=32,16,8",)),
     Study("mqar", "mqar", smoke=("attn.pattern=full,local", "attn.window=16")),
     Study("instability", "instability", smoke=("+mitigation=none,softcap",)),
-    Study("norm_tuned", "norm", ("+tune=lr",), smoke=("tune.points=3", "norm=pre,dual")),
+    Study("norm_tuned", "norm", ("+tune=lr", "tune.points=7"), smoke=("tune.points=3", "norm=pre,dual")),
     Study("softcap_ladder", "softcap", ("+scale=cpu", "scale.tokens_per_param=1"),
+          smoke=("scale.tokens_per_param=null", "scale.rung=0,1,2")),
+    Study("deep_wide_ladder", "deep_wide", ("+scale=cpu", "scale.tokens_per_param=1"),
           smoke=("scale.tokens_per_param=null", "scale.rung=0,1,2")),
 )
 # tiny scale: a few steps of the tiny model (the MQAR and cascade studies keep their own models), 2 seeds,
@@ -77,7 +79,7 @@ SMOKE = ("trainer.max_steps=6", "trainer.val_every=3", "trainer.ckpt_every=6", "
          "data.val_batches=1", "data.batch_size=4", "data.seq_len=64", "stability.spike_window=2", "seed=0,1",
          "logger=none")  # fmt: skip
 SMOKE_FIGURES = ("softcap",)  # the smoke draws one study's figures: the plots and W&B's images exercised, in seconds
-OWN_MODEL = ("mqar", "cascade", "lr_sensitivity", "instability", "softcap_ladder")
+OWN_MODEL = ("mqar", "cascade", "lr_sensitivity", "instability", "softcap_ladder", "deep_wide_ladder")
 
 
 def sweep_module():
