@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis.loaders import group_arg, group_runs, resolve_latest
+from analysis.loaders import add_group_arguments, group_runs, resolve_latest
 from analysis.tables import aggregate, display
 from analysis.wandb_run import add_wandb_arguments, wandb_settings
 from gemmalab.data import LMDataModule
@@ -126,8 +126,7 @@ def inference_table(frame: pd.DataFrame, run_root: Path, by: list[str]) -> pd.Da
 
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-root", default="runs", type=Path)
-    parser.add_argument("--group", required=True, type=group_arg, help="the sweep group sweep.py printed, or latest")
+    add_group_arguments(parser)
     parser.add_argument("overrides", nargs="*", help="switch=v1,v2 (switches that change no parameter)")
     add_wandb_arguments(parser, "eval")
     args = parser.parse_args(argv)

@@ -70,6 +70,13 @@ def group_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def add_group_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """--run-root and --group (a sweep group, or `latest`: resolve_latest), as every analysis command takes them."""
+    parser.add_argument("--run-root", default="runs", type=Path)
+    parser.add_argument("--group", required=required, type=group_arg,
+                        help="the sweep group sweep.py printed, or latest")
+
+
 def resolve_latest(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """--group latest: the group whose members were recorded last (a parser error when there is none)."""
     if args.group == "latest":

@@ -24,7 +24,14 @@ from analysis import plots, scaling, studies, tuning
 from analysis.engagement import engagement_lines, engagement_table
 from analysis.evaluate import inference_table
 from analysis.latex import build_pdf, report_document, to_latex
-from analysis.loaders import group_arg, group_runs, load_run_store, load_wandb_api, load_wandb_offline, resolve_latest
+from analysis.loaders import (
+    add_group_arguments,
+    group_runs,
+    load_run_store,
+    load_wandb_api,
+    load_wandb_offline,
+    resolve_latest,
+)
 from analysis.power import power_note
 from analysis.tables import QUALITY, STABILITY, aggregate, to_markdown, varying_switches
 from analysis.wandb_run import add_wandb_arguments, wandb_settings
@@ -202,8 +209,7 @@ def draw(frame: pd.DataFrame, run_root: Path, by: list[str], rule: SpikeRule, dr
 
 def main(argv: list[str] | None = None) -> Path | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-root", default="runs", type=Path)
-    parser.add_argument("--group", type=group_arg, help="the sweep group sweep.py printed, or latest")
+    add_group_arguments(parser, required=False)
     parser.add_argument("--study", help="a study in ablations/ (default: the one the group ran, if any)")
     parser.add_argument("--source", choices=("runstore", "wandb-offline", "wandb"), default="runstore")
     add_wandb_arguments(parser, "report")
@@ -276,12 +282,11 @@ def main(argv: list[str] | None = None) -> Path | None:
     if engaged:
         tables["engagement"] = engagement_table(frame, by)
     # a ladder's arms differ by size too: its power is that of one size, the largest (where its claims are read)
-    top = frame["scale.rung"].max() if on_ladder else None
-    powered = frame[frame["scale.rung"] == top] if on_ladder else frame
+    powered = frame[frame["scale.rung"] == frame["scale.rung"].max()] if on_ladder else frame
     metrics = [QUALITY, "stability/loss_spikes", "stability/grad_norm_var"]
     power = power_note(powered, by, metrics, QUALITY) if by else ""
     if power and on_ladder:
-        power = f"At the ladder's largest rung ({top}): {power}"
+        power = f"At the ladder's largest rung ({powered['scale.rung'].iloc[0]}): {power}"
     notes = {main_name: [power, "Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings,
                          *integrity_notes(frame, missing, args.run_root)]}  # fmt: skip
     title = f"Report: {study or 'sweep'} ({group})"

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis.loaders import group_arg, group_runs, resolve_latest
+from analysis.loaders import add_group_arguments, group_runs, resolve_latest
 from analysis.tables import QUALITY
 from analysis.wandb_run import add_wandb_arguments, wandb_settings
 from gemmalab.runs.store import RunDir, SweepDir, reports_dir, write_atomic
@@ -54,8 +54,7 @@ def build_workspace(entity: str, project: str, group: str, run_ids: list[str], s
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-root", default="runs", type=Path)
-    parser.add_argument("--group", required=True, type=group_arg, help="the sweep group sweep.py printed, or latest")
+    add_group_arguments(parser)
     parser.add_argument("--save", action="store_true", help="also save the workspace to W&B (needs a server)")
     add_wandb_arguments(parser, "workspace")
     args = parser.parse_args(argv)

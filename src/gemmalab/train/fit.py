@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .checkpoints import SafeCheckpointIO
 from .cluster import slurm_environment
+from .config import PROFILERS as PROFILER_NAMES
 from .config import TrainerConfig
 
 
@@ -109,8 +110,9 @@ class StopOnRequest(Callback):
             trainer.save_checkpoint(self.path, weights_only=False)
 
 
-PROFILERS: dict[str, type[Profiler]] = {"simple": SimpleProfiler, "advanced": AdvancedProfiler,
-                                        "pytorch": PyTorchProfiler}  # fmt: skip
+# trainer.profiler's names (checked in config.py, before any work) to Lightning's classes
+PROFILERS: dict[str, type[Profiler]] = dict(zip(PROFILER_NAMES, (SimpleProfiler, AdvancedProfiler, PyTorchProfiler),
+                                                strict=True))  # fmt: skip
 
 
 def fit(
@@ -155,7 +157,7 @@ def fit(
         fast_dev_run=cfg.fast_dev_run,
         overfit_batches=cfg.overfit_batches,
         deterministic=cfg.deterministic,
-        # its report in the run directory (profile-fit.txt), beside what it profiled
+        # its report in the run directory (fit-profile.txt), beside what it profiled
         profiler=PROFILERS[cfg.profiler](dirpath=last.parent.parent, filename="profile") if cfg.profiler else None,
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
