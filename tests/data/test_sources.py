@@ -96,3 +96,58 @@ def test_a_hub_dataset_without_a_network_fails_at_once(monkeypatch):
     with pytest.raises(ConfigError, match=r"data.name='wikitext' needs the Hugging Face Hub, which this machine "
                                           r"cannot reach \(127.0.0.1: "):  # fmt: skip
         check_hub_reachable("wikitext")
+
+
+def test_a_dataset_folder_is_fingerprinted_by_its_files(tmp_path):
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    pq.write_table(pa.table({"text": DOCS}), folder / "train.parquet")
+    cfg = DataConfig(source="hf", name=str(folder))
+    before = source_fingerprint(cfg)
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "lock").write_text("not data")  # hidden files are not the dataset
+    assert source_fingerprint(cfg) == before
+    pq.write_table(pa.table({"text": [d.upper() for d in DOCS[:10]]}), folder / "train.parquet")
+    assert source_fingerprint(cfg) != before and source_fingerprint(cfg).startswith("hfdir-")
+    assert [d for batch in documents(cfg, "train") for d in batch] == [d.upper() for d in DOCS[:10]]
+
+
+def test_save_to_disk_folders_are_read_with_load_from_disk(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    Dataset.from_dict({"body": DOCS}).save_to_disk(str(one))
+    DatasetDict({"train": Dataset.from_dict({"text": DOCS[:30]}),
+                 "validation": Dataset.from_dict({"text": DOCS[30:]})}).save_to_disk(str(two))  # fmt: skip
+    single = DataConfig(source="hf", name=str(one), text_column="body")
+    check_source(single, cache_built=False)
+    assert [d for batch in documents(single, "train") for d in batch] == DOCS
+    split = DataConfig(source="hf", name=str(two), val_split="validation")
+    check_source(split, cache_built=False)
+    assert [d for batch in documents(split, "validation") for d in batch] == DOCS[30:]
+    assert source_fingerprint(split).startswith("hfdir-") and source_fingerprint(split) != source_fingerprint(single)
+    for cfg, message in [
+        (DataConfig(source="hf", name=str(two), split="test"), "data.split='test' is not a split of"),
+        (DataConfig(source="hf", name=str(one), text_column="body", val_split="validation"),
+         "data.val_split='validation' is not allowed: "),
+        (DataConfig(source="hf", name=str(one)), "data.text_column='text' is not a column of"),
+        (DataConfig(source="hf", name=str(two), config="x"), "data.config='x' is not allowed with a save_to_disk"),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            check_source(cfg, cache_built=False)
+
+
+def test_a_token_budget_the_source_cannot_fill_is_refused_before_any_cache(tmp_path):
+    from gemmalab.data.cache import check_budget, token_cache
+
+    (tmp_path / "a.txt").write_text("\n".join(DOCS) + "\n")  # 1,190 bytes: at most 1,191 tokens
+    cfg = DataConfig(source="files", files=[str(tmp_path / "a.txt")], seq_len=16)
+    with pytest.raises(ConfigError, match=r"the run reads 100 training sequences .* but data.files \(1 file\(s\)\) "
+                                          r"holds at most 1,191 tokens \(allowed: data.allow_repeat=true"):  # fmt: skip
+        check_budget(cfg, 100, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+    check_budget(DataConfig(**{**cfg.__dict__, "allow_repeat": True}), 100, tmp_path / "cache")
+    token_cache(cfg, tmp_path / "cache")  # once built, its own count decides
+    check_budget(cfg, 66, tmp_path / "cache")
+    with pytest.raises(ConfigError, match="but its token cache holds 1,071 training tokens"):  # 66 sequences of 16
+        check_budget(cfg, 67, tmp_path / "cache")

@@ -44,3 +44,31 @@ def test_a_finished_job_leaves_no_memory_map_of_its_data_behind(tmp_path):
     config = compose_config(*TINY, f"run_root={tmp_path / 'r'}")  # W&B offline: the logger that held them
     assert run_job(config, [], "g")["status"] == "finished"
     assert str(tmp_path / "r" / "_cache") not in Path("/proc/self/maps").read_text()
+
+
+def test_a_local_dataset_folder_edited_in_place_is_refused_before_any_job(tmp_path):
+    """A Hugging Face dataset folder is known by its files' content: the same command on the edited folder is
+    refused by the preflight, in one line that says what to do, and never reads the old token cache."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gemmalab.runs.preflight import validate_all_jobs
+
+    from ..conftest import REPO
+
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    rows = [f"row {i}: the quick brown fox jumps over the lazy dog" for i in range(500)]
+    pq.write_table(pa.table({"text": rows}), folder / "train.parquet")
+    args = [*TINY, "data=hf", f"data.name={folder}", "logger=none", f"run_root={tmp_path / 'r'}"]
+    summary = run_job(compose_config(*args), [], "g")
+    assert summary["status"] == "finished" and summary["data/source"].startswith("hfdir-")
+
+    pq.write_table(pa.table({"text": [r.upper() for r in rows[:100]]}), folder / "train.parquet")
+    with pytest.raises(ConfigError) as err:
+        validate_all_jobs(args, config_dir=REPO / "conf")
+    message = str(err.value)
+    assert message.startswith(f"run {summary['run_id']} (") and "seed=0) was trained on data" in message
+    assert f"was trained on data {summary['data/source']}, but data.name={str(folder)!r} is now hfdir-" in message
+    assert "another run_root=..., or remove" in message and "\n" not in message
+    assert len([p for p in (tmp_path / "r" / "_cache").glob("hf-bytes-*") if p.is_dir()]) == 1  # none for the new data

@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from gemmalab.errors import ConfigError
+
 from .config import DataConfig, split_budgets, split_of
-from .sources import check_source, documents, source_fingerprint
+from .sources import check_source, documents, source_fingerprint, source_tokens_bound
 from .tokenizer import (
     BPE_TRAIN_CHARS,
     ByteTokenizer,
@@ -73,6 +75,36 @@ def check_data(cfg: DataConfig, root: Path) -> None:
     # whether the hub must be reachable: the sizes say a cache was built; opening it checks its contents
     built = cfg.source == "hf" and manifest_problem(root / (key := cache_key(cfg)), key, contents=False) is None
     check_source(cfg, cache_built=built)
+
+
+def check_budget(cfg: DataConfig, sequences: int | None, root: Path) -> None:
+    """Refuse (raises ConfigError) a run that needs more training sequences than its data holds, unless
+    data.allow_repeat: from a built cache's own count, else from what the cache can at most hold (the
+    training split's budget, the source's size), so nothing is built for a run that would repeat its data.
+    `sequences`: what the run reads (None: a fast_dev_run or overfit_batches run, which reads a few)."""
+    if cfg.source == "mqar" or cfg.allow_repeat or sequences is None:
+        return
+    key = cache_key(cfg)
+    if manifest_problem(root / key, key, contents=False) is None:
+        manifest = json.loads((root / key / "manifest.json").read_text())
+        held = [(manifest["tokens"]["train"], f"its token cache holds {manifest['tokens']['train']:,} training tokens")]
+    else:
+        held = [(split_budgets(cfg)[None if cfg.val_split is None else "train"],
+                 f"data.max_tokens={cfg.max_tokens:,} bounds what its token cache takes")]  # fmt: skip
+        if (bound := source_tokens_bound(cfg)) is not None:
+            held.append((bound[0], f"{bound[1]} holds at most {bound[0]:,} tokens"))
+    tokens, what = min(held)
+    if epochs_of(cfg, sequences, tokens) > 1:
+        raise ConfigError(
+            f"the run reads {sequences:,} training sequences of data.seq_len={cfg.seq_len} ({sequences * cfg.seq_len:,}"
+            f" tokens: trainer.max_steps x data.batch_size x trainer.accumulate_grad_batches), but {what} (allowed: "
+            "data.allow_repeat=true to train on repeated data, fewer steps, a larger data.max_tokens or source)"
+        )
+
+
+def epochs_of(cfg: DataConfig, sequences: int, train_tokens: int) -> float:
+    """How many times a run reading `sequences` goes over a training split of `train_tokens` (packing.py)."""
+    return sequences / max(1, (train_tokens - 1) // cfg.seq_len)
 
 
 def data_changed(cfg: DataConfig, summary: dict | None) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gemmalab.errors import ConfigError, require_choice, require_int
+from gemmalab.errors import ConfigError, refuse, require_choice, require_int
 
 from .tokenizer import bpe_size
 
@@ -43,6 +43,9 @@ class DataConfig:
     max_tokens: int = 6_000_000
     val_max_tokens: int | None = None
     cache_dir: str | None = None  # the token cache (data/cache.py); None: <run_root>/_cache
+    # a run that needs more training sequences than the cache holds is refused (cache.check_budget) unless
+    # this is true; then it reshuffles and repeats them, and its summary says how often (data/epochs)
+    allow_repeat: bool = False
     # source=hf: datasets.load_dataset(name, config, split=..., streaming=...)
     name: str | None = None
     config: str | None = None
@@ -65,6 +68,8 @@ class DataConfig:
             if self.val_split is None:
                 raise ConfigError(f"data.val_max_tokens={self.val_max_tokens} is not allowed without data.val_split "
                                   "(allowed: null: the held-out documents come out of data.max_tokens)")  # fmt: skip
+        if not isinstance(self.allow_repeat, bool):
+            refuse("data.allow_repeat", self.allow_repeat, "true or false")
         if self.source == "hf" and not self.name:
             raise ConfigError("data.name=None is not allowed with data.source=hf (allowed: a dataset name or path)")
         if self.source == "files" and not self.files:

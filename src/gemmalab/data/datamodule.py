@@ -9,17 +9,20 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .cache import token_cache
+from .cache import check_budget, epochs_of, token_cache
 from .config import DataConfig
 from .mqar import MQARDataset
 from .packing import PackedDataset, ResumableSampler
 
 
 class LMDataModule(L.LightningDataModule):
-    def __init__(self, cfg: DataConfig, seed: int, max_steps: int, vocab_size: int, cache_root: Path) -> None:
+    def __init__(self, cfg: DataConfig, seed: int, max_steps: int, vocab_size: int, cache_root: Path,
+                 sequences: int | None = None) -> None:  # fmt: skip
+        """`sequences`: the training sequences the run reads (spec.train_sequences), checked against the cache
+        (cache.check_budget) and recorded as data/epochs; None: not checked (an evaluation, a test's loader)."""
         super().__init__()
         self.cfg, self.seed, self.max_steps, self.model_vocab = cfg, seed, max_steps, vocab_size
-        self.cache_root = cache_root
+        self.cache_root, self.sequences = cache_root, sequences
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None  # as large as the validation set; read once, after training
@@ -39,6 +42,7 @@ class LMDataModule(L.LightningDataModule):
             self.info = {"data/fingerprint": f"mqar-v{self.model_vocab}-t{cfg.seq_len}-n{cfg.n_pairs}"}
             return self.info
         cache = token_cache(cfg, self.cache_root)
+        check_budget(cfg, self.sequences, self.cache_root)  # exact now: the cache's own count
         manifest = cache.manifest
         if manifest["vocab_size"] > self.model_vocab:
             raise ValueError(
@@ -59,6 +63,8 @@ class LMDataModule(L.LightningDataModule):
             "data/budget_reached": manifest["budget_reached"]["train"],
             "data/unigram_loss": unigram_cross_entropy(cache.counts("train"), cache.counts("val")),
         }
+        if self.sequences is not None:  # > 1: the run repeats its data (only with data.allow_repeat=true)
+            self.info["data/epochs"] = round(epochs_of(cfg, self.sequences, manifest["tokens"]["train"]), 4)
         return self.info
 
     def _held_out(self, split: PackedDataset) -> Subset:

@@ -3,6 +3,9 @@ content's fingerprint is, and the checks that refuse an unusable source before a
 
 Local files are read through `datasets.load_dataset` in streaming mode (text: one document per
 line; json / jsonl / parquet: one per record), so nothing is copied to Hugging Face's cache.
+`data=hf` with `data.name` a local folder takes either kind of local Hugging Face dataset: a folder
+of data files (`load_dataset(folder)`) or one written by `save_to_disk` (`load_from_disk(folder)`);
+both are known by their content, every file's bytes, so a folder edited in place is new data.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from urllib.parse import urlparse
 from gemmalab.errors import ConfigError
 
 from .config import DataConfig
-from .embedded import embedded_documents, embedded_fingerprint
+from .embedded import embedded_documents, embedded_fingerprint, stdlib_files
+from .tokenizer import bpe_size
 
 FILE_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 ROWS_PER_BATCH = 1000
@@ -37,6 +41,8 @@ def documents(cfg: DataConfig, split: str) -> Iterator[list[str]]:
     if cfg.source == "files":
         builder = FILE_BUILDERS[Path(cfg.files[0]).suffix]
         dataset = load_dataset(builder, data_files=list(cfg.files), split=split, streaming=True)
+    elif saved_to_disk(cfg.name):
+        dataset = saved_split(cfg, split)
     else:
         dataset = load_dataset(cfg.name, cfg.config, split=split, streaming=cfg.streaming)
     columns = dataset.column_names
@@ -48,8 +54,9 @@ def documents(cfg: DataConfig, split: str) -> Iterator[list[str]]:
 
 
 def source_fingerprint(cfg: DataConfig) -> str:
-    """The source's content: every stdlib file, every local file's bytes (in order); a hub dataset is
-    known by its name and config only (its content is not read before the cache is built)."""
+    """The source's content: every stdlib file, every local file's bytes (in order), every file of a local
+    dataset folder (path and bytes); a hub dataset is known by its name and config only (its content is not
+    read before the cache is built)."""
     if cfg.source == "embedded":
         return embedded_fingerprint()
     if cfg.source == "files":
@@ -57,7 +64,87 @@ def source_fingerprint(cfg: DataConfig) -> str:
         for path in cfg.files:
             digest.update(bytes.fromhex(inspect_file(path, cfg.text_column)))
         return f"files-{digest.hexdigest()[:16]}"
+    if is_local_folder(cfg.name):
+        folder, digest = Path(cfg.name), hashlib.sha256()
+        for path in folder_files(folder):
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\x00" + bytes.fromhex(file_sha256(path)))
+        return f"hfdir-{digest.hexdigest()[:16]}"
     return f"hf-{cfg.name}-{cfg.config}"
+
+
+def source_tokens_bound(cfg: DataConfig) -> tuple[int, str] | None:
+    """At most how many tokens the byte tokenizer or a `bpe:N` one (byte-level: a token holds >= 1 byte) can
+    make of the whole source, from its files' sizes alone, and what that is; None where sizes say nothing (a
+    hub dataset, parquet's compressed columns, another tokenizer)."""
+    if cfg.tokenizer != "bytes" and bpe_size(cfg.tokenizer) is None:
+        return None
+    if cfg.source == "embedded":  # each file one document: its UTF-8 bytes and an end-of-text token
+        files = stdlib_files()
+        return sum(p.stat().st_size for p in files) + len(files), "the embedded corpus"
+    if cfg.source == "files" and all(Path(f).suffix != ".parquet" for f in cfg.files):
+        # text: each line's bytes, its newline's place taken by end-of-text; json: a record's text is no
+        # longer than the record, which has room for the end-of-text token in its own punctuation
+        return sum(os.stat(f).st_size + 1 for f in cfg.files), f"data.files ({len(cfg.files)} file(s))"
+    return None
+
+
+def is_local_folder(name: str | None) -> bool:
+    return name is not None and Path(name).is_dir()
+
+
+def saved_to_disk(name: str | None) -> bool:
+    """A folder `Dataset.save_to_disk` (state.json) or `DatasetDict.save_to_disk` (dataset_dict.json) wrote."""
+    return is_local_folder(name) and any((Path(name) / f).is_file() for f in ("state.json", "dataset_dict.json"))
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """Every file of a dataset folder, in path order; hidden ones (.git, .cache) are not data."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(folder).parts))  # fmt: skip
+
+
+def file_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Read once per (file, size, mtime) in a process: a sweep's jobs validate the same files."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def saved_split(cfg: DataConfig, split: str):  # -> datasets.Dataset
+    """A split of a `save_to_disk` folder: the DatasetDict's split of that name, or the one Dataset it holds
+    (which has no other split: data.val_split is refused for it by check_saved)."""
+    from datasets import DatasetDict, load_from_disk
+
+    dataset = load_from_disk(cfg.name)
+    return dataset[split] if isinstance(dataset, DatasetDict) else dataset
+
+
+def check_saved(cfg: DataConfig) -> None:
+    """A `save_to_disk` folder: its splits and columns, read from its own files (memory-mapped, no copy)."""
+    from datasets import DatasetDict, load_from_disk
+
+    dataset = load_from_disk(cfg.name)
+    if cfg.config is not None:
+        raise ConfigError(f"data.config={cfg.config!r} is not allowed with a save_to_disk folder ({cfg.name}) "
+                          "(allowed: null; a saved dataset has no configs)")  # fmt: skip
+    if isinstance(dataset, DatasetDict):
+        for key, split in (("data.split", cfg.split), ("data.val_split", cfg.val_split)):
+            if split is not None and split not in dataset:
+                raise ConfigError(f"{key}={split!r} is not a split of {cfg.name} (allowed: {', '.join(dataset)})")
+        columns = dataset[cfg.split].column_names
+    else:
+        if cfg.val_split is not None:
+            raise ConfigError(f"data.val_split={cfg.val_split!r} is not allowed: {cfg.name} holds one Dataset, "
+                              "no splits (allowed: null: every 20th document is held out)")  # fmt: skip
+        columns = dataset.column_names
+    if cfg.text_column not in columns:
+        raise ConfigError(f"data.text_column={cfg.text_column!r} is not a column of {cfg.name} "
+                          f"(allowed: {', '.join(columns)})")  # fmt: skip
 
 
 def check_source(cfg: DataConfig, cache_built: bool) -> None:
@@ -68,6 +155,8 @@ def check_source(cfg: DataConfig, cache_built: bool) -> None:
             inspect_file(path, cfg.text_column)
         if len({FILE_BUILDERS[Path(f).suffix] for f in cfg.files}) > 1:
             raise ConfigError(f"data.files={cfg.files} mixes file types (allowed: one of text, json / jsonl, parquet)")
+    elif saved_to_disk(cfg.name):
+        check_saved(cfg)
     elif cfg.source == "hf" and not cache_built:
         check_hub_reachable(cfg.name)
 

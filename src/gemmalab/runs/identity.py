@@ -16,6 +16,7 @@ from typing import Any
 NOT_IDENTITY = (
     "logger", "run_root", "group", "callbacks", "hydra", "ablation", "trainer.progress_bar", "alias", "cascade",
     "data.cache_dir",  # where the token cache lies; its content is data.* and the source
+    "data.allow_repeat",  # permission only: a run that repeats its data trains the same with or without it
     # how spikes are counted afterwards; the analysis can recount from metrics.jsonl with any rule
     "stability.spike_rule", "stability.spike_window", "stability.spike_threshold", "stability.grad_norm_from",
     "distill.teacher",  # a path; distill.teacher_run (run id / checkpoint) identifies the teacher

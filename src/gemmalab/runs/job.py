@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from gemmalab.data import DataConfig
 from gemmalab.data.cache import data_changed
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.train.cluster import ranks_started_outside
@@ -68,9 +69,7 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str) -> dict[st
 def attempt(run: RunDir, spec: JobSpec, config: dict[str, Any], member: dict[str, Any], sweep: SweepDir) -> dict:
     """Under the run's claim: skip it if done, else start an attempt and have the run trained."""
     damage = run.repair_summary()
-    if change := data_changed(spec.data, run.summary()):  # never mix two datasets in one run
-        raise ConfigError(f"run {run.run_id} ({member['name']}) {change} (allowed: the data it was trained on; "
-                          f"for new runs on the new data, another run_root or remove {run.path})")  # fmt: skip
+    check_same_data(run, spec.data, member["name"])  # never mix two datasets in one run
     if run.is_done() and not spec.trainer.fast_dev_run:  # a fast_dev_run (its own identity) runs every time
         summary = run.summary()
         if config.get("alias") and summary["status"] == FINISHED:
@@ -105,6 +104,14 @@ def attempt(run: RunDir, spec: JobSpec, config: dict[str, Any], member: dict[str
     after = f" (step {step}, the last before it diverged)" if summary.get("diverged") and step else ""
     print(f"[gemmalab] {summary['status']}: {member['name']}  val/loss={shown}{after}")
     return summary
+
+
+def check_same_data(run: RunDir, data: DataConfig, name: str) -> None:
+    """Refuse a run whose recorded data differs from what its config now reads (a local dataset edited in
+    place): its run id is its config's, so the new data would resume or skip the old run."""
+    if change := data_changed(data, readable_summary(run)):
+        raise ConfigError(f"run {run.run_id} ({name}) {change} (allowed: the data it was trained on; for new runs "
+                          f"on the new data, another run_root=..., or remove {run.path})")  # fmt: skip
 
 
 def needs_own_process(spec: JobSpec) -> bool:

@@ -24,11 +24,14 @@ from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException, Valid
 
 from gemmalab.errors import ConfigError
 from gemmalab.schema import SECTIONS, TOP_LEVEL_KEYS, register
+from gemmalab.train.cluster import check_machine
 
 from .derived import job_config
-from .identity import run_identity
+from .identity import run_identity, run_name
+from .job import check_same_data
 from .slurm import check_request, check_submission, is_slurm
 from .spec import JobSpec
+from .store import RunDir
 
 
 @dataclass
@@ -144,14 +147,19 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
                     job.seed = parser.parse_override(seed).value()
                 try:
                     config = job_config(job)
-                    JobSpec.from_config(config)
+                    spec = JobSpec.from_config(config)
+                    if not slurm:  # a cluster's jobs see the cluster's machines, not this one's
+                        check_machine(spec.trainer)
+                    run_id = run_identity(config)
+                    check_same_data(RunDir(config["run_root"], run_id), spec.data,
+                                    run_name(overrides, config["seed"], swept))  # fmt: skip
                 except ConfigError as err:
                     raise ConfigError(f"{err} [job: {' '.join(overrides) or 'defaults'}]") from None
                 shared.add((config["run_root"], config["group"], config["ablation"]))
                 tune = config["tune"]
                 lrs.add(config["optim"]["lr"])
                 seed_values.add(config["seed"])
-                run_ids.append(run_identity(config))
+                run_ids.append(run_id)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(hydra_message(err)) from None
     finally:

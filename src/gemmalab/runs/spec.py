@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 
 from gemmalab.data import DataConfig
-from gemmalab.data.cache import check_data
+from gemmalab.data.cache import check_budget, check_data
 from gemmalab.errors import ConfigError, refuse, require_choice
 from gemmalab.model import ModelConfig, model_config
 from gemmalab.schema import check_known_keys
@@ -58,6 +58,7 @@ class JobSpec:
         data = DataConfig(**config["data"])
         check_data(data, data_cache(config))
         trainer = TrainerConfig(**config["trainer"])
+        check_budget(data, train_sequences(data, trainer), data_cache(config))
         check_world(trainer)
         callbacks(config)
         return cls(
@@ -69,6 +70,13 @@ class JobSpec:
             distill=distill,
             seed=config["seed"],
         )
+
+
+def train_sequences(data: DataConfig, trainer: TrainerConfig) -> int | None:
+    """The training sequences a run reads; None for a fast_dev_run or overfit_batches run (a few batches)."""
+    if trainer.fast_dev_run or trainer.overfit_batches:
+        return None
+    return trainer.max_steps * data.batch_size * trainer.accumulate_grad_batches
 
 
 def data_cache(config: dict[str, Any]) -> Path:

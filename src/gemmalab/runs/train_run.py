@@ -41,7 +41,7 @@ from .aliases import teacher_model
 from .console import quiet
 from .metrics_logger import RunStoreLogger
 from .requeue import requeue_signal
-from .spec import JobSpec, callbacks, data_cache
+from .spec import JobSpec, callbacks, data_cache, train_sequences
 from .stops import stop_check
 from .store import FINISHED, INTERRUPTED, RunDir, SweepDir, last_values, line_numbers, read_metrics
 from .wandb_logger import finish_wandb, make_wandb_logger
@@ -116,7 +116,7 @@ def build(spec: JobSpec, config: dict[str, Any]) -> tuple[LMModule, LMDataModule
     """The seeded model and its data, alike on every rank."""
     L.seed_everything(spec.seed, workers=True, verbose=False)
     datamodule = LMDataModule(spec.data, spec.seed, spec.trainer.max_steps, spec.model.vocab_size,
-                              data_cache(config))  # fmt: skip
+                              data_cache(config), train_sequences(spec.data, spec.trainer))  # fmt: skip
     teacher = teacher_model(spec.distill.teacher) if spec.distill.enabled else None
     return LMModule(spec.model, spec.optim, spec.trainer, spec.stability, spec.distill, teacher), datamodule
 

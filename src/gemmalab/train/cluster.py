@@ -73,3 +73,24 @@ def slurm_environment() -> list[ClusterEnvironment]:
     if os.environ.get("SLURM_NTASKS") == "1":
         return [LightningEnvironment()]
     return [SLURMEnvironment(auto_requeue=False)] if isinstance(ranks_started_outside(), SLURMEnvironment) else []
+
+
+
+def check_machine(cfg: TrainerConfig) -> None:
+    """A local job asks for no GPU this machine lacks (none at all, or fewer than trainer.devices): refused
+    before any tokenizer, cache or run is made, not by each job in turn. A job a cluster runs is checked where
+    it runs (preflight leaves SLURM jobs out); CPU processes are not devices a machine runs out of."""
+    if cfg.accelerator not in ("gpu", "cuda") or ranks_started_outside() is not None:
+        return
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+
+    found = CUDAAccelerator.auto_device_count() if CUDAAccelerator.is_available() else 0
+    if cfg.accelerator == "gpu" and not found and MPSAccelerator.is_available():
+        found = 1  # Apple's GPU: Lightning's gpu means cuda or mps
+    if found == 0:
+        raise ConfigError(f"trainer.accelerator={cfg.accelerator} is not available: this machine has no GPU "
+                          "(allowed: trainer=cpu, or a launcher that runs the jobs where a GPU is, e.g. "
+                          "hydra/launcher=slurm)")  # fmt: skip
+    if isinstance(cfg.devices, int) and cfg.devices * cfg.num_nodes > found:
+        raise ConfigError(f"trainer.devices={cfg.devices} is more than this machine has: {found} GPU(s) (allowed: "
+                          f"1 to {found}, trainer.devices=auto, or a cluster launcher for more)")  # fmt: skip
