@@ -168,9 +168,16 @@ def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp
 
 
 def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep_here, capsys):
-    for args, message in [  # as a user sees it: exit code 2, one line on stderr, nothing trained
+    import torch
+
+    cases = [  # as a user sees it: exit code 2, one line on stderr, nothing trained
         (["-m", "attn.kv_heads=1,3", "+foo=1"], "error: foo is not a known setting (allowed top-level keys: model,"),
-    ]:
+        (["-m", "+ablation=softcap", "+scale=gpu", "trainer.accelerator=cpu"],  # before a tokenizer or a cache
+         "error: the run reads 615,760 training sequences of data.seq_len=32 (19,704,320 tokens"),
+    ]
+    if not torch.cuda.is_available():  # not 24 jobs failing one by one, each leaving a run directory
+        cases.append((["-m", "+ablation=softcap", "+scale=gpu"], "error: trainer.accelerator=gpu is not available"))
+    for args, message in cases:
         code, _ = sweep_here(tmp_path, *args)
         result = capsys.readouterr()
         assert code == 2, (args, result.err[-2000:])

@@ -47,3 +47,22 @@ def test_slurm_tasks_are_ranks_unless_there_is_one_task(monkeypatch):
     monkeypatch.setenv("SLURM_NTASKS", "1")  # hydra/launcher=slurm's default: Lightning starts the ranks
     assert ranks_started_outside() is None
     assert [type(p) for p in slurm_environment()] == [LightningEnvironment]
+
+
+def test_a_gpu_this_machine_lacks_is_refused_in_one_line():
+    import torch
+
+    from gemmalab.train.cluster import check_machine
+
+    check_machine(TrainerConfig(accelerator="cpu", devices=64))  # CPU processes: any number a machine can start
+    check_machine(TrainerConfig(accelerator="auto"))  # Lightning takes what there is
+    if not torch.cuda.is_available():
+        for accelerator in ("gpu", "cuda"):
+            with pytest.raises(ConfigError, match=rf"^trainer.accelerator={accelerator} is not available: this "
+                                                  r"machine has no GPU \(allowed: trainer=cpu, "):  # fmt: skip
+                check_machine(TrainerConfig(accelerator=accelerator, precision="bf16-mixed"))
+    else:
+        count = torch.cuda.device_count()
+        check_machine(TrainerConfig(accelerator="gpu", devices=count, precision="bf16-mixed"))
+        with pytest.raises(ConfigError, match=rf"trainer.devices={count + 1} is more than this machine has: {count} "):
+            check_machine(TrainerConfig(accelerator="gpu", devices=count + 1, precision="bf16-mixed"))

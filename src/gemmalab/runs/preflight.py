@@ -24,7 +24,6 @@ from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException, Valid
 
 from gemmalab.errors import ConfigError
 from gemmalab.schema import SECTIONS, TOP_LEVEL_KEYS, register
-from gemmalab.train.cluster import check_machine
 
 from .derived import job_config
 from .identity import run_identity, run_name
@@ -147,9 +146,7 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
                     job.seed = parser.parse_override(seed).value()
                 try:
                     config = job_config(job)
-                    spec = JobSpec.from_config(config)
-                    if not slurm:  # a cluster's jobs see the cluster's machines, not this one's
-                        check_machine(spec.trainer)
+                    spec = JobSpec.from_config(config, here=not slurm)  # a cluster's jobs run on its machines
                     run_id = run_identity(config)
                     check_same_data(RunDir(config["run_root"], run_id), spec.data,
                                     run_name(overrides, config["seed"], swept))  # fmt: skip

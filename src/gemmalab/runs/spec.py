@@ -16,7 +16,7 @@ from gemmalab.errors import ConfigError, refuse, require_choice
 from gemmalab.model import ModelConfig, model_config
 from gemmalab.schema import check_known_keys
 from gemmalab.train import OptimConfig, StabilityConfig, TrainerConfig
-from gemmalab.train.cluster import check_world
+from gemmalab.train.cluster import check_machine, check_world
 from gemmalab.train.distill import DistillConfig, check_teacher_compatible
 
 from .aliases import ALIAS_PREFIX, teacher_config
@@ -37,8 +37,9 @@ class JobSpec:
     seed: int
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> JobSpec:
-        """Every config object built and validated; raises ConfigError naming the first bad key."""
+    def from_config(cls, config: dict[str, Any], here: bool = True) -> JobSpec:
+        """Every config object built and validated; raises ConfigError naming the first bad key. `here`: the job
+        runs on this machine, which must have the devices it asks for (not so for a cluster's jobs)."""
         check_known_keys(config)
         model = model_config(config)
         seed = config.get("seed")
@@ -55,11 +56,13 @@ class JobSpec:
             check_name("distill.teacher", distill.teacher.removeprefix(ALIAS_PREFIX))
         if distill.enabled and not distill.teacher.startswith(ALIAS_PREFIX):  # an alias may not exist yet
             check_teacher_compatible(teacher_config(distill.teacher), config)
+        trainer = TrainerConfig(**config["trainer"])
+        check_world(trainer)
+        if here:
+            check_machine(trainer)
         data = DataConfig(**config["data"])
         check_data(data, data_cache(config))
-        trainer = TrainerConfig(**config["trainer"])
         check_budget(data, train_sequences(data, trainer), data_cache(config))
-        check_world(trainer)
         callbacks(config)
         return cls(
             model=model,
