@@ -158,10 +158,16 @@ def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp
     stopped_at = max(run.metrics())
     # saved at the step it stopped (before the first periodic checkpoint at 50)
     assert stopped_at < 49 and load_checkpoint(run.checkpoint_dir / "last.ckpt")["global_step"] == stopped_at + 1
+    (line,) = [x for x in out.splitlines() if x.startswith("[gemmalab] interrupted: seed=0")]
+    if (loss := run.summary()["val/loss"]) is None:  # stopped before step 40's validation: says how far it got
+        assert line.endswith(f"val/loss=none yet ({stopped_at + 1} step(s) trained, no validation after step 0)")
+    else:
+        assert line.endswith(f"val/loss={loss:.4f}")
 
     # the rerun (here in this process) resumes exactly there and ends like an uninterrupted run
     resumed = run_job(config, ["seed=0"], "rerun")
     assert resumed["status"] == "finished" and "resume seed=0 from last.ckpt" in capsys.readouterr().out
+    assert resumed["group"] == group  # it stays in the sweep that started it; the rerun's members list it
     straight = run_job(compose_config(*TINY, *long, f"run_root={tmp_path / 'b'}"), [], "b")
     assert straight["status"] == "finished"
     assert curves(run) == curves(RunDir(tmp_path / "b", run.run_id))  # every step logged, once

@@ -72,3 +72,16 @@ def test_a_local_dataset_folder_edited_in_place_is_refused_before_any_job(tmp_pa
     assert f"was trained on data {summary['data/source']}, but data.name={str(folder)!r} is now hfdir-" in message
     assert "another run_root=..., or remove" in message and "\n" not in message
     assert len([p for p in (tmp_path / "r" / "_cache").glob("hf-bytes-*") if p.is_dir()]) == 1  # none for the new data
+
+
+def test_overfit_batches_validates_on_the_batches_it_trains_on_and_says_it_overfits(tmp_path, capsys):
+    """debug=overfit's check: held-out data could not fall to a fifth of its initial loss in 40 steps of a
+    tiny model; the 2 batches it trains on can, and the closing line says so."""
+    config = compose_config(*TINY, "trainer.overfit_batches=2", "trainer.max_steps=40", "trainer.val_every=20",
+                            "optim.lr=1e-2", "logger=none", f"run_root={tmp_path}")  # fmt: skip
+    summary = run_job(config, [], "g")
+    assert summary["val/loss"] < summary["val/loss_init"] / 4
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("[gemmalab] finished: seed=0  val/loss=") and line.endswith(
+        f"on the 2 batch(es) it trains on (trainer.overfit_batches), from {summary['val/loss_init']:.4f} at step 0: "
+        f"{summary['val/loss'] / summary['val/loss_init']:.0%} of it, it overfits them")  # fmt: skip

@@ -88,6 +88,11 @@ class LMDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         # every rank evaluates the whole fixed set: the same validation loss on each, with or without DDP
         self.prepare()
+        if self.trainer is not None and self.trainer.overfit_batches > 0:
+            # trainer.overfit_batches: validate on the batches it trains on (Lightning trains on the first N
+            # batches in order and would validate on N batches of the validation split), so the curve shows
+            # whether the model can learn them by heart
+            return DataLoader(self.train_set, batch_size=self.cfg.batch_size, shuffle=False)
         return DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:

@@ -99,11 +99,24 @@ def attempt(run: RunDir, spec: JobSpec, config: dict[str, Any], member: dict[str
     if summary["status"] == FINISHED:
         run.error_path.unlink(missing_ok=True)  # from an earlier attempt that failed
     written_or_said(lambda: sweep.record({**member, "status": summary["status"]}), f"{sweep.members_path}")
-    loss, step = summary.get("val/loss"), summary.get("val/loss_step")
-    shown = "none after step 0" if loss is None else f"{loss:.4f}"
-    after = f" (step {step}, the last before it diverged)" if summary.get("diverged") and step else ""
-    print(f"[gemmalab] {summary['status']}: {member['name']}  val/loss={shown}{after}")
+    print(f"[gemmalab] {summary['status']}: {member['name']}  {closing_loss(summary, spec)}")
     return summary
+
+
+def closing_loss(summary: dict[str, Any], spec: JobSpec) -> str:
+    """The job's closing figure: val/loss, where it stood, and for overfit_batches whether it overfits."""
+    loss, step, init = summary.get("val/loss"), summary.get("val/loss_step"), summary.get("val/loss_init")
+    if loss is None:  # no validation after step 0's: stopped before the first, or validation off
+        steps = summary.get("trained_steps")
+        return "val/loss=none yet" + (f" ({steps} step(s) trained, no validation after step 0)" if steps else "")
+    shown = f"val/loss={loss:.4f}"
+    if summary.get("diverged") and step:
+        return f"{shown} (step {step}, the last before it diverged)"
+    if spec.trainer.overfit_batches and init:
+        verdict = "it overfits them" if loss < init / 2 else "it does not overfit them: is the model or data broken?"
+        return (f"{shown} on the {spec.trainer.overfit_batches} batch(es) it trains on (trainer.overfit_batches), "
+                f"from {init:.4f} at step 0: {loss / init:.0%} of it, {verdict}")  # fmt: skip
+    return shown
 
 
 def check_same_data(run: RunDir, data: DataConfig, name: str) -> None:
@@ -136,20 +149,23 @@ def pin_teacher(config: dict[str, Any], root: Path) -> None:
 
 def start_attempt(run: RunDir, config: dict[str, Any], name: str, group: str, damage: list[str]) -> None:
     """Create the run directory, set damaged checkpoints aside, pick the checkpoint to resume from and write
-    what this attempt trains (attempt.json: every process that trains the run reads it there)."""
+    what this attempt trains (attempt.json: every process that trains the run reads it there): `group` is the
+    sweep that runs this attempt (whose stop it obeys), `run_group` the one the run belongs to."""
     run.create(yaml.safe_dump(config, sort_keys=False))
     run.requeue_path.unlink(missing_ok=True)  # a requeued job's mark, acted on
     damage = damage + run.repair_checkpoints()
     resume_from = run.last_checkpoint()
     for line in damage:
         print(f"[gemmalab] damaged: {line}")
+    before = run.summary() or {}
+    # a resumed run stays in the group that started it (its W&B group too); the new sweep lists it as a member
+    run_group = before.get("group", group) if resume_from else group
     run.update_summary(
-        status="running", run_id=run.run_id, name=name, group=group,
-        resumed_from=str(resume_from) if resume_from else None,
-        damaged=(run.summary() or {}).get("damaged", []) + damage,
+        status="running", run_id=run.run_id, name=name, group=run_group,
+        resumed_from=str(resume_from) if resume_from else None, damaged=before.get("damaged", []) + damage,
     )  # fmt: skip
     how = f"resume {name} from {resume_from.name}" if resume_from else f"train {name}"
     scratch = " from scratch (no intact checkpoint)" if damage and not resume_from else ""
     print(f"[gemmalab] {how}{scratch} -> {run.path}")
-    run.write_attempt({"config": config, "name": name, "group": group, "started": time.time(),
+    run.write_attempt({"config": config, "name": name, "group": group, "run_group": run_group, "started": time.time(),
                        "resume_from": str(resume_from) if resume_from else None})  # fmt: skip

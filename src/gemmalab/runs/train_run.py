@@ -128,7 +128,7 @@ def make_loggers(run: RunDir, config: dict[str, Any], attempt: dict[str, Any]) -
     if config["logger"]["kind"] == "wandb":
         wandb_logger = make_wandb_logger(
             **{k: v for k, v in config["logger"].items() if k != "kind"},
-            run_id=run.run_id, name=attempt["name"], group=attempt["group"], tags=switch_tags(config),
+            run_id=run.run_id, name=attempt["name"], group=attempt.get("run_group", attempt["group"]), tags=switch_tags(config),
             config=config, save_dir=str(run.path),
         )  # fmt: skip
         loggers.append(wandb_logger)
@@ -153,6 +153,7 @@ def summarise(run: RunDir, spec: JobSpec, status: str, diverged_step: int | None
         "val/loss": val_loss,  # a diverged run: the last one before it diverged, if any
         "val/loss_step": val_step,
         "val/loss_init": initial_val_loss(metrics),
+        "trained_steps": max((step + 1 for step, values in metrics.items() if "train/loss" in values), default=0),
         "damaged_metric_lines": len(damaged_lines),
         **{k: v for k, v in final.items() if k.startswith(("val/accuracy", "val/queries", "test/"))},
         **stability_summary(metrics, spec.stability, spec.optim.warmup_steps, spec.model.vocab_size),
