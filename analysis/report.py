@@ -171,12 +171,19 @@ def log_to_wandb(tables: dict[str, pd.DataFrame], numbers: dict[str, pd.DataFram
 
 
 def sync_command(run_root: Path, group: str) -> str:
-    """`wandb sync` for the group's offline W&B runs: every attempt of every member (a resumed run has one
-    directory per attempt, all the same W&B run) and the group's report runs; nothing of other groups."""
-    members = list(group_runs(run_root, group))
-    runs = [d for run_id in members for d in sorted((run_root / run_id / "wandb").glob("offline-run-*"))]
-    reports = sorted((reports_dir(run_root) / group / "wandb").glob("offline-run-*"))
-    return shlex.join(["wandb", "sync", *map(str, runs + reports)])
+    """`wandb sync` for the group's offline W&B runs, nothing of other groups: the members that ran once and the
+    group's report runs in one command; a resumed member (one directory per attempt, one W&B run) in a command
+    of its own, `--id <run>`, which W&B syncs in order of start time into that one run. Raises SystemExit when
+    the group has no W&B run: a bare `wandb sync` would sync every unsynced run in ./wandb."""
+    attempts = {i: sorted((run_root / i / "wandb").glob("offline-run-*")) for i in group_runs(run_root, group)}
+    once = [d for found in attempts.values() if len(found) == 1 for d in found]
+    once += sorted((reports_dir(run_root) / group / "wandb").glob("offline-run-*"))
+    commands = [["wandb", "sync", *map(str, once)]] if once else []
+    commands += [["wandb", "sync", "--id", i, *map(str, found)] for i, found in attempts.items() if len(found) > 1]
+    if not commands:
+        raise SystemExit(f"error: group {group} has no W&B offline runs in {run_root} (nothing to sync: its runs were "
+                         "logged with logger=csv or none, or never started)")  # fmt: skip
+    return " && ".join(map(shlex.join, commands))
 
 
 def numeric_tables(frame: pd.DataFrame, by: list[str]) -> dict[str, pd.DataFrame]:

@@ -90,6 +90,13 @@ def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep_here, c
     synced = shlex.split(capsys.readouterr().out.strip())
     members = [d for i in load_run_store(tmp_path, group)["run_id"] for d in (tmp_path / i / "wandb").glob("offline-*")]
     assert synced[:2] == ["wandb", "sync"] and sorted(synced[2:]) == sorted(map(str, [*members, wandb_run]))
+    # a resumed member (two attempts, one W&B run) is synced into that one run, in a command of its own
+    resumed = load_run_store(tmp_path, group)["run_id"].iloc[0]
+    first = next((tmp_path / resumed / "wandb").glob("offline-*"))
+    (again := first.with_name("offline-run-29990101_000000-" + resumed)).mkdir()
+    report.main(["--run-root", str(tmp_path), "--group", group, "--sync-command"])
+    whole, separate = capsys.readouterr().out.strip().split(" && ")
+    assert str(first) not in whole and shlex.split(separate) == ["wandb", "sync", "--id", resumed, str(first), str(again)]
 
 
 def test_a_cap_that_bends_scores_is_reported_engaged_without_a_warning(tmp_path):
@@ -172,3 +179,11 @@ def test_report_argument_errors_are_one_line(fake_store, capsys):
         with pytest.raises(SystemExit):
             report.main(["--run-root", str(fake_store.root), "--group", outside, "--no-wandb"])
         assert "is not allowed (allowed: one name of letters" in capsys.readouterr().err
+
+
+def test_the_sync_command_of_a_group_without_wandb_runs_is_refused(fake_store, capsys):
+    """A bare `wandb sync` would sync every unsynced run in ./wandb: never printed."""
+    fake_store.add({"seed": 0}, {"status": "finished", "val/loss": 2.0})
+    with pytest.raises(SystemExit, match="error: group g has no W&B offline runs in .* \\(nothing to sync: "):
+        report.main(["--run-root", str(fake_store.root), "--group", "g", "--sync-command"])
+    assert capsys.readouterr().out == ""
