@@ -163,27 +163,39 @@ def aggregate(frame: pd.DataFrame, by: list[str], metrics: list[str]) -> Aggrega
 
 
 def compare_to_baseline(agg: Aggregate, baseline: dict[str, object], metric: str) -> pd.DataFrame:
-    """Per row: difference to the baseline row's mean (with its 95% CI), relative change (%), the test used
-    (paired or Welch), p, p Holm-adjusted over the table's comparisons, and the marker of the adjusted p."""
-    table = agg.frame
-    mask = np.ones(len(table), dtype=bool)
+    """Per row: difference to its baseline row's mean (with its 95% CI), relative change (%), the test used
+    (paired or Welch), n, p, p Holm-adjusted over the table's comparisons, and the marker of the adjusted p.
+    A baseline that matches several rows (it names some of the switches a crossed design varies) is read within
+    each setting of the others (`--baseline norm=pre` on attn.pattern x norm: dual vs pre under alt, and
+    under full)."""
+    table = agg.frame.reset_index(drop=True)
+    is_base = np.ones(len(table), dtype=bool)
     for key, value in baseline.items():
-        mask &= np.array([same_value(stored, value) for stored in table[key]], dtype=bool)
-    if mask.sum() != 1:
-        options = sorted(table[list(baseline)].map(str).agg(" ".join, axis=1))
-        raise ValueError(f"baseline {baseline} matches {int(mask.sum())} rows (allowed: one of {options})")
-    base = table[mask].iloc[0]
-    diffs = [difference(r[f"{metric}_values"], r[f"{metric}_seeds"], base[f"{metric}_values"], base[f"{metric}_seeds"],
-                        agg.paired) for _, r in table.iterrows()]  # fmt: skip
-    out = pd.DataFrame(index=table.index)
-    out["delta"] = table[f"{metric}_mean"] - base[f"{metric}_mean"]
+        is_base &= np.array([same_value(stored, value) for stored in table[key]], dtype=bool)
+    others = [k for k in agg.by if k not in baseline] if is_base.sum() > 1 else []
+    strata = table[others].map(str).agg(" ".join, axis=1) if others else pd.Series("", index=table.index)
+    base_of = np.zeros(len(table), dtype=int)
+    for rows in table.groupby(strata, sort=False).groups.values():
+        hits = [i for i in rows if is_base[i]]
+        if len(hits) != 1:
+            setting = table.loc[rows[0], others].map(off_if_null).to_dict()
+            where = f" where {', '.join(f'{k}={v}' for k, v in setting.items())}" if others else ""
+            options = sorted(set(table.loc[rows, list(baseline)].map(str).agg(" ".join, axis=1)))
+            raise ValueError(f"baseline {baseline} matches {len(hits)} rows{where} (allowed: one of {options})")
+        base_of[list(rows)] = hits[0]
+    values, seeds = table[f"{metric}_values"], table[f"{metric}_seeds"]
+    diffs = [difference(values[i], seeds[i], values[b], seeds[b], agg.paired) for i, b in enumerate(base_of)]
+    base_means = table[f"{metric}_mean"].to_numpy()[base_of]
+    out = pd.DataFrame(index=agg.frame.index)
+    out["delta"] = table[f"{metric}_mean"].to_numpy() - base_means
     out["delta_ci"] = [d.ci for d in diffs]
-    out["relative_%"] = 100.0 * out["delta"] / base[f"{metric}_mean"]
+    out["relative_%"] = 100.0 * out["delta"] / base_means
     out["test"] = [d.test for d in diffs]
-    out["p"] = [math.nan if m else d.p for d, m in zip(diffs, mask, strict=True)]
+    out["n"] = [d.n for d in diffs]
+    out["p"] = [math.nan if m else d.p for d, m in zip(diffs, is_base, strict=True)]
     out["p_holm"] = holm(list(out["p"]))
     out["sig"] = [marker(p) for p in out["p_holm"]]
-    out.loc[mask, ["sig"]] = "(baseline)"
+    out.loc[is_base, ["sig"]] = "(baseline)"
     return out
 
 
@@ -250,9 +262,11 @@ def display(agg: Aggregate, baseline: dict[str, object] | None = None, digits: i
     if baseline:
         cmp = compare_to_baseline(agg, baseline, QUALITY if QUALITY in agg.metrics else agg.metrics[0])
         out["Δ vs baseline"] = [
-            "" if s == "(baseline)" else f"{d:+.{digits}f} ± {c:.{digits}f} ({r:+.1f}%, {t}) {s}".strip()
-            for d, c, r, t, s in zip(cmp["delta"], cmp["delta_ci"], cmp["relative_%"], cmp["test"], cmp["sig"],
-                                     strict=True)
+            "" if s == "(baseline)" else
+            f"{d:+.{digits}f} (n={n}: {'one seed supports' if n == 1 else 'no finished seed gives'} no comparison)"
+            if n < 2 else f"{d:+.{digits}f} ± {c:.{digits}f} ({r:+.1f}%, {t}, n={n}) {s}".strip()
+            for d, c, r, t, n, s in zip(cmp["delta"], cmp["delta_ci"], cmp["relative_%"], cmp["test"], cmp["n"],
+                                        cmp["sig"], strict=True)
         ]  # fmt: skip
     return out
 

@@ -174,7 +174,7 @@ def test_report_argument_errors_are_one_line(fake_store, capsys):
         report.main([*args, "--baseline", "optim.lr=0.1"])
     out = report.main([*args, "--baseline", "optim.lr=3e-3"])  # typed: 3e-3 is the stored 0.003
     delta = pd.read_csv(out / "tables" / "runs.csv").set_index("optim.lr")["Δ vs baseline"]
-    assert delta.loc[0.01].startswith("+0.100 ± 0.000 (+3.3%, paired)") and pd.isna(delta.loc[0.003])
+    assert delta.loc[0.01].startswith("+0.100 ± 0.000 (+3.3%, paired, n=") and pd.isna(delta.loc[0.003])
     for outside in ("../../x", "/abs/path"):  # a group names a directory of the store, never one outside it
         with pytest.raises(SystemExit):
             report.main(["--run-root", str(fake_store.root), "--group", outside, "--no-wandb"])
@@ -187,3 +187,27 @@ def test_the_sync_command_of_a_group_without_wandb_runs_is_refused(fake_store, c
     with pytest.raises(SystemExit, match="error: group g has no W&B offline runs in .* \\(nothing to sync: "):
         report.main(["--run-root", str(fake_store.root), "--group", "g", "--sync-command"])
     assert capsys.readouterr().out == ""
+
+
+def test_a_baseline_of_one_switch_in_a_2x2_sweep_is_read_within_each_setting_of_the_other(fake_store):
+    """The README's `--baseline norm=pre` on the README's 2x2 sweep: dual vs pre under alt, and under full;
+    a comparison at one seed says it supports none."""
+    losses = {("alt", "dual"): 3.2, ("alt", "pre"): 3.0, ("full", "dual"): 2.9, ("full", "pre"): 2.6}
+    for seed in range(2):
+        for (pattern, norm), loss in losses.items():
+            if seed == 1 and pattern == "full":
+                continue  # one seed of each full-attention arm
+            summary = {"status": "finished", "val/loss": loss + 0.01 * seed, "val/loss_init": 5.5}
+            fake_store.add({"seed": seed, "attn.pattern": pattern, "norm": norm}, summary)
+    args = ["--run-root", str(fake_store.root), "--group", "g", "--no-wandb"]
+    out = report.main([*args, "--baseline", "norm=pre"])
+    table = pd.read_csv(out / "tables" / "runs.csv").set_index(["attn.pattern", "norm"])["Δ vs baseline"]
+    assert table.loc[("alt", "dual")].startswith("+0.200 ± 0.000 (+6.7%, paired, n=2)")
+    assert table.loc[("full", "dual")] == "+0.300 (n=1: one seed supports no comparison)"
+    assert pd.isna(table.loc[("alt", "pre")]) and pd.isna(table.loc[("full", "pre")])
+    with pytest.raises(SystemExit, match=r"^error: --baseline norm=post: baseline \{'norm': 'post'\} matches 0 rows "
+                                         r"\(allowed: one of \['dual', 'pre'\]\)$"):  # fmt: skip
+        report.main([*args, "--baseline", "norm=post"])
+    fake_store.add({"seed": 0, "attn.pattern": "local", "norm": "dual"}, {"status": "finished", "val/loss": 3.0})
+    with pytest.raises(SystemExit, match=r"matches 0 rows where attn.pattern=local \(allowed: one of \['dual'\]\)"):
+        report.main([*args, "--baseline", "norm=pre"])  # no pre run under local: nothing to compare it with

@@ -72,7 +72,7 @@ def test_softcap_table_from_a_hand_made_store(fake_store):
     assert cmp["relative_%"].iloc[1] == pytest.approx(100 * (2.2 - 2.6) / 2.6)
     shown = display(agg, {"capping": "off"}).set_index("capping")
     assert shown.loc["off", "runs"] == "4 (1 diverged)"
-    assert shown.loc["on", "Δ vs baseline"] == "-0.400 ± 0.248 (-15.4%, paired) *"  # p ~ 0.02
+    assert shown.loc["on", "Δ vs baseline"] == "-0.400 ± 0.248 (-15.4%, paired, n=3) *"  # p ~ 0.02
     unpaired = aggregate(frame.assign(capping=frame["softcap.attn"].notna().map({True: "on", False: "off"}),
                                       **{"model.init": "shared"}), ["capping"], ["val/loss"])  # fmt: skip
     cmp = compare_to_baseline(unpaired, {"capping": "off"}, "val/loss")
