@@ -11,6 +11,7 @@ a job trains one run directory (runs/job.py). SIGTERM / Ctrl-C: jobs stop after 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ def launch(argv: list[str], plan: Plan | None = None) -> int:
     if plan.group is None:  # every process of the sweep reads its group from its config
         argv.append(f"group={new_group(plan.ablation)}")
     sweep = SweepDir(plan.run_root, plan.group or argv[-1].split("=", 1)[1])
-    sweep.plan(plan.jobs, plan.swept)
+    sweep.plan(plan.jobs, plan.swept, shlex.join(["python", Path(argv[0]).name, *argv[1:]]))
     if plan.slurm:
         quiet_without_accounting()
     for signum in (signal.SIGTERM, signal.SIGINT):  # every job stops after its step (SweepDir.request_stop)

@@ -103,6 +103,37 @@ def integrity_notes(frame: pd.DataFrame, missing: list[str], run_root: Path) -> 
     return notes
 
 
+def what_was_trained(frame: pd.DataFrame, command: str | None) -> list[str]:
+    """The report's opening lines: the command, the data (source, content fingerprint, token cache), the model,
+    the steps and the seeds, so a report of one sweep is never taken for another's."""
+
+    def values(*keys: str) -> list[str]:
+        rows = frame[[k for k in keys if k in frame]].drop_duplicates()
+        return [", ".join(f"{k.split('.')[-1]} {v}" for k, v in row.items() if v is not None and v == v)
+                for _, row in rows.iterrows()]  # fmt: skip
+
+    where = {"files": "data.files", "hf": "data.name"}
+    data = []
+    for _, row in frame.drop_duplicates(["data.source", "data/fingerprint"]).iterrows():
+        origin = where.get(row["data.source"])
+        named = f" {origin}={row[origin]}" if origin else ""
+        content = f", content {row['data/source']}" if pd.notna(row.get("data/source")) else ""
+        data.append(f"{row['data.source']}{named}, tokenizer {row['data.tokenizer']}{content}, token cache "
+                    f"{row.get('data/fingerprint', '–')}")  # fmt: skip
+    epochs = frame["data/epochs"].max() if "data/epochs" in frame else float("nan")
+    repeated = f" Repeated data: up to {epochs:.2f} passes over the training split." if epochs > 1 else ""
+    steps = sorted(frame["trainer.max_steps"].unique().tolist())
+    per_step = (frame["data.batch_size"] * frame["data.seq_len"] * frame["trainer.accumulate_grad_batches"]).unique()
+    return [
+        f"Command: `{command}`." if command else "Command: not recorded (a sweep from before gemmalab recorded it).",
+        "Data: " + "; ".join(data) + "." + repeated,
+        "Model: " + "; ".join(values("model.d_model", "model.n_layers", "model.n_heads", "attn.kv_heads",
+                                     "model.d_ff", "model.vocab_size", "parameters")) + ".",  # fmt: skip
+        f"Training: {', '.join(map(str, steps))} steps of {', '.join(f'{t:,}' for t in sorted(per_step))} tokens; "
+        f"seeds {sorted(frame['seed'].unique().tolist())}.",
+    ]
+
+
 def check_baseline(pairs: list[str], by: list[str], group: str) -> dict[str, str] | None:
     """--baseline key=value ... as a dict; every key must be a switch the group varies."""
     if bad := [p for p in pairs if "=" not in p]:
@@ -306,7 +337,8 @@ def main(argv: list[str] | None = None) -> Path | None:
              "better than every other row at adjusted p<0.05. "
              f"Quality: final {QUALITY}. Loss spikes: {'; '.join(rules) or rule.describe()} (distinct events; "
              "'not evaluable': the run is shorter than the rule's window).")  # fmt: skip
-    sections = [f"# {title}", "", intro, ""]
+    trained = what_was_trained(frame, SweepDir(args.run_root, group).info().get("command"))
+    sections = [f"# {title}", "", "## What was trained", "", *[f"- {line}" for line in trained], "", intro, ""]
     ordered = sorted(tables.items(), key=lambda kv: kv[0] != main_name)
     for name, table in ordered:
         caption = (f"{study or 'sweep'}: {name}. Cells: mean ± 95% CI over finished seeds (Student t). "
@@ -322,7 +354,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     (out / "report.md").write_text("\n".join(sections) + "\n")
     tex = out / "report.tex"
     tex.write_text(
-        report_document(title, intro, [(n, n) for n, _ in ordered], [p for p in figures if p.suffix == ".pdf"])
+        report_document(title, " ".join(trained).replace("`", "") + "\n\n" + intro, [(n, n) for n, _ in ordered],
+                        [p for p in figures if p.suffix == ".pdf"])  # fmt: skip
     )
     print(f"[gemmalab] {build_pdf(tex)}")
     if not args.no_wandb:

@@ -295,13 +295,13 @@ class SweepDir:
         paths = list((Path(root) / SWEEPS).glob("*/members.jsonl"))
         return max(paths, key=lambda p: p.stat().st_mtime_ns).parent.name if paths else None
 
-    def plan(self, jobs: int, swept: set[str] | None) -> None:
-        """Written by the launching process before the first job: how many jobs, which keys vary, and who
-        launched them (local workers stop when it is gone: runs/stops.py). A stop left by an earlier
-        sweep of the same group is cleared."""
+    def plan(self, jobs: int, swept: set[str] | None, command: str | None = None) -> None:
+        """Written by the launching process before the first job: how many jobs, which keys vary, the command
+        line (a report quotes it), and who launched them (local workers stop when it is gone: runs/stops.py).
+        A stop left by an earlier sweep of the same group is cleared."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.stop_path.unlink(missing_ok=True)
-        info = {"jobs": jobs, "swept": sorted(swept) if swept is not None else None,
+        info = {"jobs": jobs, "swept": sorted(swept) if swept is not None else None, "command": command,
                 "launcher": {"host": socket.gethostname(), "pid": os.getpid(), "started": process_started(os.getpid()),
                              "slurm_job": _slurm_job()}}  # fmt: skip
         write_atomic(self.info_path, json.dumps(info, indent=2))
