@@ -128,8 +128,8 @@ def make_loggers(run: RunDir, config: dict[str, Any], attempt: dict[str, Any]) -
     if config["logger"]["kind"] == "wandb":
         wandb_logger = make_wandb_logger(
             **{k: v for k, v in config["logger"].items() if k != "kind"},
-            run_id=run.run_id, name=attempt["name"], group=attempt.get("run_group", attempt["group"]), tags=switch_tags(config),
-            config=config, save_dir=str(run.path),
+            run_id=run.run_id, name=attempt["name"], group=attempt.get("run_group", attempt["group"]),
+            tags=switch_tags(config), config=config, save_dir=str(run.path),
         )  # fmt: skip
         loggers.append(wandb_logger)
     elif config["logger"]["kind"] == "csv":
