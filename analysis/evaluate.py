@@ -13,6 +13,7 @@ must give its logged val/loss exactly (the line printed says whether it does).
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import sys
@@ -26,9 +27,10 @@ import yaml
 from analysis.loaders import add_group_arguments, group_runs, resolve_latest
 from analysis.tables import aggregate, display
 from analysis.wandb_run import add_wandb_arguments, wandb_settings
-from gemmalab.data import LMDataModule
+from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.errors import ConfigError, DamagedFile
 from gemmalab.model import Decoder
+from gemmalab.runs.identity import IGNORED_BY_PATTERN
 from gemmalab.runs.spec import JobSpec, data_cache
 from gemmalab.runs.store import FINISHED, RunDir, reports_dir, set_aside, write_atomic
 from gemmalab.switches import AT_INFERENCE
@@ -60,15 +62,32 @@ def evaluate_run(run: RunDir, overrides: dict[str, Any]) -> dict[str, Any]:
     for key, value in overrides.items():
         group, field = key.split(".")
         config[group][field] = value
-    spec = JobSpec.from_config(config)  # validates the overridden setting like a training job
+    spec = JobSpec.from_config(config, here=False)  # validates the setting like a training job; scored on the CPU
     checkpoint = load_checkpoint(run.last_checkpoint_path)
     model = Decoder(spec.model)
     model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()})
     model.eval()
-    data = LMDataModule(spec.data, spec.seed, spec.trainer.max_steps, spec.model.vocab_size,
-                        data_cache(config))  # fmt: skip
-    metrics = {k: float(v) for k, v in evaluate(model, data.val_dataloader()).items()}
+    seed = spec.seed if spec.data.source == "mqar" else 0  # a recall task draws its validation items by seed
+    batches = validation_batches(str(data_cache(config)), json.dumps(config["data"], sort_keys=True),
+                                 spec.model.vocab_size, seed)  # fmt: skip
+    metrics = {k: float(v) for k, v in evaluate(model, batches).items()}
     return {"evaluated_with": overrides, "checkpoint_step": checkpoint["global_step"], **metrics}
+
+
+@functools.lru_cache(maxsize=4)
+def validation_batches(cache_root: str, data: str, vocab_size: int, seed: int) -> list[dict]:
+    """A data config's validation batches, read once for every run and setting of a group that shares them
+    (a text validation set depends on the data alone: seed 0 stands for every seed)."""
+    datamodule = LMDataModule(DataConfig(**json.loads(data)), seed=seed, max_steps=1, vocab_size=vocab_size,
+                              cache_root=Path(cache_root))  # fmt: skip
+    return list(datamodule.val_dataloader())
+
+
+def ignored_setting(config: dict[str, Any], overrides: dict[str, Any]) -> str | None:
+    """Why a setting means nothing for this run (its attention pattern never reads the key), or None."""
+    pattern = config["attn"]["pattern"]
+    unread = [k for k in overrides if k.removeprefix("attn.") in IGNORED_BY_PATTERN.get(pattern, ())]
+    return f"attn.pattern={pattern} never reads {', '.join(unread)}" if unread else None
 
 
 PAPER_TABLE_10 = {1.0: "1.63", 0.5: "1.63", 0.25: "1.64"}  # Gemma 2 Table 10: perplexity, trained at W=4096,
@@ -104,6 +123,16 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return record if isinstance(record, dict) and {"setting", "val/loss", "evaluated_with"} <= set(record) else None
     except (OSError, UnicodeDecodeError, ValueError):
         return None
+
+
+def units_note(frame: pd.DataFrame) -> str:
+    """Why the paper's perplexities and these cannot be set side by side as values."""
+    tokenizers = ", ".join(sorted(map(str, frame["data.tokenizer"].unique())))
+    sizes = sorted(frame["parameters"].dropna().astype(int).unique()) if "parameters" in frame else []
+    models = f" of {', '.join(f'{n:,}' for n in sizes)} parameters" if sizes else ""
+    return (f"Units: Gemma 2's Table 10 perplexities are per token of its 256K-entry SentencePiece vocabulary, from "
+            f"its 9B model; these are per token of data.tokenizer={tokenizers}, from models{models}. The values do "
+            "not compare; the change from the trained window does (the paper's: 1.63 -> 1.63 -> 1.64).")  # fmt: skip
 
 
 def inference_table(frame: pd.DataFrame, run_root: Path, by: list[str]) -> pd.DataFrame | None:
@@ -177,7 +206,11 @@ def evaluate_settings(run: RunDir, settings: list[dict[str, Any]]) -> list[Path]
         print(f"[gemmalab] skip {run.run_id}: {summary.get('status', 'no summary')} (only finished runs)")
         return []
     written = []
+    config = yaml.safe_load(run.config_path.read_text())
     for overrides in settings:
+        if why := ignored_setting(config, overrides):  # it would score the run as trained, under another name
+            print(f"[gemmalab] skip {run.run_id} {setting_name(overrides)}: {why}")
+            continue
         path = run.path / "evals" / f"{setting_name(overrides).replace(' ', '_')}.json"
         if path.exists() and read_record(path) is not None:
             print(f"[gemmalab] skip {run.run_id} {setting_name(overrides)}: evaluated ({path})")

@@ -22,7 +22,7 @@ import yaml
 
 from analysis import plots, scaling, studies, tuning
 from analysis.engagement import engagement_lines, engagement_table
-from analysis.evaluate import inference_table
+from analysis.evaluate import inference_table, units_note
 from analysis.latex import build_pdf, report_document, to_latex
 from analysis.loaders import (
     add_group_arguments,
@@ -327,6 +327,8 @@ def main(argv: list[str] | None = None) -> Path | None:
         power = f"At the ladder's largest rung ({powered['scale.rung'].iloc[0]}): {power}"
     notes = {main_name: [power, "Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings,
                          *integrity_notes(frame, missing, args.run_root)]}  # fmt: skip
+    if "inference_settings" in tables:
+        notes.setdefault("inference_settings", []).insert(0, units_note(frame))
     title = f"Report: {study or 'sweep'} ({group})"
     intro = (f"{len(frame)} runs; switches that vary: {', '.join(by) or 'none'}; seeds: "
              f"{sorted(frame['seed'].unique().tolist())}. Cells: mean ± 95% CI half-width over finished seeds "

@@ -39,6 +39,8 @@ def test_evaluation_at_the_trained_setting_reproduces_the_run_and_others_are_sto
     out = report.main(["--run-root", str(tmp_path), "--group", group, "--no-wandb"])
     table = (out / "tables" / "inference_settings.md").read_text()
     assert "attn.window=2" in table and "as-trained" in table and "(n=1)" in table
+    assert "Units: Gemma 2's Table 10 perplexities are per token of its 256K-entry SentencePiece vocabulary" in table
+    assert "these are per token of data.tokenizer=bytes, from models of " in table
 
 
 def test_a_switch_that_changes_parameters_is_refused_in_one_line(tmp_path):
@@ -63,3 +65,16 @@ def test_damaged_files_are_named_and_the_rest_of_the_group_is_evaluated(tmp_path
         evaluate.main(["--run-root", str(tmp_path), "--group", group])
     assert json.loads(record.read_text())["setting"] == "as-trained"
     assert (record.parent / f"{record.name}.damaged").exists()
+
+
+def test_a_window_is_not_evaluated_on_full_attention_runs_and_the_data_is_read_once(tmp_path, capsys):
+    group = "g"
+    for pattern in ("alt", "full"):
+        config = compose_config(*TINY, "logger=none", f"attn.pattern={pattern}", f"run_root={tmp_path}")
+        assert run_job(config, [f"attn.pattern={pattern}"], group)["status"] == "finished"
+    capsys.readouterr()
+    written = evaluate.main(["--run-root", str(tmp_path), "--group", group, "--no-wandb", "attn.window=4,2"])
+    out = capsys.readouterr().out
+    assert sorted(p.stem for p in written) == ["as-trained", "as-trained", "attn.window=2", "attn.window=4"]
+    assert out.count(": attn.pattern=full never reads attn.window") == 2  # each skipped setting said once
+    assert out.count("[gemmalab] token cache:") == 1  # one validation set for the group's runs
