@@ -50,18 +50,39 @@ class Evidence:
         return None if frame is None or frame.empty else frame
 
 
-def arm(frame: pd.DataFrame, where: dict[str, Any], metric: str) -> pd.DataFrame:
-    """The finished runs of one arm (every key of `where` matching: text exactly, numbers as numbers) with a
-    finite value of `metric`."""
-    status = frame["status"].astype(str)
-    keep = status.eq("finished") | (status.str.startswith("diverged") & metric.startswith(("stability/", "attn/")))
-    for key, value in where.items():  # a diverged run's blow-up counts are a result; its loss is not
+def in_arm(frame: pd.DataFrame, where: dict[str, Any]) -> pd.Series:
+    """Which runs belong to the arm: every key of `where` matching (text exactly, numbers as numbers)."""
+    keep = pd.Series(True, index=frame.index)
+    for key, value in where.items():
         if key not in frame:
-            return frame[:0]
+            return ~keep
         keep &= frame[key].astype(str).eq(value) if isinstance(value, str) else frame[key].map(
             lambda v, value=value: same_value(v, value))  # fmt: skip
-    runs = frame[keep]
+    return keep
+
+
+def counted(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """Runs whose `metric` is a result: finished ones, and diverged ones for blow-up counts (not their loss)."""
+    status = frame["status"].astype(str)
+    return status.eq("finished") | (status.str.startswith("diverged") & metric.startswith(("stability/", "attn/")))
+
+
+def arm(frame: pd.DataFrame, where: dict[str, Any], metric: str) -> pd.DataFrame:
+    """The arm's runs (in_arm) that count (counted) with a finite value of `metric`."""
+    runs = frame[in_arm(frame, where) & counted(frame, metric)]
     return runs[np.isfinite(pd.to_numeric(runs[metric], errors="coerce").astype(float))] if metric in runs else runs[:0]
+
+
+def why_no_value(frame: pd.DataFrame, where: dict[str, Any], metric: str) -> str:
+    """Why an arm gives no value of `metric`: the study ran no such arm, none of its runs finished, or the
+    metric is undefined in every one that did (a spike count in runs shorter than the rule's window)."""
+    runs = frame[in_arm(frame, where)]
+    if runs.empty:
+        return f"the study ran no {where} arm"
+    if not counted(runs, metric).any():
+        return f"no finished run of {where} ({', '.join(sorted(set(runs['status'].astype(str))))})"
+    why = "the runs are shorter than the spike rule's window" if metric.startswith("stability/") else "not logged"
+    return f"{metric} is undefined in every finished run of {where} ({why})"
 
 
 def contrast(frame: pd.DataFrame | None, metric: str, a: dict, b: dict, relative: bool = False) -> Measured:
@@ -71,7 +92,7 @@ def contrast(frame: pd.DataFrame | None, metric: str, a: dict, b: dict, relative
         return Measured(math.nan, math.nan, 0, reason="the study has no runs")
     x, y = arm(frame, a, metric), arm(frame, b, metric)
     if x.empty or y.empty:
-        return Measured(math.nan, math.nan, 0, reason=f"no finished run of {a if x.empty else b}")
+        return Measured(math.nan, math.nan, 0, reason=why_no_value(frame, a if x.empty else b, metric))
     xv, yv = x[metric].to_numpy(float), y[metric].to_numpy(float)
     d = difference(xv, x["seed"].to_numpy(), yv, y["seed"].to_numpy(), pairs_up(frame))
     if d.test == "paired":

@@ -36,7 +36,7 @@ from analysis.evaluate import main as evaluate
 from analysis.latex import PREAMBLE, build_pdf, escape, to_latex
 from analysis.loaders import load_run_store
 from analysis.tables import to_markdown
-from analysis.verdict import RULE
+from analysis.verdict import RULE, estimate
 from gemmalab.errors import ConfigError
 from gemmalab.runs.preflight import Plan, validate_all_jobs
 from gemmalab.runs.store import RunDir, SweepDir, reports_dir, write_atomic
@@ -173,7 +173,7 @@ def verdict_table(findings: list[dict]) -> pd.DataFrame:
         elif f["n"] is None and not f["ci"]:
             measured = f"{f['value']:.4g} (exact)"
         else:
-            measured = f"{f['value']:+.4g} ± {f['ci']:.3g}" + (f" (n={f['n']}, {f['test']})" if f["n"] else "")
+            measured = estimate(f["value"], f["ci"]) + (f" (n={f['n']}, {f['test']})" if f["n"] else "")
         gauge = f["gauge"]
         rows.append({
             "claim": f"{f['claim']} [{f['source']}]", "quantity": f["quantity"], "claimed": f["claimed"],
@@ -191,7 +191,7 @@ def readme_block(findings: dict) -> str:
     for f in findings["claims"]:
         measured = "–" if f["value"] is None else f"{f['value']:.4g}"
         if f["value"] is not None and f["ci"]:
-            measured = f"{f['value']:+.3g} ± {f['ci']:.2g}"
+            measured = estimate(f["value"], f["ci"])
         lines.append(f"| {f['claim']} ({f['source']}) | {measured} | {f['verdict']} |")
     return "\n".join([*lines, "", README_END])
 

@@ -69,9 +69,25 @@ def verdict(low: float, high: float, measured: Measured, gauge: Gauge | None = N
     if hi < low or lo > high:
         return CONTRADICTED
     if 0.0 in (low, high):
-        could = f"±{measured.detectable:.3g}" if math.isfinite(measured.detectable) else "nothing: no spread"
-        return f"{NO_EFFECT} (could detect {could})"
+        if not math.isfinite(measured.detectable):  # every seed gave the same value: no variance to test against
+            return f"{NO_EFFECT} (every seed gave the same value: no spread to size an effect by)"
+        return f"{NO_EFFECT} (could detect ±{measured.detectable:.3g})"
     return INCONCLUSIVE
+
+
+def estimate(value: float, ci: float) -> str:
+    """`value ± ci` in one format: both to the CI's second significant digit (`+12.1 ± 7.6`, `-44 ± 240`), in
+    a shared power of ten when that digit lies below 1e-4 (`(-0.63 ± 3.1)e-4`); an exact figure to 4 digits."""
+    if not math.isfinite(ci) or ci == 0:
+        return f"{value:+.4g}"
+    digits = 1 - math.floor(math.log10(ci))  # decimals that keep two significant digits of the CI
+    if digits <= 4:
+        digits = max(digits, 0)
+        return f"{value:+.{digits}f} ± {ci:.{digits}f}"
+    power = math.floor(math.log10(max(abs(value), ci)))
+    scaled = 10.0**power
+    digits = max(1 - math.floor(math.log10(ci / scaled)), 0)
+    return f"({value / scaled:+.{digits}f} ± {ci / scaled:.{digits}f})e{power}"
 
 
 def claimed_range(low: float, high: float) -> str:

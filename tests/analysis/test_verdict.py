@@ -14,6 +14,7 @@ from analysis.verdict import (
     SUPPORTED,
     Gauge,
     Measured,
+    estimate,
     verdict,
 )
 
@@ -30,7 +31,8 @@ ENGAGED, IDLE = Gauge("share", 0.2, 0.01), Gauge("share", 0.001, 0.01)
         (LOWER, Measured(-0.05, 0.02, 5, "paired", 0.03), IDLE, NOT_ENGAGED),  # significant, but the cap never bit
         (LOWER, Measured(math.nan, math.nan, 0, reason="no runs"), ENGAGED, f"{NOT_MEASURED} (no runs)"),
         (LOWER, Measured(-0.05, math.nan, 1), None, f"{NOT_MEASURED} (fewer than two seeds to give a CI)"),
-        ((0.0, math.inf), Measured(0.0, 0.0, 2, "paired"), None, f"{NO_EFFECT} (could detect nothing: no spread)"),
+        ((0.0, math.inf), Measured(0.0, 0.0, 2, "paired"), None,
+         f"{NO_EFFECT} (every seed gave the same value: no spread to size an effect by)"),
         ((40.0, 60.0), Measured(37.5, 0.0, None), None, CONTRADICTED),  # an exact figure outside the range
         ((40.0, 60.0), Measured(50.0, 0.0, None), None, SUPPORTED),
         ((-0.01, 0.01), Measured(0.008, 0.005, 3, "paired", 0.01), ENGAGED, INCONCLUSIVE),
@@ -55,6 +57,27 @@ def test_contrast_pairs_by_seed_and_gives_the_detectable_difference():
     assert m.detectable > 0
     welch = contrast(frame.assign(**{"model.init": "shared"}), "test/loss", {"arm": "a"}, {"arm": "b"})
     assert welch.test == "Welch" and welch.ci > 1.0
+
+
+def test_an_arm_without_a_value_says_why():
+    frame = runs({"a": [1.0, 2.0], "b": [1.1, 2.1]})
+    assert contrast(frame, "test/loss", {"arm": "c"}, {"arm": "b"}).reason == "the study ran no {'arm': 'c'} arm"
+    failed = frame.assign(status=np.where(frame["arm"] == "a", "failed: x", "finished"))
+    reason = contrast(failed, "test/loss", {"arm": "a"}, {"arm": "b"}).reason
+    assert reason == "no finished run of {'arm': 'a'} (failed: x)"
+    short = frame.assign(**{"stability/loss_spikes": np.nan})  # both finished, the count undefined at this length
+    assert contrast(short, "stability/loss_spikes", {"arm": "a"}, {"arm": "b"}).reason == (
+        "stability/loss_spikes is undefined in every finished run of {'arm': 'a'} (the runs are shorter than the "
+        "spike rule's window)")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "ci", "shown"),
+    [(12.1, 7.6, "+12.1 ± 7.6"), (-44.1, 240.0, "-44 ± 240"), (0.24, 0.084, "+0.240 ± 0.084"),
+     (-6.318e-05, 0.000306, "(-0.6 ± 3.1)e-4"), (5.637, 0.0, "+5.637"), (-0.00148, 0.0025, "-0.0015 ± 0.0025")],
+)  # fmt: skip
+def test_an_estimate_and_its_ci_share_one_format(value, ci, shown):
+    assert estimate(value, ci) == shown
 
 
 def softcap_frame(on: list[float], off: list[float], beyond_half: float) -> pd.DataFrame:
