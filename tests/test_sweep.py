@@ -198,7 +198,7 @@ def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep_here, capsy
     [
         (["attn.kv_heads=3"], "attn.kv_heads=3 must divide model.n_heads=4 (allowed: 1, 2, 4)"),
         (["softcap.attn=-1"], "softcap.attn=-1.0 is not allowed (allowed: a number > 0, or null for off)"),
-        (["norm=sandwich"], "In 'config': Could not find 'norm/sandwich'"),
+        (["norm=sandwich"], "norm=sandwich is not allowed (allowed: dual, post, postln, pre)"),
         (["optim.lr=fast"], "optim.lr='fast' is not allowed (allowed: a number)"),
         (["optim.lr=nan"], "optim.lr=nan is not allowed (allowed: a finite number > 0)"),
         (["seed=-1"], "seed=-1 is not allowed (allowed: an integer from 0 to 2**32 - 1)"),

@@ -18,7 +18,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import create_config_search_path, get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException, ValidationError
 
@@ -111,6 +111,8 @@ def hydra_message(err: Exception) -> str:
     """One line for a composition error: a value the schema's type refuses reads like gemmalab's own
     messages (`optim.lr='fast' is not allowed (allowed: a number)`); anything else, Hydra's text."""
     cause = err.__cause__ or err
+    if isinstance(err, MissingConfigException) and err.options is not None:  # not Hydra's whole search path
+        return f"{err.missing_cfg_file.replace('/', '=', 1)} is not allowed (allowed: {', '.join(err.options)})"
     key, value = getattr(cause, "full_key", None), getattr(cause, "value", None)
     if isinstance(cause, ConfigAttributeError) and key:
         allowed = SECTIONS.get(key.split(".")[0], TOP_LEVEL_KEYS)
