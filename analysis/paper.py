@@ -288,7 +288,8 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
         print(f"[paper] {study.name}: sweep {t1 - t0:.0f} s, evaluation and report {time.time() - t1:.0f} s",
               flush=True)
         frames[study.name] = frame = load_run_store(args.run_root, group)
-        headings = [line[3:] for line in (folder / "report.md").read_text().splitlines() if line.startswith("## ")]
+        headings = [line[3:] for line in (folder / "report.md").read_text().splitlines()
+                    if line.startswith("## ") and line[3:] != report.TRAINED]  # fmt: skip
         figures += sorted((folder / "figures").glob("*.png"))
         info[study.name] = {
             "group": group, "command": " ".join(["python", *command[:-2 - len(extra)]]), "runs": len(frame),

@@ -103,6 +103,9 @@ def integrity_notes(frame: pd.DataFrame, missing: list[str], run_root: Path) -> 
     return notes
 
 
+TRAINED = "What was trained"  # the report's first section; its tables follow
+
+
 def what_was_trained(frame: pd.DataFrame, command: str | None) -> list[str]:
     """The report's opening lines: the command, the data (source, content fingerprint, token cache), the model,
     the steps and the seeds, so a report of one sweep is never taken for another's."""
@@ -114,12 +117,12 @@ def what_was_trained(frame: pd.DataFrame, command: str | None) -> list[str]:
 
     where = {"files": "data.files", "hf": "data.name"}
     data = []
-    for _, row in frame.drop_duplicates(["data.source", "data/fingerprint"]).iterrows():
+    for _, row in frame.drop_duplicates([c for c in ("data.source", "data/fingerprint") if c in frame]).iterrows():
         origin = where.get(row["data.source"])
         named = f" {origin}={row[origin]}" if origin else ""
         content = f", content {row['data/source']}" if pd.notna(row.get("data/source")) else ""
-        data.append(f"{row['data.source']}{named}, tokenizer {row['data.tokenizer']}{content}, token cache "
-                    f"{row.get('data/fingerprint', '–')}")  # fmt: skip
+        cache = f", token cache {row['data/fingerprint']}" if pd.notna(row.get("data/fingerprint")) else ""
+        data.append(f"{row['data.source']}{named}, tokenizer {row['data.tokenizer']}{content}{cache}")
     epochs = frame["data/epochs"].max() if "data/epochs" in frame else float("nan")
     repeated = f" Repeated data: up to {epochs:.2f} passes over the training split." if epochs > 1 else ""
     steps = sorted(frame["trainer.max_steps"].unique().tolist())
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> Path | None:
              f"Quality: final {QUALITY}. Loss spikes: {'; '.join(rules) or rule.describe()} (distinct events; "
              "'not evaluable': the run is shorter than the rule's window).")  # fmt: skip
     trained = what_was_trained(frame, SweepDir(args.run_root, group).info().get("command"))
-    sections = [f"# {title}", "", "## What was trained", "", *[f"- {line}" for line in trained], "", intro, ""]
+    sections = [f"# {title}", "", f"## {TRAINED}", "", *[f"- {line}" for line in trained], "", intro, ""]
     ordered = sorted(tables.items(), key=lambda kv: kv[0] != main_name)
     for name, table in ordered:
         caption = (f"{study or 'sweep'}: {name}. Cells: mean ± 95% CI over finished seeds (Student t). "

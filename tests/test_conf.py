@@ -154,17 +154,3 @@ def test_a_fast_dev_run_runs_afresh_every_time_and_keeps_nothing(tmp_path, capsy
     (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith("_")]
     assert not (run / "metrics.jsonl").exists() and not list(run.glob("checkpoints/*.ckpt"))
 
-
-def test_help_names_every_group_that_is_added_with_a_plus(capsys):
-    """The groups --help says take `+` are exactly those the defaults list leaves out (+group=option)."""
-    import re
-    import subprocess
-    import sys
-
-    import yaml
-
-    tree = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
-    chosen = {next(iter(entry)) for entry in tree["defaults"] if isinstance(entry, dict)}
-    groups = {p.name for p in (REPO / "conf").iterdir() if p.is_dir() and p.name != "hydra"}
-    text = subprocess.run([sys.executable, "sweep.py", "--help"], cwd=REPO, capture_output=True, text=True).stdout
-    assert set(re.findall(r"\+(\w+)=", text)) == groups - chosen and "Groups without a default are added with +" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
 from analysis import report
@@ -234,8 +236,9 @@ def test_under_submitit_a_failing_job_is_recorded_a_preempted_one_requeued_and_t
     code come from what the jobs recorded, in the launching process. The job that trains gets submitit's
     preemption signal (USR2, what SLURM sends) in its 5th step: it saves that step, submitit requeues it
     (the local executor restarts it as SLURM would) and the requeued job resumes exactly there."""
+    # seq_len 400000 fails as its job starts (no window that long); allow_repeat lets it past the preflight
     result = sweep(tmp_path, "-m", "hydra/launcher=submitit_local", "data.seq_len=400000,32", "logger=none",
-                   *fault(4, "USR2"))  # fmt: skip
+                   "data.allow_repeat=true", *fault(4, "USR2"))  # fmt: skip
     assert result.returncode == 1, result.stderr[-2000:]
     statuses = {m["name"]: m["status"] for m in members(tmp_path)}
     assert statuses["data.seq_len=400000 seed=0"].startswith("failed: ValueError: data.seq_len=400000 needs more than")
@@ -414,7 +417,7 @@ def test_a_joblib_worker_killed_leaves_a_closing_summary_that_names_what_was_los
     """`kill -9` of one joblib worker while two train: joblib gives up on the whole pool (the sibling goes
     too) and the third job never starts; the sweep still ends with its summary and a non-zero exit."""
     first = start_sweep(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2",
-                        "trainer.max_steps=3000", "logger=none")  # fmt: skip
+                        "trainer.max_steps=3000", "data.allow_repeat=true", "logger=none")  # fmt: skip
     deadline = time.time() + 120
     while len(claims := list(tmp_path.glob("*/claim.json"))) < 2 and time.time() < deadline:
         time.sleep(0.2)
@@ -493,3 +496,13 @@ def test_a_plain_run_and_its_resume_print_no_accelerator_banner_or_resume_warnin
     for line in ("GPU available: False", "TPU available: False", "`Trainer.fit` stopped", "not resumable"):
         assert line not in out + err, line
     assert not [w for w in recwarn if "dataloader is not resumable" in str(w.message)]
+
+
+def test_help_names_every_group_that_is_added_with_a_plus(monkeypatch, capsys):
+    """The groups --help says take `+` are exactly those the defaults list leaves out (+group=option)."""
+    tree = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
+    chosen = {next(iter(entry)) for entry in tree["defaults"] if isinstance(entry, dict)}
+    groups = {p.name for p in (REPO / "conf").iterdir() if p.is_dir() and p.name != "hydra"}
+    code, out, _ = hydra_says(monkeypatch, capsys, "--help")
+    assert code == 0 and "Groups without a default are added with +" in out
+    assert set(re.findall(r"\+(\w+)=", out)) == groups - chosen
