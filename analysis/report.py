@@ -125,13 +125,16 @@ def what_was_trained(frame: pd.DataFrame, command: str | None) -> list[str]:
         data.append(f"{row['data.source']}{named}, tokenizer {row['data.tokenizer']}{content}{cache}")
     epochs = frame["data/epochs"].max() if "data/epochs" in frame else float("nan")
     repeated = f" Repeated data: up to {epochs:.2f} passes over the training split." if epochs > 1 else ""
+    sizes = sorted(frame["parameters"].dropna().astype(int).unique()) if "parameters" in frame else []
+    parameters = f"; {sizes[0]:,} to {sizes[-1]:,} parameters" if len(sizes) > 1 else (
+        f"; {sizes[0]:,} parameters" if sizes else "")  # fmt: skip
     steps = sorted(frame["trainer.max_steps"].unique().tolist())
     per_step = (frame["data.batch_size"] * frame["data.seq_len"] * frame["trainer.accumulate_grad_batches"]).unique()
     return [
         f"Command: `{command}`." if command else "Command: not recorded (a sweep from before gemmalab recorded it).",
         "Data: " + "; ".join(data) + "." + repeated,
         "Model: " + "; ".join(values("model.d_model", "model.n_layers", "model.n_heads", "attn.kv_heads",
-                                     "model.d_ff", "model.vocab_size", "parameters")) + ".",  # fmt: skip
+                                     "model.d_ff", "model.vocab_size")) + parameters + ".",  # fmt: skip
         f"Training: {', '.join(map(str, steps))} steps of {', '.join(f'{t:,}' for t in sorted(per_step))} tokens; "
         f"seeds {sorted(frame['seed'].unique().tolist())}.",
     ]

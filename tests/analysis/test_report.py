@@ -60,7 +60,7 @@ def test_a_study_runs_end_to_end_and_produces_its_report(tmp_path, sweep_here, c
     # it opens with what was trained: the command as typed, the data and its content, the model, steps and seeds
     assert "- Command: `python sweep.py -m model=tiny " in text and "+ablation=softcap seed=0,1 " in text
     assert "- Data: embedded, tokenizer bytes, content stdlib-py" in text and ", token cache embedded-bytes-" in text
-    assert "- Model: d_model 64, n_layers 2, n_heads 4, kv_heads 2, d_ff 256, vocab_size 256, parameters " in text
+    assert "- Model: d_model 64, n_layers 2, n_heads 4, kv_heads 2, d_ff 256, vocab_size 256; 1" in text
     assert "- Training: 12 steps of 128 tokens; seeds [0, 1]." in text
     for name in ("softcap", "runs"):
         for suffix in ("md", "tex", "csv"):
