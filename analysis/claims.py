@@ -29,8 +29,8 @@ from gemmalab.tune import arm_key, choose
 from . import scaling, studies
 from .evaluate import evaluations
 from .power import min_detectable_difference
-from .tables import difference, paired_values, pairs_up, same_value
-from .verdict import Gauge, Measured, claimed_range, verdict
+from .tables import difference, holm, paired_values, pairs_up, same_value
+from .verdict import Gauge, Measured, claimed_range, directional, verdict
 
 TEST = "test/loss"
 INF = math.inf
@@ -102,7 +102,11 @@ def contrast(frame: pd.DataFrame | None, metric: str, a: dict, b: dict, relative
         mde = min_detectable_difference(float(np.std(xv, ddof=1)) if len(xv) > 1 else math.nan, len(xv), len(yv),
                                         "Welch", float(np.std(yv, ddof=1)) if len(yv) > 1 else math.nan)  # fmt: skip
     scale = 100 / abs(float(yv.mean())) if relative and yv.mean() != 0 else 1.0
-    return Measured(d.delta * scale, d.ci * scale, d.n, d.test, mde * scale)
+    per_seed = tuple({"arm": where, "seed": int(r.seed), "run_id": getattr(r, "run_id", None),  # none: a per-seed
+                      "value": float(value)}  # figure from several runs (the LR sensitivity over an LR grid)
+                     for where, runs in ((a, x.sort_values("seed")), (b, y.sort_values("seed")))
+                     for r, value in zip(runs.itertuples(), runs[metric], strict=True))  # fmt: skip
+    return Measured(d.delta * scale, d.ci * scale, d.n, d.test, mde * scale, p=d.p, per_seed=per_seed)
 
 
 def exact(value: float) -> Measured:
@@ -427,9 +431,23 @@ def human(n: float) -> str:
     return f"{n:g}"
 
 
-def finding(claim: Claim, evidence: Evidence) -> dict[str, Any]:
-    """One row of findings.json: the claim, the measurement, the gauge and the verdict (NaN as null)."""
-    measured = claim.measure(evidence)
+def findings(claims: tuple[Claim, ...], evidence: Evidence) -> list[dict[str, Any]]:
+    """Every claim's row of findings.json, the directional claims' p-values Holm-adjusted within their family
+    (the claim's topic: verdict.RULE)."""
+    measured = {c.id: c.measure(evidence) for c in claims}
+    p_of = {c.id: (m[0] if isinstance(m, tuple) else m).p for c, m in zip(claims, measured.values(), strict=True)}
+    adjusted: dict[str, float] = {}
+    for topic in dict.fromkeys(c.topic for c in claims):
+        family = [c.id for c in claims if c.topic == topic and directional(c.low, c.high) and np.isfinite(p_of[c.id])]
+        adjusted.update(zip(family, holm([p_of[i] for i in family]), strict=True))
+    return [finding(c, evidence, measured[c.id], adjusted.get(c.id, math.nan)) for c in claims]
+
+
+def finding(claim: Claim, evidence: Evidence, measured: Measured | tuple[Measured, str] | None = None,
+            p_adjusted: float = math.nan) -> dict[str, Any]:  # fmt: skip
+    """One row of findings.json: the claim, the measurement (with each seed's value), the gauge, p raw and
+    adjusted within the claim's family, and the verdict (NaN as null)."""
+    measured = claim.measure(evidence) if measured is None else measured
     measured, note = measured if isinstance(measured, tuple) else (measured, "")
     gauge = claim.gauge(evidence)
     frame = evidence.frame(claim.study) if claim.study else None
@@ -441,7 +459,8 @@ def finding(claim: Claim, evidence: Evidence) -> dict[str, Any]:
         "detectable": measured.detectable,
         "gauge": None if gauge is None else {"what": gauge.what, "value": gauge.value, "threshold": gauge.threshold,
                                               "engaged": gauge.engaged},
-        "verdict": verdict(claim.low, claim.high, measured, gauge), "note": note,
+        "p": measured.p, "p_holm": p_adjusted, "family": claim.topic, "per_seed": list(measured.per_seed),
+        "verdict": verdict(claim.low, claim.high, measured, gauge, p_adjusted), "note": note,
     })  # fmt: skip
 
 

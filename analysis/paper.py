@@ -31,7 +31,8 @@ import pandas as pd
 import torch
 
 from analysis import report
-from analysis.claims import CLAIMS, Evidence, finding, scale_of
+from analysis.claims import CLAIMS, Evidence, scale_of
+from analysis.claims import findings as findings_of
 from analysis.evaluate import main as evaluate
 from analysis.latex import PREAMBLE, build_pdf, escape, to_latex
 from analysis.loaders import load_run_store
@@ -139,18 +140,33 @@ class Progress:
             self.trained, self.seconds = self.trained + before - after, self.seconds + seconds
 
 
+def git(*args: str, repo: Path = ROOT) -> str | None:
+    """git's output in the repository, None where it fails (not a checkout, no git)."""
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def check_publishable(repo: Path = ROOT) -> None:
+    """--publish writes findings that name a commit: refused (one line) unless the code is that commit."""
+    changed = git("status", "--porcelain", repo=repo)
+    if changed is None:
+        raise SystemExit(f"error: --publish needs a git checkout ({repo} is not one): findings name the commit "
+                         "that reproduces them")  # fmt: skip
+    if changed:
+        files = [line[3:] for line in changed.splitlines()]
+        raise SystemExit(f"error: --publish needs a clean working tree, and {len(files)} file(s) differ from the "
+                         f"commit ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''}) (allowed: commit or "
+                         "stash them first, so the published findings name a commit that reproduces them)")  # fmt: skip
+
+
 def stamp(frames: dict[str, pd.DataFrame], started: float, smoke: bool) -> list[str]:
     """What the paper was run on: commit, machine, Python, torch, data, wall time, runs and their scale."""
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else "unknown"
-
     dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
     runs = pd.concat([f for f in frames.values() if not f.empty], ignore_index=True) if frames else pd.DataFrame()
     fingerprints = sorted(runs["data/fingerprint"].dropna().astype(str).unique()) if "data/fingerprint" in runs else []
     training = runs.drop_duplicates("run_id")["wall_seconds"].sum() if "wall_seconds" in runs else float("nan")
     lines = [
-        f"- commit: {git('rev-parse', '--short=12', 'HEAD')}{dirty}",
+        f"- commit: {git('rev-parse', '--short=12', 'HEAD') or 'unknown'}{dirty}",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
         f"{'CUDA: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
         f"- Python {platform.python_version()}, torch {torch.__version__}",
@@ -162,6 +178,9 @@ def stamp(frames: dict[str, pd.DataFrame], started: float, smoke: bool) -> list[
         lines.insert(0, "- **SMOKE RUN**: tiny model, a few steps, 2 seeds. Its verdicts exercise the pipeline; "
                         "they are not findings.")  # fmt: skip
     return lines
+
+
+P_COLUMN = "p (Holm-adjusted in its family)"
 
 
 def verdict_table(findings: list[dict]) -> pd.DataFrame:
@@ -179,10 +198,14 @@ def verdict_table(findings: list[dict]) -> pd.DataFrame:
             "claim": f"{f['claim']} [{f['source']}]", "quantity": f["quantity"], "claimed": f["claimed"],
             "measured (95% CI)": measured,
             "detectable": "–" if f["detectable"] is None else f"±{f['detectable']:.3g}",
+            P_COLUMN: "–" if f.get("p") is None else f"{f['p']:.2g}" + (
+                "" if f.get("p_holm") is None else f" ({f['p_holm']:.2g})"),  # fmt: skip
             "engagement": "–" if gauge is None else f"{gauge['value']:.3g} (needs {gauge['threshold']:g})",
             "verdict": f["verdict"], "study (scale)": f"{f['study']} ({f['scale']})",
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # findings published before p-values were recorded have none to show
+    return table if any(f.get("p") is not None for f in findings) else table.drop(columns=P_COLUMN)
 
 
 def readme_block(findings: dict) -> str:
@@ -245,6 +268,8 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"error: --only {unknown[0]} is not a study (allowed: {', '.join(names)})")
     if args.publish and args.smoke:
         raise SystemExit("error: --publish with --smoke is not allowed (a smoke run's verdicts are not findings)")
+    if args.publish:
+        check_publishable()
     if bad := [o for o in extra if o.startswith(("group=", "run_root=", "+ablation="))]:
         raise SystemExit(f"error: {bad[0]} is not allowed (the paper names its groups and studies; allowed: "
                          "--run-root, and any other sweep.py override or launcher)")  # fmt: skip
@@ -299,7 +324,7 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
         }  # fmt: skip
     evidence = Evidence(frames, args.run_root)
     findings = {"format": 1, "smoke": args.smoke, "rule": RULE, "studies": info,
-                "claims": [finding(c, evidence) for c in CLAIMS]}  # fmt: skip
+                "claims": findings_of(CLAIMS, evidence)}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(findings, indent=1, sort_keys=True) + "\n"
     write_atomic(out / "findings.json", text)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from gemmalab.runs.identity import IGNORED_BY_PATTERN
+from gemmalab.runs.identity import IGNORED_BY_NORM, IGNORED_BY_PATTERN
 from gemmalab.switches import KEYS as SWITCHES
 
 QUALITY = "val/loss"
@@ -31,13 +31,15 @@ def varying_switches(frame: pd.DataFrame) -> list[str]:
 
 
 def without_ignored(frame: pd.DataFrame) -> pd.DataFrame:
-    """Switch columns as a reader should see them: a setting the run's attention pattern never reads
-    (the window of `full`, the ratio of `local`) shown as `–`; a switch set to null as `off`."""
+    """Switch columns as a reader should see them: a setting the run's attention pattern or norm placement
+    never reads (the window of `full`, the ratio of `local`, pre's post-norm gain) shown as `–`; a switch set
+    to null as `off`."""
     out = frame.map(off_if_null).astype(object)
-    if "attn.pattern" in out:
-        for pattern, keys in IGNORED_BY_PATTERN.items():
-            columns = [c for c in (f"attn.{k}" for k in keys) if c in out]
-            out.loc[out["attn.pattern"] == pattern, columns] = "–"
+    for switch, ignored, section in (("attn.pattern", IGNORED_BY_PATTERN, "attn"), ("norm", IGNORED_BY_NORM, "model")):
+        if switch in out:
+            for value, keys in ignored.items():
+                columns = [c for c in (f"{section}.{k}" for k in keys) if c in out]
+                out.loc[out[switch] == value, columns] = "–"
     return out
 
 

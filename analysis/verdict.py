@@ -11,7 +11,7 @@ the window, what the teacher had left to teach).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
@@ -30,7 +30,11 @@ RULE = (
     "quantity lies strictly inside the range the claim asserts; (4) `contradicted` when it lies wholly outside it; "
     "(5) otherwise `no detectable effect (could detect ±x)` for a claim of a direction (the CI holds 0; x is "
     "the smallest difference the seeds detect with 80% power by the test used) or `inconclusive` for a "
-    "claimed range (the CI straddles its edge). Analytic figures are exact (CI 0)."
+    "claimed range (the CI straddles its edge). Analytic figures are exact (CI 0). Multiplicity: a claim's "
+    "family is its topic (soft-capping, stability, norm placement, attention pattern, grouped-query attention, "
+    "distillation, deep vs wide, inference); within a family the p-values of the directional claims (a range "
+    "ending at 0) are Holm-adjusted, and such a claim is `supported` or `contradicted` only when its adjusted "
+    "p < 0.05 too, else `no detectable effect`."
 )
 
 
@@ -42,6 +46,9 @@ class Measured:
     test: str = "exact"  # paired | Welch | exact
     detectable: float = math.nan  # the smallest difference detectable with 80% power (same units)
     reason: str = ""  # why there is no value (not measured)
+    p: float = math.nan  # the test's two-sided p (paired or Welch); nan for an exact figure
+    # every value the measurement read, {"arm": the arm's switches, "seed", "run_id", "value"}: findings.json
+    per_seed: tuple = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -57,18 +64,28 @@ class Gauge:
         return bool(self.value >= self.threshold)
 
 
-def verdict(low: float, high: float, measured: Measured, gauge: Gauge | None = None) -> str:
-    """RULE for the claimed range [low, high] (either end may be infinite)."""
+def directional(low: float, high: float) -> bool:
+    """A claim of a direction (the range ends at 0), whose p-value joins its family's Holm adjustment."""
+    return 0.0 in (low, high)
+
+
+def verdict(low: float, high: float, measured: Measured, gauge: Gauge | None = None,
+            p_adjusted: float = math.nan) -> str:  # fmt: skip
+    """RULE for the claimed range [low, high] (either end may be infinite); `p_adjusted`: the claim's p, Holm-
+    adjusted within its family (nan: not adjusted)."""
     if not math.isfinite(measured.value) or not math.isfinite(measured.ci) or measured.reason:
         return f"{NOT_MEASURED} ({measured.reason or 'fewer than two seeds to give a CI'})"
     if gauge is not None and not gauge.engaged:
         return NOT_ENGAGED
     lo, hi = measured.value - measured.ci, measured.value + measured.ci
-    if low < lo and hi < high:  # strictly: a CI that touches 0 does not show a direction
+    family_passes = not (directional(low, high) and math.isfinite(p_adjusted) and p_adjusted >= 0.05)
+    if low < lo and hi < high and family_passes:  # strictly: a CI that touches 0 does not show a direction
         return SUPPORTED
-    if hi < low or lo > high:
+    if (hi < low or lo > high) and family_passes:
         return CONTRADICTED
-    if 0.0 in (low, high):
+    if not family_passes:
+        return f"{NO_EFFECT} (Holm-adjusted p={p_adjusted:.2g} in its family; could detect ±{measured.detectable:.3g})"
+    if directional(low, high):
         if not math.isfinite(measured.detectable):  # every seed gave the same value: no variance to test against
             return f"{NO_EFFECT} (every seed gave the same value: no spread to size an effect by)"
         return f"{NO_EFFECT} (could detect ±{measured.detectable:.3g})"

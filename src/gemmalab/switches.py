@@ -38,6 +38,7 @@ SWITCHES = (  # the order tables show them in
     Switch("softcap.attn", parameters=False, gemma2=True, neutral="off"),
     Switch("softcap.final", parameters=False, gemma2=True, neutral="off"),
     Switch("norm", parameters=True, gemma2=True, neutral="pre"),
+    Switch("model.post_norm_init_gain", parameters=True),  # an initialisation: a checkpoint has trained past it
     Switch("model.activation", parameters=True),
     Switch("model.init", parameters=False),
     Switch("optim.lr", parameters=False),

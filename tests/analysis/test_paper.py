@@ -31,6 +31,10 @@ def test_the_smoke_paper_runs_every_study_and_gives_every_claim_a_verdict(smoke)
     measured = [c for c in findings["claims"] if c["n"]]  # a difference over seeds, with its CI and power
     assert len(measured) >= 10 and all(c["ci"] is not None for c in measured)
     assert sum(c["detectable"] is not None for c in measured) >= 8  # none where the seeds did not spread
+    for c in measured:  # every value behind a difference, published; p raw and adjusted in its family
+        assert len(c["per_seed"]) >= 2 * c["n"] and {"arm", "seed", "run_id", "value"} == set(c["per_seed"][0])
+    tested = [c for c in measured if c["p"] is not None and c["p_holm"] is not None]
+    assert tested and all(c["p_holm"] >= c["p"] for c in tested)
     text = (out / "paper.md").read_text()
     assert "SMOKE RUN" in text and "they are not findings" in text and paper.RULE in text
     assert "- commit: " in text and "torch " in text and "data fingerprints: embedded-" in text
@@ -87,3 +91,22 @@ def test_the_readmes_findings_are_the_committed_findings_file():
     block = readme[readme.index(paper.README_BEGIN) : readme.index(paper.README_END) + len(paper.README_END)]
     assert block == paper.readme_block(findings)  # python analysis/paper.py --publish . rewrites both
     assert to_markdown(paper.verdict_table(findings["claims"])) in (REPO / "FINDINGS.md").read_text()
+
+
+def test_publish_is_refused_on_a_working_tree_that_differs_from_its_commit(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)  # fmt: skip
+
+    with pytest.raises(SystemExit, match="error: --publish needs a git checkout"):
+        paper.check_publishable(tmp_path)
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("commit", "-qm", "code")
+    paper.check_publishable(tmp_path)  # clean: its findings name this commit
+    (tmp_path / "code.py").write_text("x = 2\n")
+    with pytest.raises(SystemExit) as refused:
+        paper.check_publishable(tmp_path)
+    assert str(refused.value).startswith("error: --publish needs a clean working tree, and 1 file(s) differ from "
+                                         "the commit (code.py) (allowed: commit or stash them")  # fmt: skip

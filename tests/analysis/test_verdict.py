@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.claims import CLAIMS, Evidence, contrast, finding
+from analysis.claims import CLAIMS, Evidence, contrast, finding, findings
+from analysis.tables import holm
 from analysis.verdict import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -113,3 +114,24 @@ def test_every_claim_has_a_verdict_without_any_runs(tmp_path):
     assert analytic["attn-work"]["verdict"] == CONTRADICTED  # causal count: 12.5%, not ~50%
     measured = [r for r in rows if not r["study"].startswith("analytic")]
     assert all(r["verdict"].startswith(NOT_MEASURED) for r in measured)
+
+
+def test_p_values_are_holm_adjusted_within_a_family_and_gate_its_directional_verdicts(tmp_path):
+    frame = softcap_frame(on=[2.40, 2.52, 2.61], off=[2.5, 2.6, 2.7], beyond_half=0.3)
+    frame["stability/loss_spikes"] = np.where(frame["arm"] == "on", [0, 1, 0, 2, 1, 3], 0)[: len(frame)]
+    frame["stability/grad_norm_var"] = np.where(frame["arm"] == "on", 1.0, 1.4) + 0.01 * frame["seed"]
+    rows = {r["id"]: r for r in findings(CLAIMS, Evidence({"softcap": frame}, tmp_path))}
+    family = [r for r in rows.values() if r["family"] == "soft-capping" and r["p"] is not None]
+    assert len(family) >= 2  # quality and the grad-norm variance at least
+    assert [r["p_holm"] for r in family] == pytest.approx(holm([r["p"] for r in family]), rel=1e-5)  # 6 digits kept
+    quality = rows["softcap-quality"]  # every value it read, published: 3 seeds of each arm
+    assert [(v["arm"], v["seed"]) for v in quality["per_seed"]] == [
+        ({"capping": "on"}, 0), ({"capping": "on"}, 1), ({"capping": "on"}, 2),
+        ({"capping": "off"}, 0), ({"capping": "off"}, 1), ({"capping": "off"}, 2)]  # fmt: skip
+    assert [v["value"] for v in quality["per_seed"]] == [2.40, 2.52, 2.61, 2.5, 2.6, 2.7]
+    # a CI clear of 0 whose family-adjusted p is not: no direction claimed
+    significant = Measured(-0.05, 0.02, 5, "paired", 0.03, p=0.01)
+    assert verdict(*LOWER, significant, ENGAGED, p_adjusted=0.03) == SUPPORTED
+    assert verdict(*LOWER, significant, ENGAGED, p_adjusted=0.08) == (
+        f"{NO_EFFECT} (Holm-adjusted p=0.08 in its family; could detect ±0.03)")  # fmt: skip
+    assert verdict(40.0, 60.0, Measured(50.0, 2.0, 5, "paired", p=0.5), None, p_adjusted=0.9) == SUPPORTED  # a range

@@ -243,3 +243,20 @@ def test_a_postln_checkpoint_from_before_the_residual_norm_was_named_loads_into_
     again.load_state_dict(old_names)
     with torch.no_grad():
         assert torch.equal(again(IDS), model(IDS))
+
+
+@pytest.mark.parametrize("norm", ["dual", "post"])
+def test_a_post_norm_starts_at_its_initial_gain_and_every_other_norm_at_one(norm):
+    model, unit = build(norm=norm, post_norm_init_gain=0.1), build(norm=norm)
+    seen = []
+    for m in (model, unit):
+        m.layers[0].attn_out_norm.register_forward_hook(lambda module, args, out: seen.append(out))
+        with torch.no_grad():
+            m(IDS)
+    # what the first sub-layer adds to the residual stream at step 0: a tenth of what Gemma 2's gain 1 adds
+    torch.testing.assert_close(seen[0], 0.1 * seen[1], atol=1e-6, rtol=1e-5)
+    gains = {n: float(p.mean()) + 1 for n, p in model.named_parameters() if n.endswith("norm.weight")}
+    assert {n for n, g in gains.items() if abs(g - 0.1) < 1e-6} == {n for n in gains if n.endswith("out_norm.weight")}
+    assert all(abs(g - 1.0) < 1e-6 for n, g in gains.items() if not n.endswith("out_norm.weight"))
+    assert unchanged_weights(model, build(norm=norm)) == {n for n in gains if not n.endswith("out_norm.weight")} | {
+        n for n, _ in model.named_parameters() if not n.endswith("norm.weight")}  # fmt: skip

@@ -77,3 +77,13 @@ def test_lightnings_trainer_arguments_split_identities_only_where_they_change_th
                   {"trainer__log_every_n_steps": 10}, {"trainer__fast_dev_run": True},
                   {"trainer__overfit_batches": 2}):  # fmt: skip
         assert run_identity(changed(**split)) != base, split  # limit_val_batches=1 is one batch, not all
+
+
+def test_the_post_norm_gain_keeps_old_ids_and_splits_only_placements_that_have_a_post_norm():
+    dual = changed(norm="dual")
+    assert run_identity(changed(norm="dual", model__post_norm_init_gain=1.0)) == run_identity(dual)  # added later
+    assert run_identity(changed(norm="dual", model__post_norm_init_gain=0.1)) != run_identity(dual)
+    assert run_identity(changed(norm="post", model__post_norm_init_gain=0.1)) != run_identity(changed(norm="post"))
+    for placement in ("pre", "postln"):  # no post-norm: the gain is never read, one run at any value
+        same = run_identity(changed(norm=placement))
+        assert run_identity(changed(norm=placement, model__post_norm_init_gain=0.1)) == same

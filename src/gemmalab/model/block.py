@@ -7,6 +7,7 @@ with the norms it has not set to the identity:
   post   x + norm(f(x))                 norm on the sub-layer output only
   dual   x + norm_out(f(norm_in(x)))    Gemma 2
   postln norm(x + f(x))                 the original transformer: norm after the residual add
+A post-norm (norm_out) starts at gain model.post_norm_init_gain (decoder.py reset_parameters).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .norm import RMSNorm
 if TYPE_CHECKING:
     from .kv_cache import LayerCache
 
-_NORMS_BY_PLACEMENT = {  # which of (norm_in, norm_out, norm_res) the placement has
+NORMS_BY_PLACEMENT = {  # which of (norm_in, norm_out, norm_res) the placement has
     "pre": (True, False, False),
     "post": (False, True, False),
     "dual": (True, True, False),
@@ -42,7 +43,7 @@ class Block(nn.Module):
         def norm(present: bool) -> nn.Module:
             return RMSNorm(cfg.d_model, cfg.norm_eps, cfg.handwritten_kernels) if present else nn.Identity()
 
-        has_in, has_out, has_res = _NORMS_BY_PLACEMENT[cfg.norm]
+        has_in, has_out, has_res = NORMS_BY_PLACEMENT[cfg.norm]
         self.attn_in_norm, self.attn_out_norm, self.attn_res_norm = norm(has_in), norm(has_out), norm(has_res)
         self.mlp_in_norm, self.mlp_out_norm, self.mlp_res_norm = norm(has_in), norm(has_out), norm(has_res)
         if cfg.norm == "postln":

@@ -55,6 +55,9 @@ class ModelConfig:
     norm: str = "dual"
     norm_eps: float = 1e-6
     init_std: float = 0.02
+    # the post-norms' (norm_out of post and dual) gain at step 0, 1 + w: 1 as in Gemma 2 and Hugging Face; a
+    # smaller one lets each sub-layer add less than an RMS-1 vector to the residual stream at the start
+    post_norm_init_gain: float = 1.0
     init: str = "paired"
     kernels: str = "auto"
     attn: AttnConfig = field(default_factory=AttnConfig)
@@ -111,6 +114,7 @@ class ModelConfig:
                              "a number > 0, or null for head_dim")  # fmt: skip
         require_positive("model.rope_theta", self.rope_theta, "a number > 0")
         require_positive("model.norm_eps", self.norm_eps, "a number > 0")
+        require_positive("model.post_norm_init_gain", self.post_norm_init_gain, "a number > 0 (1: Gemma 2's)")
         if not isinstance(self.attn.qk_norm, bool):
             refuse("attn.qk_norm", self.attn.qk_norm, "true, false")
         if self.attn.backend == "sdpa" and self.softcap.attn is not None:

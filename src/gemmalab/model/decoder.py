@@ -33,7 +33,8 @@ class Decoder(nn.Module):
 
     def reset_parameters(self) -> None:
         """Normal(0, init_std) for weights; residual output projections scaled by 1/sqrt(2 * n_layers);
-        norm gains 0 (the norm multiplies by 1 + weight).
+        norm weights 0 (the norm multiplies by 1 + weight: gain 1), but a post-norm's, which starts at gain
+        model.post_norm_init_gain.
 
         model.init=paired draws each weight from its own generator, seeded by (torch's seed, the
         parameter's name): a switch that changes some shapes (attn.kv_heads, model.activation) leaves
@@ -41,7 +42,8 @@ class Decoder(nn.Module):
         seed = torch.initial_seed()  # the run's seed: Lightning's seed_everything sets it
         for name, param in self.named_parameters():
             if name.endswith("norm.weight"):
-                nn.init.zeros_(param)
+                gain = self.cfg.post_norm_init_gain if name.endswith("out_norm.weight") else 1.0
+                nn.init.constant_(param, gain - 1.0)
                 continue
             std = self.cfg.init_std
             if name.endswith(("o_proj.weight", "down_proj.weight")):

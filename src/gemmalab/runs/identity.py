@@ -11,6 +11,8 @@ import hashlib
 import json
 from typing import Any
 
+from gemmalab.model.block import NORMS_BY_PLACEMENT
+
 # Config keys that say where results go or how a job is driven, not what is trained (callbacks watch
 # a fit: a test's injected fault, a profiler; what changes training is a model, optim or trainer key).
 NOT_IDENTITY = (
@@ -41,6 +43,7 @@ def labels(config: dict[str, Any]) -> dict[str, Any]:
 # Keys added after runs existed, with the value that reproduces what every run did before them.
 ADDED_LATER = {
     "model.init": "shared", "model.kernels": "auto", "trainer.num_nodes": 1, "data.val_max_tokens": None,
+    "model.post_norm_init_gain": 1.0,
     # Lightning's Trainer arguments: what a run trains on (the step's batch), what it validates on, what it
     # records and whether it is a fast_dev_run, so each is part of what the run is
     "trainer.accumulate_grad_batches": 1, "trainer.limit_val_batches": 1.0, "trainer.log_every_n_steps": 1,
@@ -49,6 +52,8 @@ ADDED_LATER = {
 
 # Settings an attention pattern never reads: `full` has no window, `local` no local:global ratio.
 IGNORED_BY_PATTERN = {"full": ("window", "local_global_ratio", "first"), "local": ("local_global_ratio", "first")}
+# Model settings a norm placement never reads: one without a post-norm has no post-norm gain.
+IGNORED_BY_NORM = {norm: ("post_norm_init_gain",) for norm, (_, out, _) in NORMS_BY_PLACEMENT.items() if not out}
 
 
 def run_identity(config: dict[str, Any]) -> str:
@@ -56,6 +61,8 @@ def run_identity(config: dict[str, Any]) -> str:
     attn = relevant.get("attn", {})
     for key in IGNORED_BY_PATTERN.get(attn.get("pattern"), ()):
         attn.pop(key, None)
+    for key in IGNORED_BY_NORM.get(relevant.get("norm"), ()):  # pre at any post-norm gain is one run
+        relevant.get("model", {}).pop(key, None)
     for key, before in ADDED_LATER.items():  # at the value that reproduces older runs: those keep their ids
         section, leaf = key.split(".")
         value = relevant.get(section, {}).get(leaf, before)
