@@ -202,6 +202,11 @@ def tuned(e: Evidence, a: str, b: str) -> Measured:
     return contrast(at_best, TEST, {"norm": a}, {"norm": b})
 
 
+def largest_rung(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """A ladder's runs at its largest size: where its claims are read, and their gauges."""
+    return None if frame is None else frame[frame["scale.rung"] == frame["scale.rung"].max()]
+
+
 def ladder_effect(study: str, minuend: str, at_rung: Callable[[pd.DataFrame], Measured]
                   ) -> Callable[[Evidence], tuple[Measured, str]]:  # fmt: skip
     """The effect at the ladder's largest rung (`at_rung` of its runs: the value, CI, n and detectable effect of
@@ -212,7 +217,7 @@ def ladder_effect(study: str, minuend: str, at_rung: Callable[[pd.DataFrame], Me
         frame = e.frame(study)
         if frame is None:
             return not_measured("the ladder has no runs"), ""
-        measured = at_rung(frame[frame["scale.rung"] == frame["scale.rung"].max()])
+        measured = at_rung(largest_rung(frame))
         _, _, drawn = scaling.ladder(frame)
         if not drawn["points"]:
             return measured, "no rung with an effect CI"
@@ -321,7 +326,7 @@ CLAIMS: tuple[Claim, ...] = (
           f"{TEST}, off - on, at the ladder's largest rung (nats)", 0, INF, "softcap_ladder",
           ladder_effect("softcap_ladder", "softcap.attn=off",
                         lambda f: contrast(capped(f), TEST, {"capping": "off"}, {"capping": "on"})),
-          lambda e: caps_gauge(e.frame("softcap_ladder"))),
+          lambda e: caps_gauge(largest_rung(e.frame("softcap_ladder")))),  # where the verdict is read
     Claim("softcap-blowup", "soft-capping", "Wortsman et al. 2023", "a final-logit cap prevents output-logit "
           "divergence (tiny model, LR 1.0, nothing else holding it)", "steps with loss > 2 ln(V), softcap - none",
           -INF, 0, "instability",

@@ -135,3 +135,12 @@ def test_p_values_are_holm_adjusted_within_a_family_and_gate_its_directional_ver
     assert verdict(*LOWER, significant, ENGAGED, p_adjusted=0.08) == (
         f"{NO_EFFECT} (Holm-adjusted p=0.08 in its family; could detect ±0.03)")  # fmt: skip
     assert verdict(40.0, 60.0, Measured(50.0, 2.0, 5, "paired", p=0.5), None, p_adjusted=0.9) == SUPPORTED  # a range
+
+
+def test_a_ladders_gauge_is_read_at_the_rung_its_verdict_is_read(tmp_path):
+    """Caps that bend at the smallest rung only say nothing of the largest, where the claim is judged."""
+    ladder = next(c for c in CLAIMS if c.id == "softcap-ladder")
+    frame = pd.concat([softcap_frame([2.4, 2.5, 2.6], [2.5, 2.6, 2.7], beyond).assign(**{"scale.rung": rung})
+                       for rung, beyond in ((0, 0.3), (1, 0.0))])  # fmt: skip
+    gauge = ladder.gauge(Evidence({"softcap_ladder": frame}, tmp_path))
+    assert gauge.value == 0.0 and not gauge.engaged
