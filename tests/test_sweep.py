@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from analysis import report
 from analysis.loaders import load_run_store
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.console import closing_summary
+from gemmalab.runs.identity import run_identity
 from gemmalab.runs.job import run_job
 from gemmalab.runs.launchers import jobs_at_once
 from gemmalab.runs.preflight import validate_all_jobs
@@ -363,10 +363,21 @@ def test_local_jobs_that_run_at_once_share_the_cores(monkeypatch):
         assert jobs_at_once(OmegaConf.create(launcher), jobs=4) == at_once, launcher
 
 
-def test_ctrl_c_while_composing_starts_nothing_and_says_so(tmp_path, sweep_here, capsys):
-    """A real SIGINT to this process while the preflight composes 2,000 jobs (seconds of work)."""
-    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
-    code, _ = sweep_here(tmp_path, "-m", "seed=range(0,2000)", "logger=none")
+def test_ctrl_c_while_composing_starts_nothing_and_says_so(tmp_path, sweep_here, capsys, monkeypatch):
+    """A real SIGINT to this process while the preflight composes 200 jobs: sent as it takes the 50th job's
+    identity, so it lands in the middle of composing however fast or slow the machine is."""
+    from gemmalab.runs import preflight
+
+    calls = []
+
+    def identity_then_ctrl_c(config: dict) -> str:
+        calls.append(1)
+        if len(calls) == 50:
+            os.kill(os.getpid(), signal.SIGINT)
+        return run_identity(config)
+
+    monkeypatch.setattr(preflight, "run_identity", identity_then_ctrl_c)
+    code, _ = sweep_here(tmp_path, "-m", "seed=range(0,200)", "logger=none")
     err = capsys.readouterr().err
     assert code == 128 + signal.SIGINT and "interrupted while composing the jobs: nothing started" in err
     assert "Traceback" not in err and not tmp_path.exists() or not any(tmp_path.iterdir())

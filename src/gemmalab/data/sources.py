@@ -79,13 +79,18 @@ def source_tokens_bound(cfg: DataConfig) -> tuple[int, str] | None:
     if cfg.tokenizer != "bytes" and bpe_size(cfg.tokenizer) is None:
         return None
     if cfg.source == "embedded":  # each file one document: its UTF-8 bytes and an end-of-text token
-        files = stdlib_files()
-        return sum(p.stat().st_size for p in files) + len(files), "the embedded corpus"
+        return embedded_bytes() + len(stdlib_files()), "the embedded corpus"
     if cfg.source == "files" and all(Path(f).suffix != ".parquet" for f in cfg.files):
         # text: each line's bytes, its newline's place taken by end-of-text; json: a record's text is no
         # longer than the record, which has room for the end-of-text token in its own punctuation
         return sum(os.stat(f).st_size + 1 for f in cfg.files), f"data.files ({len(cfg.files)} file(s))"
     return None
+
+
+@functools.cache
+def embedded_bytes() -> int:
+    """The embedded corpus's size: stat'ed once per process (a sweep's preflight asks for every job)."""
+    return sum(p.stat().st_size for p in stdlib_files())
 
 
 def is_local_folder(name: str | None) -> bool:
