@@ -377,6 +377,7 @@ def test_ctrl_c_while_composing_starts_nothing_and_says_so(tmp_path, sweep_here,
         return run_identity(config)
 
     monkeypatch.setattr(preflight, "run_identity", identity_then_ctrl_c)
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # deliverable, else it would train
     code, _ = sweep_here(tmp_path, "-m", "seed=range(0,200)", "logger=none")
     err = capsys.readouterr().err
     assert code == 128 + signal.SIGINT and "interrupted while composing the jobs: nothing started" in err

@@ -133,10 +133,10 @@ def check_saved(cfg: DataConfig) -> None:
     """A `save_to_disk` folder: its splits and columns, read from its own files (memory-mapped, no copy)."""
     from datasets import DatasetDict, load_from_disk
 
-    dataset = load_from_disk(cfg.name)
     if cfg.config is not None:
         raise ConfigError(f"data.config={cfg.config!r} is not allowed with a save_to_disk folder ({cfg.name}) "
                           "(allowed: null; a saved dataset has no configs)")  # fmt: skip
+    dataset = load_from_disk(cfg.name)
     if isinstance(dataset, DatasetDict):
         for key, split in (("data.split", cfg.split), ("data.val_split", cfg.val_split)):
             if split is not None and split not in dataset:
