@@ -377,7 +377,9 @@ def test_ctrl_c_while_composing_starts_nothing_and_says_so(tmp_path, sweep_here,
         return run_identity(config)
 
     monkeypatch.setattr(preflight, "run_identity", identity_then_ctrl_c)
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # deliverable, else it would train
+    # deliverable as Python's KeyboardInterrupt (not blocked, not ignored), else the 200 jobs would train
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     code, _ = sweep_here(tmp_path, "-m", "seed=range(0,200)", "logger=none")
     err = capsys.readouterr().err
     assert code == 128 + signal.SIGINT and "interrupted while composing the jobs: nothing started" in err
