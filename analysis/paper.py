@@ -153,7 +153,7 @@ def check_publishable(repo: Path = ROOT) -> None:
         raise SystemExit(f"error: --publish needs a git checkout ({repo} is not one): findings name the commit "
                          "that reproduces them")  # fmt: skip
     if changed:
-        files = [line[3:] for line in changed.splitlines()]
+        files = [line.split(maxsplit=1)[-1] for line in changed.splitlines()]  # "XY path": the status, the path
         raise SystemExit(f"error: --publish needs a clean working tree, and {len(files)} file(s) differ from the "
                          f"commit ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''}) (allowed: commit or "
                          "stash them first, so the published findings name a commit that reproduces them)")  # fmt: skip

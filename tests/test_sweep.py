@@ -377,10 +377,15 @@ def test_ctrl_c_while_composing_starts_nothing_and_says_so(tmp_path, sweep_here,
         return run_identity(config)
 
     monkeypatch.setattr(preflight, "run_identity", identity_then_ctrl_c)
-    # deliverable as Python's KeyboardInterrupt (not blocked, not ignored), else the 200 jobs would train
+    # Python's own Ctrl-C, as a user's shell process has it: under pytest 9.2's full suite an earlier test left
+    # SIGINT ignored (Lightning's fit sets SIG_IGN on a KeyboardInterrupt and never restores it), and then
+    # the 200 jobs would train
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    code, _ = sweep_here(tmp_path, "-m", "seed=range(0,200)", "logger=none")
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code, _ = sweep_here(tmp_path, "-m", "seed=range(0,200)", "logger=none")
+    finally:
+        signal.signal(signal.SIGINT, before)
     err = capsys.readouterr().err
     assert code == 128 + signal.SIGINT and "interrupted while composing the jobs: nothing started" in err
     assert "Traceback" not in err and not tmp_path.exists() or not any(tmp_path.iterdir())
