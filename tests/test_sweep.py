@@ -377,9 +377,9 @@ def test_ctrl_c_while_composing_starts_nothing_and_says_so(tmp_path, sweep_here,
         return run_identity(config)
 
     monkeypatch.setattr(preflight, "run_identity", identity_then_ctrl_c)
-    # Python's own Ctrl-C, as a user's shell process has it: under pytest 9.2's full suite an earlier test left
-    # SIGINT ignored (Lightning's fit sets SIG_IGN on a KeyboardInterrupt and never restores it), and then
-    # the 200 jobs would train
+    # Python's own Ctrl-C, as a user's shell process has it: in the full suite under pytest 9.2 SIGINT was
+    # found ignored here, left so by an earlier test (not yet found; Lightning's fit, for one, sets SIG_IGN on a
+    # KeyboardInterrupt and never restores it), and then the jobs would train
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
