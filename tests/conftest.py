@@ -104,3 +104,18 @@ def assert_wandb_matches_run_store(run_path: Path, metrics: dict[int, dict[str, 
                 assert metrics[step][key] == item[key], (step, key)
                 compared += 1
     return compared
+
+
+@pytest.fixture(autouse=True)
+def sigint_left_as_found(request):
+    """Every test finds Python's Ctrl-C as the one before left it: a test that leaves SIGINT changed (a fit that
+    met a KeyboardInterrupt: Lightning then ignores SIGINT for good) is named in a warning and undone, so a
+    later test that sends SIGINT does not train on instead."""
+    import signal
+    import warnings
+
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    if (now := signal.getsignal(signal.SIGINT)) is not before:
+        signal.signal(signal.SIGINT, before)
+        warnings.warn(f"{request.node.nodeid} left SIGINT's handler as {now!r}: restored", stacklevel=1)
