@@ -30,7 +30,7 @@ from analysis.wandb_run import add_wandb_arguments, wandb_settings
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.errors import ConfigError, DamagedFile
 from gemmalab.model import Decoder
-from gemmalab.runs.identity import IGNORED_BY_PATTERN
+from gemmalab.runs.identity import ignored_keys
 from gemmalab.runs.spec import JobSpec, data_cache
 from gemmalab.runs.store import FINISHED, RunDir, reports_dir, set_aside, write_atomic
 from gemmalab.switches import AT_INFERENCE
@@ -85,9 +85,8 @@ def validation_batches(cache_root: str, data: str, vocab_size: int, seed: int) -
 
 def ignored_setting(config: dict[str, Any], overrides: dict[str, Any]) -> str | None:
     """Why a setting means nothing for this run (its attention pattern never reads the key), or None."""
-    pattern = config["attn"]["pattern"]
-    unread = [k for k in overrides if k.removeprefix("attn.") in IGNORED_BY_PATTERN.get(pattern, ())]
-    return f"attn.pattern={pattern} never reads {', '.join(unread)}" if unread else None
+    unread = [k for k in overrides if k in ignored_keys(config)]
+    return f"attn.pattern={config['attn']['pattern']} never reads {', '.join(unread)}" if unread else None
 
 
 PAPER_TABLE_10 = {1.0: "1.63", 0.5: "1.63", 0.25: "1.64"}  # Gemma 2 Table 10: perplexity, trained at W=4096,

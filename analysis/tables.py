@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from gemmalab.runs.identity import IGNORED_BY_NORM, IGNORED_BY_PATTERN
+from gemmalab.runs.identity import IGNORED_BY
 from gemmalab.switches import KEYS as SWITCHES
 
 QUALITY = "val/loss"
@@ -35,7 +35,7 @@ def without_ignored(frame: pd.DataFrame) -> pd.DataFrame:
     never reads (the window of `full`, the ratio of `local`, pre's post-norm gain) shown as `–`; a switch set
     to null as `off`."""
     out = frame.map(off_if_null).astype(object)
-    for switch, ignored, section in (("attn.pattern", IGNORED_BY_PATTERN, "attn"), ("norm", IGNORED_BY_NORM, "model")):
+    for switch, (section, ignored) in IGNORED_BY.items():
         if switch in out:
             for value, keys in ignored.items():
                 columns = [c for c in (f"{section}.{k}" for k in keys) if c in out]

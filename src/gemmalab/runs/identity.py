@@ -54,15 +54,27 @@ ADDED_LATER = {
 IGNORED_BY_PATTERN = {"full": ("window", "local_global_ratio", "first"), "local": ("local_global_ratio", "first")}
 # Model settings a norm placement never reads: one without a post-norm has no post-norm gain.
 IGNORED_BY_NORM = {norm: ("post_norm_init_gain",) for norm, (_, out, _) in NORMS_BY_PLACEMENT.items() if not out}
+# switch -> (the section of the settings it may leave unread, which ones per value of the switch)
+IGNORED_BY = {"attn.pattern": ("attn", IGNORED_BY_PATTERN), "norm": ("model", IGNORED_BY_NORM)}
+
+
+def ignored_keys(config: dict[str, Any]) -> list[str]:
+    """The settings this run never reads (`attn.window` of a full-attention run, pre's post-norm gain): one run
+    whatever their value, shown as `–` in tables, never evaluated at another value."""
+    keys = []
+    for switch, (section, ignored) in IGNORED_BY.items():
+        node: Any = config
+        for part in switch.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        keys += [f"{section}.{k}" for k in ignored.get(node, ())]
+    return keys
 
 
 def run_identity(config: dict[str, Any]) -> str:
     relevant = copy.deepcopy(config)
-    attn = relevant.get("attn", {})
-    for key in IGNORED_BY_PATTERN.get(attn.get("pattern"), ()):
-        attn.pop(key, None)
-    for key in IGNORED_BY_NORM.get(relevant.get("norm"), ()):  # pre at any post-norm gain is one run
-        relevant.get("model", {}).pop(key, None)
+    for key in ignored_keys(relevant):  # full attention at any window, pre at any post-norm gain: one run
+        section, leaf = key.split(".")
+        relevant.get(section, {}).pop(leaf, None)
     for key, before in ADDED_LATER.items():  # at the value that reproduces older runs: those keep their ids
         section, leaf = key.split(".")
         value = relevant.get(section, {}).get(leaf, before)
