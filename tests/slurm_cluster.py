@@ -162,11 +162,15 @@ class SlurmCluster:
         """Wait until no job is queued or running (a test's jobs leave the next test a free node)."""
         self.wait_until(lambda: not self.run("squeue", "-h").strip(), timeout_s, "the queue to empty")
 
-    def wait_until(self, condition, timeout_s: float, what: str) -> None:
+    def wait_until(self, condition, timeout_s: float, what: str, job_logs=lambda: "") -> None:
+        """Wait for condition(); past the timeout, fail with the daemons' logs, the queue and job_logs()."""
         deadline = time.monotonic() + timeout_s
         while not condition():
             if time.monotonic() > deadline:
                 logs = {d: (self.root / f"{d}.log") for d in DAEMONS}
                 tails = {d: p.read_text()[-1500:] if p.exists() else "" for d, p in logs.items()}
-                raise TimeoutError(f"waited {timeout_s:.0f} s for {what}; logs: {tails}")
+                queue = subprocess.run(["squeue", "-a", "-o", "%i %P %T %M %l %r"], env=self.env, capture_output=True,
+                                       text=True, timeout=60).stdout  # fmt: skip
+                raise TimeoutError(f"waited {timeout_s:.0f} s for {what}; queue:\n{queue}\njob logs:\n{job_logs()}\n"
+                                   f"daemon logs: {tails}")  # fmt: skip
             time.sleep(0.2)

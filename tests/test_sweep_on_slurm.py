@@ -57,7 +57,8 @@ class Case:
         try:
             if self.act:
                 what = f"{self.held} job(s) of {root.name} at step {HELD_AT}"
-                cluster.wait_until(lambda: len(list(root.glob("*/waiting"))) == self.held, 240, what)
+                held = lambda: len(list(root.glob("*/waiting"))) == self.held  # noqa: E731
+                cluster.wait_until(held, 240, what, lambda: self.job_logs()[-3000:])
                 self.seconds["held"] = time.monotonic() - start
                 self.jobs = self.job_ids()
                 on_held()
@@ -142,9 +143,10 @@ def cases(cluster, reference, tmp_path_factory):
     cases = {
         "preempt_sigterm": Case(preempted, preempt),
         "sweep": Case(["seed=0,1"], usr2_and_requeue, held=2),
-        # submitit's --signal=USR2@10: SLURM sends it 10-40 s before the limit (it looks every 30 s)
+        # submitit's --signal=USR2@10: SLURM sends it 10-40 s before the limit (it looks every 30 s), so 80-110 s
+        # after the start; the job must be at step 3 by then, while five other cases' jobs load the machine
         "time_limit": Case(
-            ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=10", "+callbacks.wait.seconds=90"],
+            ["hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=10", "+callbacks.wait.seconds=150"],
             lambda *_: None,
         ),
         "ddp": Case(["hydra.launcher.tasks_per_node=2", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]),
@@ -162,9 +164,10 @@ def cases(cluster, reference, tmp_path_factory):
             first_done.set()
 
     with ThreadPoolExecutor(len(cases)) as pool:
-        running = [pool.submit(first_preemption)]
-        first_held.wait(240)  # the longest chain starts first, before the others load the machine
-        running += [pool.submit(c.run, cluster, root / n) for n, c in cases.items() if n != "preempt_sigterm"]
+        running = [pool.submit(first_preemption), pool.submit(cases["time_limit"].run, cluster, root / "time_limit")]
+        first_held.wait(240)  # the longest chains start first, before the others load the machine
+        running += [pool.submit(c.run, cluster, root / n) for n, c in cases.items()
+                    if n not in ("preempt_sigterm", "time_limit")]  # fmt: skip
         for future in running:
             future.result()
     print(f"[slurm] bring-up: {cluster.bring_up_s:.1f} s (after the packages were there)")
