@@ -193,6 +193,7 @@ def test_stats_are_off_by_default_and_match_brute_force_when_on():
     assert sorted(stats) == sorted(
         [f"{name}/layer_{i}" for name in per_layer for i in range(N_LAYERS)]
         + ["window/mass_beyond/layer_1"]  # the only global layer of alt with 3 layers
+        + [f"window/local_beyond_{cut}/layer_{i}" for cut in ("half", "quarter") for i in (0, 2)]
         + ["output/log_z", "output/max_abs_logit", "softcap/final/beyond_half", "softcap/final/max_ratio"]
     )
     # brute force for layer 1 (global): max over s <= t of q_t . k_s / sqrt(head_dim), before the cap

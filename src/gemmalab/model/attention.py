@@ -91,5 +91,7 @@ class Attention(nn.Module):
         """This layer's logit-growth and engagement signals (diagnostics.py), under its layer's names."""
         found = attention_diagnostics(q, k, self.scale, self.window, self.cap, self.reference_cap, self.local_window)
         names = {"max_logit": "attn/max_logit", "cap_beyond_half": "softcap/attn/beyond_half",
-                 "cap_max_ratio": "softcap/attn/max_ratio", "mass_beyond_window": "window/mass_beyond"}  # fmt: skip
+                 "cap_max_ratio": "softcap/attn/max_ratio", "mass_beyond_window": "window/mass_beyond",
+                 "mass_beyond_half_window": "window/local_beyond_half",
+                 "mass_beyond_quarter_window": "window/local_beyond_quarter"}  # fmt: skip
         self.recorder.record({f"{names[k]}/layer_{self.layer}": v for k, v in found.items()})

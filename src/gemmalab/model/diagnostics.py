@@ -75,7 +75,9 @@ def attention_diagnostics(
     engagement is measured against; local_window: the window of the model's local layers.
     Returns max_logit (largest s), cap_beyond_half (share of |s| > ref_cap / 2), cap_max_ratio
     (max |s| / ref_cap) and, on a global layer, mass_beyond_window (mean over queries of the
-    probability on keys at offset >= local_window)."""
+    probability on keys at offset >= local_window); on a local layer, mass_beyond_half_window and
+    mass_beyond_quarter_window (the probability on keys at offset >= window / 2, >= window / 4: what
+    shrinking the window to W/2, W/4 at inference cuts, Gemma 2's Table 10)."""
     batch, n_heads, t, head_dim = q.shape
     kv_heads, s = k.shape[1], k.shape[2]
     qf = q.float().view(batch, kv_heads, n_heads // kv_heads, t, head_dim)
@@ -83,7 +85,11 @@ def attention_diagnostics(
     positions = torch.arange(s, device=q.device)
     max_logit = torch.tensor(float("-inf"), device=q.device)
     max_abs = torch.tensor(0.0, device=q.device)
-    beyond_half = visible = mass_beyond = torch.tensor(0.0, device=q.device)
+    beyond_half = visible = torch.tensor(0.0, device=q.device)
+    # the offsets whose probability counts: the local window on a global layer, W/2 and W/4 on a local one
+    cuts = {"mass_beyond_window": local_window} if window is None else {
+        "mass_beyond_half_window": window // 2, "mass_beyond_quarter_window": window // 4}  # fmt: skip
+    mass = dict.fromkeys(cuts, torch.tensor(0.0, device=q.device))
     for q0, q1, k0, k1 in query_blocks(t, s, window, query_block(window, GLOBAL_QUERY_BLOCK)):
         scores = torch.matmul(qf[..., q0:q1, :], kt[..., k0:k1]) * scale  # (B, kv_heads, group, bq, bk)
         allowed = allowed_keys(positions[s - t + q0 : s - t + q1], positions[k0:k1], window)
@@ -92,14 +98,12 @@ def attention_diagnostics(
         max_abs = torch.maximum(max_abs, magnitude.amax())
         beyond_half = beyond_half + (magnitude > ref_cap / 2).sum()
         visible = visible + allowed.sum() * batch * n_heads
-        if window is None:
-            probs = torch.softmax(soft_cap(scores, cap).masked_fill(~allowed, float("-inf")), dim=-1)
-            offset = positions[s - t + q0 : s - t + q1, None] - positions[None, k0:k1]
-            mass_beyond = mass_beyond + probs.masked_fill(offset < local_window, 0.0).sum()
+        probs = torch.softmax(soft_cap(scores, cap).masked_fill(~allowed, float("-inf")), dim=-1)
+        offset = positions[s - t + q0 : s - t + q1, None] - positions[None, k0:k1]
+        for name, cut in cuts.items():
+            mass[name] = mass[name] + probs.masked_fill(offset < cut, 0.0).sum()
     out = {"max_logit": max_logit, "cap_beyond_half": beyond_half / visible, "cap_max_ratio": max_abs / ref_cap}
-    if window is None:
-        out["mass_beyond_window"] = mass_beyond / (batch * n_heads * t)
-    return out
+    return out | {name: total / (batch * n_heads * t) for name, total in mass.items()}
 
 
 @torch.no_grad()

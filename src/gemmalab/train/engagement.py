@@ -11,6 +11,8 @@ logits); a peak is the largest value at any stats step and layer.
     softcap/final/...              the same for the final logits
     window/mass_beyond             attention probability of the global layers on keys further back
                                    than attn.window: what local layers there would cut
+    window/local_beyond_half       attention probability of the local layers on keys at offset >= W/2
+    window/local_beyond_quarter    ... >= W/4: what shrinking the window at inference cuts (Table 10)
     distill/gap_init, gap_final    student val/loss - teacher val/loss at step 0 and at the end
     distill/gap_closed             1 - gap_final / gap_init
 """
@@ -27,7 +29,10 @@ ENGAGED = {  # summary figure and the level below which a switch is reported as 
     "softcap/attn/beyond_half": 0.01,
     "softcap/final/beyond_half": 0.01,
     "window/mass_beyond": 0.05,
+    "window/local_beyond_half": 0.05,
+    "window/local_beyond_quarter": 0.05,
 }
+WINDOW_MASSES = ("window/mass_beyond", "window/local_beyond_half", "window/local_beyond_quarter")
 
 
 def _trained_and_peak(metrics: dict[int, dict[str, float]], prefix: str) -> tuple[float, float]:
@@ -61,9 +66,10 @@ def engagement_summary(metrics: dict[int, dict[str, float]]) -> dict[str, float]
         if np.isfinite(trained):
             out[f"softcap/{cap}/beyond_half"], out[f"softcap/{cap}/beyond_half_peak"] = trained, peak
             out[f"softcap/{cap}/max_ratio"] = _trained_and_peak(metrics, f"softcap/{cap}/max_ratio")[1]
-    mass, _ = _trained_and_peak(metrics, "window/mass_beyond/layer_")
-    if np.isfinite(mass):
-        out["window/mass_beyond"] = mass
+    for figure in WINDOW_MASSES:
+        mass, _ = _trained_and_peak(metrics, f"{figure}/layer_")
+        if np.isfinite(mass):
+            out[figure] = mass
     start, initial = metrics.get(0, {}), initial_val_loss(metrics)
     if "teacher/val_loss" in start and initial is not None:
         teacher = start["teacher/val_loss"]
