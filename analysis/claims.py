@@ -1,10 +1,13 @@
-"""Every claim the harness measures, each as a quantity computed from a study's logged runs (or from the
-presets, for an analytic figure) and the range the claim asserts; the verdict comes from analysis/verdict.py.
+"""Every claim the harness measures, as data (CLAIMS): its source's words, the range it asserts, and how it is
+measured, a Contrast of two arms of a study (metric, arms, the view that makes rows of the study's runs,
+absolute or in % of the second arm) or a figure computed from the runs or the presets; the quantity's words
+are written from the contrast, and the verdict comes from analysis/verdict.py. Adding a claim is one entry;
+tests/analysis/test_claims.py plants an effect for every contrast claim and checks its verdict.
 
-The claims are the brief's (../shared/brief-claims.md), Gemma 2's Tables 7, 9 and 10, and the stability
-papers' (reference-stability.md) that the instability and LR-sensitivity studies reproduce. Differences are
-one arm minus the other over the seeds both finished (paired where the runs pair up, else Welch's), on the
-held-out test split (`test/loss`) unless a claim says otherwise.
+The claims are the brief's (../shared/brief-claims.md), Gemma 2's Tables 7-10, and the stability papers'
+(reference-stability.md) that the instability and LR-sensitivity studies reproduce. Differences are one arm
+minus the other over the seeds both finished (paired where the runs pair up, else Welch's), on the held-out
+test split (`test/loss`) unless a claim says otherwise.
 """
 
 from __future__ import annotations
@@ -29,12 +32,11 @@ from gemmalab.tune import arm_key, choose
 from . import scaling, studies
 from .evaluate import evaluations
 from .power import min_detectable_difference
-from .tables import difference, holm, paired_values, pairs_up, same_value
-from .verdict import Gauge, Measured, claimed_range, directional, verdict
+from .tables import difference, holm, mean_ci, paired_values, pairs_up, same_value
+from .verdict import Gauge, Measured, ci90_of, claimed_range, directional, verdict
 
 TEST = "test/loss"
 INF = math.inf
-NO_GPU = "needs a GPU: benchmarks/inference.py measures decode at laptop scale on this machine"
 
 
 @dataclass
@@ -106,47 +108,23 @@ def contrast(frame: pd.DataFrame | None, metric: str, a: dict, b: dict, relative
                       "value": float(value)}  # figure from several runs (the LR sensitivity over an LR grid)
                      for where, runs in ((a, x.sort_values("seed")), (b, y.sort_values("seed")))
                      for r, value in zip(runs.itertuples(), runs[metric], strict=True))  # fmt: skip
-    return Measured(d.delta * scale, d.ci * scale, d.n, d.test, mde * scale, p=d.p, per_seed=per_seed)
+    return Measured(d.delta * scale, d.ci * scale, d.n, d.test, mde * scale, p=d.p, per_seed=per_seed,
+                    ci90=d.ci90 * scale)
 
 
 def exact(value: float) -> Measured:
-    return Measured(float(value), 0.0, None)
+    return Measured(float(value), 0.0, None, ci90=0.0)
 
 
 def not_measured(reason: str) -> Measured:
     return Measured(math.nan, math.nan, None, reason=reason)
 
 
-# gauges: how far the mechanism bit in the study's runs (the largest over them)
-def caps_gauge(frame: pd.DataFrame | None, keys: tuple[str, ...] = ("attn", "final")) -> Gauge | None:
-    shares = [f"softcap/{k}/beyond_half" for k in keys]
-    if frame is None or not any(s in frame for s in shares):
-        return None
-    value = max(float(frame[s].max()) for s in shares if s in frame and frame[s].notna().any())
-    return Gauge(f"largest share of {' / '.join(keys)} cap inputs beyond cap/2", value, min(ENGAGED[s] for s in shares))
+class NotMeasured(Exception):
+    """A view that cannot give the rows a claim reads (a best LR at its grid's edge, no evaluation records)."""
 
 
-def window_gauge(frame: pd.DataFrame | None) -> Gauge | None:
-    if frame is None or "window/mass_beyond" not in frame or not frame["window/mass_beyond"].notna().any():
-        return None
-    return Gauge("largest share of the global layers' attention beyond the window",
-                 float(frame["window/mass_beyond"].max()), ENGAGED["window/mass_beyond"])  # fmt: skip
-
-
-def teacher_gauge(frame: pd.DataFrame | None, size: str) -> Gauge | None:
-    """What the teacher had left to teach: the student trained from scratch minus its teacher (val/loss; the
-    teacher's own loss is the distilled student's minus its logged gap)."""
-    if frame is None or "distill/gap_final" not in frame:
-        return None
-    scratch = arm(frame, {"cascade.size": size, "cascade.training": "scratch"}, "val/loss")
-    distilled = arm(frame, {"cascade.size": size, "cascade.training": "distilled"}, "distill/gap_final")
-    if scratch.empty or distilled.empty:
-        return None
-    teacher = float((distilled["val/loss"] - distilled["distill/gap_final"]).mean())
-    return Gauge("student from scratch minus its teacher, val/loss (nats)", float(scratch["val/loss"].mean()) - teacher,
-                 0.01)  # fmt: skip
-
-
+# ---- the views: how a study's logged runs become the rows a claim's arms select from -----------------------
 def capped(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     return None if frame is None else studies.with_capping(frame)
 
@@ -155,24 +133,25 @@ def mitigated(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     return None if frame is None else frame.assign(mitigation=[studies.mitigation_of(r) for _, r in frame.iterrows()])
 
 
-@functools.cache
-def real_scale() -> pd.DataFrame:
-    return studies.real_scale().set_index("model")
+def largest_rung(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """A ladder's runs at its largest size: where its claims are read, and their gauges."""
+    return None if frame is None else frame[frame["scale.rung"] == frame["scale.rung"].max()]
 
 
-def window_evals(e: Evidence, fraction: float) -> Measured:
-    """val/loss of the W=32 runs evaluated at fraction x W, minus as trained (the same checkpoints)."""
-    frame = e.frame("window_at_inference")
+def kv_kinds(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Each run's kind: MHA (a KV head per query head), MQA (one), GQA (between)."""
     if frame is None:
-        return not_measured("the study has no runs")
-    evals = evaluations(frame, e.run_root)
-    if evals.empty:
-        return not_measured("no evaluation records: python analysis/evaluate.py --group G attn.window=32,16,8")
-    trained = int(frame["attn.window"].min())
-    evals = evals[evals["attn.window"] == trained]
-    window = evals["eval/window"].fillna(trained)
-    arms = np.select([window == trained * fraction, window == trained], ["shrunk", "trained"], "other")
-    return contrast(evals.assign(arm=arms), "val/loss", {"arm": "shrunk"}, {"arm": "trained"})
+        return None
+    k, h = frame["attn.kv_heads"].astype(int), frame["model.n_heads"].astype(int)
+    return frame.assign(kv=np.where(k == h, "MHA", np.where(k == 1, "MQA", "GQA")))
+
+
+def shapes(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Deep vs wide at equal parameters: the runs with the most layers are `deep`, the fewest `wide`."""
+    if frame is None:
+        return None
+    layers = frame["model.n_layers"].astype(int)
+    return frame.assign(shape=np.select([layers == layers.max(), layers == layers.min()], ["deep", "wide"], "other"))
 
 
 def lr_sensitivities(frame: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -181,123 +160,232 @@ def lr_sensitivities(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     if frame is None:
         return None
     rows = [{"capping": capping, "seed": seed, "status": "finished", "sensitivity": value,
-             "model.init": runs["model.init"].iloc[0]}
+             "model.init": runs["model.init"].iloc[0], **{k: runs[k].max() for k in CAP_SHARES if k in runs}}
             for capping, runs in frame.groupby("capping")
             for seed, (value, _) in studies.sensitivity_per_seed(runs).items()]  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def tuned(e: Evidence, a: str, b: str) -> Measured:
-    """norm=a minus norm=b, each at its own best LR (the tuned study's comparison runs, test/loss)."""
-    frame = e.frame("norm_tuned")
+def at_best_lr(e: Evidence, study: str) -> pd.DataFrame | None:
+    """Each arm's runs at its own best LR (the tuned study's comparison runs); an arm whose best LR lies at its
+    grid's edge has no best LR to compare at."""
+    frame = e.frame(study)
     if frame is None:
-        return not_measured("the tuned study has no runs")
+        return None
     choices = choose(e.run_root, frame["tune.selection"].dropna().iloc[0])
     keys = [arm_key(yaml.safe_load(RunDir(e.run_root, i).config_path.read_text())) for i in frame["run_id"]]
     best = [choices[k].lr if k in choices else math.nan for k in keys]
-    at_best = frame[[same_value(lr, b_lr) for lr, b_lr in zip(frame["optim.lr"], best, strict=True)]]
-    edges = {frame["norm"].iloc[i] for i, k in enumerate(keys) if k in choices and choices[k].edge}
-    if edges & {a, b}:
-        return not_measured(f"the best LR of norm={'/'.join(sorted(edges & {a, b}))} is at its grid's edge")
-    return contrast(at_best, TEST, {"norm": a}, {"norm": b})
+    edge = [k in choices and choices[k].edge for k in keys]
+    at = [same_value(lr, b) for lr, b in zip(frame["optim.lr"], best, strict=True)]
+    return frame.assign(**{WHY_NOT: np.where(edge, "its best LR is at its grid's edge", "")})[at]
 
 
-def largest_rung(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    """A ladder's runs at its largest size: where its claims are read, and their gauges."""
-    return None if frame is None else frame[frame["scale.rung"] == frame["scale.rung"].max()]
-
-
-def ladder_effect(study: str, minuend: str, at_rung: Callable[[pd.DataFrame], Measured]
-                  ) -> Callable[[Evidence], tuple[Measured, str]]:  # fmt: skip
-    """The effect at the ladder's largest rung (`at_rung` of its runs: the value, CI, n and detectable effect of
-    the test the runs allow), and the fit's slope and extrapolation to 9B as a note, signed as that effect:
-    `minuend` begins the label of the arm it subtracts from (scaling.ladder's `other`)."""
-
-    def measure(e: Evidence) -> tuple[Measured, str]:
-        frame = e.frame(study)
-        if frame is None:
-            return not_measured("the ladder has no runs"), ""
-        measured = at_rung(largest_rung(frame))
-        _, _, drawn = scaling.ladder(frame)
-        if not drawn["points"]:
-            return measured, "no rung with an effect CI"
-        sign = 1 if drawn["other"].startswith(minuend) else -1  # the ladder's effect is other minus base
-        note = f"{len(drawn['points'])} rungs, largest {10 ** drawn['points'][-1][0]:,.0f} non-embedding parameters"
-        if (fit := drawn["fit"]) is not None:
-            mean, half = fit.predict(math.log10(scaling.gemma2_parameters()["gemma2-9b"]))
-            note += (f"; slope {sign * fit.slope:+.4f} ± {fit.slope_ci():.4f} per decade; extrapolated to 9B "
-                     f"{sign * mean:+.3f} ± {half:.3f} (a straight line over many decades)")  # fmt: skip
-        return measured, note
-
-    return measure
-
-
-def deeper_minus_wider(frame: pd.DataFrame | None) -> Measured:
-    """test/loss of the runs with more layers minus those with fewer (deep vs wide at equal parameters)."""
+def evaluated_windows(e: Evidence, study: str) -> pd.DataFrame | None:
+    """The runs trained at the smallest window, evaluated at fractions of it (`eval/fraction`, 1 = as trained):
+    the same checkpoints, so the arms pair by seed."""
+    frame = e.frame(study)
     if frame is None:
-        return not_measured("the study has no runs")
-    layers = frame["model.n_layers"].astype(int)
-    return contrast(frame, TEST, {"model.n_layers": int(layers.max())}, {"model.n_layers": int(layers.min())})
+        return None
+    evals = evaluations(frame, e.run_root)
+    if evals.empty:
+        raise NotMeasured("no evaluation records: python analysis/evaluate.py --group G attn.window=32,16,8")
+    trained = int(frame["attn.window"].min())
+    evals = evals[evals["attn.window"] == trained]
+    return evals.assign(**{"eval/fraction": evals["eval/window"].fillna(trained) / trained})
+
+
+VIEWS: dict[str, Callable[[Evidence, str], pd.DataFrame | None]] = {
+    "runs": lambda e, study: e.frame(study),
+    "capping": lambda e, study: capped(e.frame(study)),
+    "capping, largest rung": lambda e, study: capped(largest_rung(e.frame(study))),
+    "mitigation": lambda e, study: mitigated(e.frame(study)),
+    "kv kind": lambda e, study: kv_kinds(e.frame(study)),
+    "shape": lambda e, study: shapes(e.frame(study)),
+    "shape, largest rung": lambda e, study: shapes(largest_rung(e.frame(study))),
+    "LR sensitivity per seed": lambda e, study: lr_sensitivities(e.frame(study)),
+    "each at its best LR": at_best_lr,
+    "evaluated at fractions of W": evaluated_windows,
+}
+WHY_NOT = "why not measured"  # a view's column: a reason its row cannot be compared (empty: it can)
+
+
+# ---- the gauges: how far the mechanism bit in the runs a claim reads (the largest over them) ---------------
+CAP_SHARES = ("softcap/attn/beyond_half", "softcap/final/beyond_half")
+
+
+def caps_gauge(rows: pd.DataFrame, keys: tuple[str, ...] = ("attn", "final")) -> Gauge | None:
+    shares = [f"softcap/{k}/beyond_half" for k in keys if f"softcap/{k}/beyond_half" in rows]
+    if not shares or not any(rows[s].notna().any() for s in shares):
+        return None
+    value = max(float(rows[s].max()) for s in shares if rows[s].notna().any())
+    return Gauge(f"largest share of {' / '.join(keys)} cap inputs beyond cap/2", value, min(ENGAGED[s] for s in shares))
+
+
+def mass_gauge(rows: pd.DataFrame, figure: str, what: str) -> Gauge | None:
+    if figure not in rows or not rows[figure].notna().any():
+        return None
+    return Gauge(what, float(rows[figure].max()), ENGAGED[figure])
+
+
+def teacher_gauge(rows: pd.DataFrame) -> Gauge | None:
+    """What the teacher had left to teach: the student trained from scratch minus its teacher (val/loss; the
+    teacher's own loss is the distilled student's minus its logged gap)."""
+    if "distill/gap_final" not in rows:
+        return None
+    scratch = rows[rows["cascade.training"].eq("scratch") & rows["status"].eq("finished")]
+    distilled = rows[rows["cascade.training"].eq("distilled") & rows["distill/gap_final"].notna()]
+    if scratch.empty or distilled.empty:
+        return None
+    teacher = float((distilled["val/loss"] - distilled["distill/gap_final"]).mean())
+    return Gauge("student from scratch minus its teacher, val/loss (nats)", float(scratch["val/loss"].mean()) - teacher,
+                 0.01)  # fmt: skip
+
+
+GAUGES: dict[str, Callable[[pd.DataFrame], Gauge | None]] = {
+    "caps": caps_gauge,
+    "final cap": lambda rows: caps_gauge(rows, ("final",)),
+    "attention cap": lambda rows: caps_gauge(rows, ("attn",)),
+    "local layers beyond W/2": lambda rows: mass_gauge(
+        rows, "window/local_beyond_half", "largest share of the local layers' attention at offsets >= W/2"),
+    "local layers beyond W/4": lambda rows: mass_gauge(
+        rows, "window/local_beyond_quarter", "largest share of the local layers' attention at offsets >= W/4"),
+    "teacher": teacher_gauge,
+}
+
+
+# ---- the claims: declarative contrasts of two arms, or a figure ---------------------------------------------
+LOWER, HIGHER = (-INF, 0.0), (0.0, INF)  # the claimed range of a - b: a lower than b, a higher
+METRICS = {  # what each metric a claim reads is called in a quantity, and its unit
+    TEST: (TEST, "nats"),
+    "stability/loss_spikes": ("loss spikes", "count"),
+    "stability/grad_norm_var": ("grad-norm variance after warmup", "norm²"),
+    "output/log_z_peak": ("peak |log Z| of the output softmax", "nats"),
+    "attn/max_logit": ("largest attention logit, before any cap", "logit"),
+    "sensitivity": ("LR sensitivity", "nats"),
+    "val/loss": ("val/loss", "nats"),
+}
+
+
+@dataclass(frozen=True)
+class Arm:
+    label: str  # how the quantity names it
+    where: dict[str, Any]  # the switches (view columns) that select its runs
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """metric(a) - metric(b) over the rows `view` makes of the study's runs; both arms also match `fixed`."""
+
+    metric: str
+    a: Arm
+    b: Arm
+    view: str = "runs"
+    relative: bool = False  # in % of b's mean
+    fixed: tuple[tuple[str, Any], ...] = ()  # switches both arms share (an LR of the grid)
+
+    def arm(self, arm: Arm) -> dict[str, Any]:
+        return {**arm.where, **dict(self.fixed)}
+
+    def quantity(self) -> str:
+        name, unit = METRICS[self.metric]
+        at = "".join(f", {k}={v:g}" if isinstance(v, float) else f", {k}={v}" for k, v in self.fixed)
+        return f"{name}{at}, {self.a.label} - {self.b.label} ({f'% of {self.b.label}' if self.relative else unit})"
 
 
 @dataclass(frozen=True)
 class Claim:
+    """One claim: its source's words, the range of the quantity it asserts and how the quantity is measured:
+    a Contrast of two arms of a study (`lower`: the arm the source says has the lower value, checked against
+    the range so that swapped arms cannot pass), or a `figure` computed from the runs or the presets."""
+
     id: str
-    topic: str
+    family: str  # the idea it belongs to: its p-value is Holm-adjusted within the family
     source: str
-    statement: str  # the claim as stated
-    quantity: str  # what is measured, and its sign
-    low: float  # the range of the quantity the claim asserts
-    high: float
+    statement: str  # the claim as its source states it
+    claimed: tuple[float, float]  # the range of the quantity the claim asserts
     study: str | None  # the paper study that measures it; None: analytic, from the presets
-    measure: Callable[[Evidence], Measured | tuple[Measured, str]]
-    gauge: Callable[[Evidence], Gauge | None] = lambda e: None
+    contrast: Contrast | None = None
+    lower: str | None = None
+    margin: float | None = None  # a direction claim's smallest effect of interest d: "equivalent within ±d"
+    gauge: str | None = None  # GAUGES
+    figure: Callable[[Evidence], Measured] | None = None
+    what: str = ""  # a figure's quantity in words
+    note: Callable[[Evidence], str] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.contrast is None) == (self.figure is None):
+            raise ValueError(f"claim {self.id}: give either a contrast or a figure")
+        low, high = self.claimed
+        if self.contrast is not None and math.isinf(low) != math.isinf(high):  # one-sided: a says which arm is lower
+            said = self.contrast.a.label if math.isinf(low) else self.contrast.b.label
+            if self.lower != said:
+                raise ValueError(
+                    f"claim {self.id}: its range {claimed_range(low, high)} for {self.contrast.a.label} - "
+                    f"{self.contrast.b.label} says {said} is lower, its source says {self.lower} (swapped arms?)")
+
+    @property
+    def quantity(self) -> str:
+        return self.contrast.quantity() if self.contrast else self.what
+
+    def rows(self, evidence: Evidence) -> pd.DataFrame | None:
+        """The rows the contrast's arms are selected from."""
+        return VIEWS[self.contrast.view](evidence, self.study)
+
+    def read(self, rows: pd.DataFrame | None) -> tuple[Measured, Gauge | None]:
+        """The contrast measured on `rows`, and the gauge over the runs of its two arms."""
+        c = self.contrast
+        if rows is not None and WHY_NOT in rows:
+            reasons = {r for r in rows[in_arm(rows, c.arm(c.a)) | in_arm(rows, c.arm(c.b))][WHY_NOT] if r}
+            if reasons:
+                return not_measured("; ".join(sorted(reasons))), None
+        measured = contrast(rows, c.metric, c.arm(c.a), c.arm(c.b), c.relative)
+        if rows is None or self.gauge is None:
+            return measured, None
+        return measured, GAUGES[self.gauge](rows[in_arm(rows, c.arm(c.a)) | in_arm(rows, c.arm(c.b))])
+
+    def measure(self, evidence: Evidence) -> tuple[Measured, Gauge | None, str]:
+        """(the measurement, its gauge, a note) from the paper's evidence."""
+        if self.figure is not None:
+            return self.figure(evidence), None, ""
+        try:
+            measured, gauge = self.read(self.rows(evidence))
+        except NotMeasured as why:
+            return not_measured(str(why)), None, ""
+        return measured, gauge, self.note(evidence) if self.note else ""
 
 
-def sc(e: Evidence) -> pd.DataFrame | None:
-    return capped(e.frame("softcap"))
+def ladder_note(study: str, minuend: str) -> Callable[[Evidence], str]:
+    """The ladder's fit as a note: its slope and extrapolation to 9B, signed as the claim's a - b, whose `a`
+    begins the label of the arm the ladder subtracts from (scaling.ladder's `other`) when it is `minuend`."""
+
+    def note(e: Evidence) -> str:
+        frame = e.frame(study)
+        if frame is None:
+            return ""
+        _, _, drawn = scaling.ladder(frame)
+        if not drawn["points"]:
+            return "no rung with an effect CI"
+        sign = 1 if drawn["other"].startswith(minuend) else -1  # the ladder's effect is other minus base
+        text = f"{len(drawn['points'])} rungs, largest {10 ** drawn['points'][-1][0]:,.0f} non-embedding parameters"
+        if (fit := drawn["fit"]) is not None:
+            mean, half = fit.predict(math.log10(scaling.gemma2_parameters()["gemma2-9b"]))
+            text += (f"; slope {sign * fit.slope:+.4f} ± {fit.slope_ci():.4f} per decade; extrapolated to 9B "
+                     f"{sign * mean:+.3f} ± {half:.3f} (a straight line over many decades)")  # fmt: skip
+        return text
+
+    return note
 
 
-def kv(e: Evidence) -> pd.DataFrame | None:
-    """The kv_heads study with each run's kind: mha (a KV head per query head), mqa (one), gqa (between)."""
-    frame = e.frame("kv_heads")
-    if frame is None:
-        return None
-    k, h = frame["attn.kv_heads"].astype(int), frame["model.n_heads"].astype(int)
-    return frame.assign(kv=np.where(k == h, "mha", np.where(k == 1, "mqa", "gqa")))
-
-
-def inst(e: Evidence) -> pd.DataFrame | None:
-    return mitigated(e.frame("instability"))
-
-
-def at_lr(frame: pd.DataFrame | None, lr: float) -> pd.DataFrame | None:
-    return None if frame is None else frame[[same_value(v, lr) for v in frame["optim.lr"]]]
-
-
-def cascade_rows(size: str) -> Claim:
-    return Claim(
-        f"table7-{size}", "distillation", "Gemma 2 Table 7", "a distilled student beats the same model trained "
-        "from scratch on the same tokens", f"{size}: {TEST} distilled - scratch (nats)", -INF, 0, "cascade",
-        lambda e: contrast(e.frame("cascade"), TEST, {"cascade.size": size, "cascade.training": "distilled"},
-                           {"cascade.size": size, "cascade.training": "scratch"}),
-        lambda e: teacher_gauge(e.frame("cascade"), size),
-    )  # fmt: skip
-
-
-def cascade_compute(e: Evidence) -> Measured:
-    frame = e.frame("cascade")
-    flops = {} if frame is None else studies.production_flops(frame)
-    if "small" not in flops or len(flops) < 2:
-        return not_measured("no distilled small student")
-    own, produced = flops["small"]
-    return exact(produced / own)
+@functools.cache
+def real_scale() -> pd.DataFrame:
+    return studies.real_scale().set_index("model")
 
 
 def kv_cache(id: str, statement: str, model: str, column: str, stated_gb: float) -> Claim:
     """A KV-cache size the brief states, against the one computed from the preset (within 5%)."""
-    return Claim(id, "grouped-query attention", "brief", statement, f"computed from the {model} preset (GB)",
-                 stated_gb * 0.95, stated_gb * 1.05, None, lambda e: exact(real_scale().loc[model, column]))
+    return Claim(id, "grouped-query attention", "brief", statement, (stated_gb * 0.95, stated_gb * 1.05), None,
+                 figure=lambda e: exact(real_scale().loc[model, column]),
+                 what=f"computed from the {model} preset (GB)")  # fmt: skip
 
 
 def post_norm_share(name: str, context: int) -> float:
@@ -309,73 +397,148 @@ def post_norm_share(name: str, context: int) -> float:
     return 100 * 3 * 2 * config.n_layers * 4 * config.d_model / total
 
 
+def tokens_to_match(e: Evidence) -> Measured:
+    """k: the tokens (in multiples of the distilled middle student's N) at which the same model trained from
+    scratch reaches the student's test/loss, per seed: log-linear between the scratch budgets that bracket it.
+    A seed whose scratch runs never reach it, or all beat it, gives no k: the figure is then not measured."""
+    frame = e.frame("cascade")
+    if frame is None:
+        return not_measured("the study has no runs")
+    middle = frame[frame["cascade.size"].eq("middle") & frame["status"].eq("finished")]
+    distilled = middle[middle["cascade.training"].eq("distilled")]
+    scratch = middle[middle["cascade.training"].eq("scratch")]
+    if distilled.empty or scratch["trainer.max_steps"].nunique() < 2:
+        return not_measured("tokens-to-match needs the middle model from scratch at several token budgets "
+                            "(+cascade=middle_scratch,middle_scratch_x2,middle_scratch_x4,middle_scratch_x8)")
+    n = float(distilled["trainer.max_steps"].iloc[0])
+    ks = []
+    for seed, student in distilled.groupby("seed"):
+        runs = scratch[scratch["seed"] == seed].sort_values("trainer.max_steps")
+        budgets, losses = runs["trainer.max_steps"].to_numpy(float) / n, runs[TEST].to_numpy(float)
+        target = float(student[TEST].iloc[0])
+        crossed = [i for i in range(len(losses) - 1) if losses[i] >= target >= losses[i + 1]]
+        if not crossed:
+            return not_measured(f"seed {seed}: the scratch runs at {budgets.min():g}-{budgets.max():g} x N tokens "
+                                f"never cross the distilled student's {TEST} {target:.3f}: k lies outside")
+        i = crossed[0]
+        w = (losses[i] - target) / (losses[i] - losses[i + 1]) if losses[i] != losses[i + 1] else 0.0
+        ks.append(math.exp(math.log(budgets[i]) + w * (math.log(budgets[i + 1]) - math.log(budgets[i]))))
+    mean, ci, count = mean_ci(np.array(ks))
+    return Measured(mean, ci, count, "one-sample t", ci90=ci90_of(ks))
+
+
+def cascade_compute_note(e: Evidence) -> str:
+    frame = e.frame("cascade")
+    flops = {} if frame is None else studies.production_flops(frame)
+    if "small" not in flops:
+        return ""
+    own, produced = flops["small"]
+    return f"beside it, not folded in: the small student's FLOPs with its teachers' training and forward passes " \
+           f"are {produced / own:.3g} x its own training from scratch"
+
+
+def shape_claim(id: str, study: str, view: str, at: str, margin: float | None, note=None) -> Claim:
+    return Claim(id, "deep vs wide", "Gemma 2 Table 9", f"at equal parameters a deeper, narrower model is better "
+                 f"(9B: {studies.STATED['table9']['deep']} vs {studies.STATED['table9']['wide']} average score){at}", LOWER, study,
+                 Contrast(TEST, Arm("deep", {"shape": "deep"}), Arm("wide", {"shape": "wide"}), view, relative=True),
+                 lower="deep", margin=margin, note=note)  # fmt: skip
+
+
+def cascade_claim(size: str) -> Claim:
+    where = {"cascade.size": size}
+    return Claim(f"table7-{size}", "distillation", "Gemma 2 Table 7", f"a distilled student beats the same model "
+                 f"trained from scratch on the same tokens ({size} model)", LOWER, "cascade",
+                 Contrast(TEST, Arm("distilled", {**where, "cascade.training": "distilled"}),
+                          Arm("scratch", {**where, "cascade.training": "scratch"})),
+                 lower="distilled", gauge="teacher")  # fmt: skip
+
+
+def on_off(metric: str, relative: bool = False, view: str = "capping") -> Contrast:
+    return Contrast(metric, Arm("on", {"capping": "on"}), Arm("off", {"capping": "off"}), view, relative)
+
+
+def mitigation(name: str, metric: str, lr: float) -> Contrast:
+    """A mitigation against none at one LR of the instability study, in % of none."""
+    return Contrast(metric, Arm(name, {"mitigation": name}), Arm("none", {"mitigation": "none"}), "mitigation",
+                    relative=True, fixed=(("optim.lr", lr),))  # fmt: skip
+
+
+def placement(a: str, b: str, metric: str = TEST, relative: bool = True, view: str = "runs", **where) -> Contrast:
+    return Contrast(metric, Arm(a, {"norm": a, **where}), Arm(b, {"norm": b}), view, relative)
+
+
+def kinds(a: str, b: str) -> Contrast:
+    return Contrast(TEST, Arm(a, {"kv": a}), Arm(b, {"kv": b}), "kv kind", relative=True)
+
+
+def window_at(fraction: float, label: str) -> Contrast:
+    return Contrast("val/loss", Arm(label, {"eval/fraction": fraction}), Arm("W", {"eval/fraction": 1.0}),
+                    "evaluated at fractions of W")  # fmt: skip
+
+
+NO_GPU = "needs a GPU: benchmarks/inference.py measures decode at laptop scale on this machine"
+PREVENTS = (-INF, -50.0)  # "prevents" read as: removes at least half of what the bare model shows
 CLAIMS: tuple[Claim, ...] = (
     Claim("softcap-spikes", "soft-capping", "brief", "training loss spikes > 0.5: ~15 without capping, 2 with (-87%)",
-          "loss spikes, on - off (count)", -INF, 0, "softcap",
-          lambda e: contrast(sc(e), "stability/loss_spikes", {"capping": "on"}, {"capping": "off"}),
-          lambda e: caps_gauge(sc(e))),
+          LOWER, "softcap", on_off("stability/loss_spikes"), lower="on", margin=13, gauge="caps"),
     Claim("softcap-gradvar", "soft-capping", "brief", "gradient-norm variance 2.4 without capping, 0.8 with (-67%)",
-          "grad-norm variance after warmup, on - off (% of off)", -INF, 0, "softcap",
-          lambda e: contrast(sc(e), "stability/grad_norm_var", {"capping": "on"}, {"capping": "off"}, relative=True),
-          lambda e: caps_gauge(sc(e))),
-    Claim("softcap-quality", "soft-capping", "brief", "final model quality +1.2% average with capping",
-          f"{TEST}, on - off (% of off)", -INF, 0, "softcap",
-          lambda e: contrast(sc(e), TEST, {"capping": "on"}, {"capping": "off"}, relative=True),
-          lambda e: caps_gauge(sc(e))),
-    Claim("softcap-ladder", "soft-capping", "brief", "final model quality +1.2% average with capping (across scale)",
-          f"{TEST}, off - on, at the ladder's largest rung (nats)", 0, INF, "softcap_ladder",
-          ladder_effect("softcap_ladder", "softcap.attn=off",
-                        lambda f: contrast(capped(f), TEST, {"capping": "off"}, {"capping": "on"})),
-          lambda e: caps_gauge(largest_rung(e.frame("softcap_ladder")))),  # where the verdict is read
-    Claim("softcap-blowup", "soft-capping", "Wortsman et al. 2023", "a final-logit cap prevents output-logit "
-          "divergence (tiny model, LR 1.0, nothing else holding it)", "steps with loss > 2 ln(V), softcap - none",
-          -INF, 0, "instability",
-          lambda e: contrast(at_lr(inst(e), 1.0), "stability/blowup_steps", {"mitigation": "softcap"},
-                             {"mitigation": "none"}),
-          lambda e: caps_gauge(at_lr(inst(e), 1.0), ("final",))),
+          LOWER, "softcap", on_off("stability/grad_norm_var", relative=True), lower="on", margin=67, gauge="caps"),
+    Claim("softcap-quality", "soft-capping", "brief", "final model quality +1.2% average with capping", LOWER,
+          "softcap", on_off(TEST, relative=True), lower="on", margin=1.2, gauge="caps"),
+    Claim("softcap-ladder", "soft-capping", "brief", "final model quality +1.2% average with capping (across scale, "
+          "read at the ladder's largest rung)", LOWER, "softcap_ladder",
+          on_off(TEST, relative=True, view="capping, largest rung"), lower="on", margin=1.2, gauge="caps",
+          note=ladder_note("softcap_ladder", "softcap.attn=50")),
+    Claim("softcap-divergence", "soft-capping", "Rybakov et al. 2024 (caps); measure: Wortsman et al. 2023",
+          "soft-capping (attention 50, final 30) prevents output-logit divergence (tiny model, LR 1.0, no warmup or "
+          "clipping)", PREVENTS, "instability", mitigation("softcap", "output/log_z_peak", 1.0), lower="softcap",
+          gauge="final cap"),
+    Claim("final-cap-divergence", "soft-capping", "Rybakov et al. 2024 (caps); measure: Wortsman et al. 2023",
+          "a final-logit cap (30) alone prevents output-logit divergence (LR 1.0)", PREVENTS, "instability",
+          mitigation("final_cap", "output/log_z_peak", 1.0), lower="final_cap", gauge="final cap"),
+    Claim("attn-cap-logits", "soft-capping", "Rybakov et al. 2024 (cap 50 with QK-norm; here alone)",
+          "an attention-logit cap (50) alone stops attention-logit growth (LR 0.3)", LOWER, "instability",
+          mitigation("attn_cap", "attn/max_logit", 0.3), lower="attn_cap", gauge="attention cap"),
     Claim("softcap-lr-sensitivity", "soft-capping", "Wortsman et al. 2023", "capping logits lowers the sensitivity "
-          "of the final loss to the learning rate", "LR sensitivity (nats), on - off", -INF, 0, "lr_sensitivity",
-          lambda e: contrast(lr_sensitivities(e.frame("lr_sensitivity")), "sensitivity", {"capping": "on"},
-                             {"capping": "off"}),
-          lambda e: caps_gauge(e.frame("lr_sensitivity"))),
-    Claim("qknorm-logits", "stability", "Wortsman et al. 2023", "QK-layernorm stops attention-logit growth "
-          "(LR 0.3)", "largest attention logit, qk_norm - none (% of none)", -INF, 0, "instability",
-          lambda e: contrast(at_lr(inst(e), 0.3), "attn/max_logit", {"mitigation": "qk_norm"}, {"mitigation": "none"},
-                             relative=True)),
-    Claim("zloss-blowup", "stability", "Wortsman et al. 2023", "z-loss prevents output-logit divergence (LR 1.0)",
-          "steps with loss > 2 ln(V), z_loss - none", -INF, 0, "instability",
-          lambda e: contrast(at_lr(inst(e), 1.0), "stability/blowup_steps", {"mitigation": "z_loss"},
-                             {"mitigation": "none"})),
+          "of the final loss to the learning rate", LOWER, "lr_sensitivity",
+          on_off("sensitivity", view="LR sensitivity per seed"), lower="on", gauge="caps"),
+    Claim("qknorm-logits", "stability", "Wortsman et al. 2023", "QK-layernorm stops attention-logit growth (LR 0.3)",
+          LOWER, "instability", mitigation("qk_norm", "attn/max_logit", 0.3), lower="qk_norm"),
+    Claim("zloss-divergence", "stability", "Wortsman et al. 2023", "z-loss prevents output-logit divergence (LR 1.0)",
+          PREVENTS, "instability", mitigation("z_loss", "output/log_z_peak", 1.0), lower="z_loss"),
     Claim("norm-dual-vs-pre", "norm placement", "brief", "dual (pre + post) norm: best quality (+1.2% vs pre-only)",
-          f"{TEST}, dual - pre (% of pre)", -INF, 0, "norm",
-          lambda e: contrast(e.frame("norm"), TEST, {"norm": "dual"}, {"norm": "pre"}, relative=True)),
-    Claim("norm-dual-vs-post", "norm placement", "brief", "dual norm beats post-norm only (+1.2% vs +0.5%)",
-          f"{TEST}, dual - post (% of post)", -INF, 0, "norm",
-          lambda e: contrast(e.frame("norm"), TEST, {"norm": "dual"}, {"norm": "post"}, relative=True)),
-    Claim("norm-post-quality", "norm placement", "brief", "post-norm only: +0.5% quality over pre-norm",
-          f"{TEST}, post - pre (% of pre)", -INF, 0, "norm",
-          lambda e: contrast(e.frame("norm"), TEST, {"norm": "post"}, {"norm": "pre"}, relative=True)),
-    Claim("norm-postln-spikes", "norm placement", "brief", "post-norm only: poor stability (loss spikes)",
-          "loss spikes, postln - pre (count)", 0, INF, "norm",
-          lambda e: contrast(e.frame("norm"), "stability/loss_spikes", {"norm": "postln"}, {"norm": "pre"})),
-    Claim("norm-dual-tuned", "norm placement", "brief", "dual norm is best, each placement at its own best LR",
-          f"{TEST}, dual - pre, each at its tuned LR (nats)", -INF, 0, "norm_tuned", lambda e: tuned(e, "dual", "pre")),
-    Claim("norm-compute", "norm placement", "brief", "post-norm adds < 1% compute",
-          "9B at 8K: the two post-norms' FLOPs per training token / all training FLOPs per token (%)", 0, 1, None,
-          lambda e: exact(post_norm_share("gemma2-9b", 8192))),
+          LOWER, "norm", placement("dual", "pre"), lower="dual", margin=1.2),
+    Claim("norm-dual-vs-pre-gain", "norm placement", "brief", "dual (pre + post) norm: best quality (+1.2% vs "
+          "pre-only), the post-norms' gains starting at 0.1", LOWER, "norm_init",
+          placement("dual", "pre", **{"model.post_norm_init_gain": 0.1}), lower="dual", margin=1.2),
+    Claim("norm-dual-vs-post", "norm placement", "brief", "dual norm beats post-norm only (+1.2% vs +0.5%)", LOWER,
+          "norm", placement("dual", "post"), lower="dual", margin=0.7),
+    Claim("norm-post-quality", "norm placement", "brief", "post-norm only: +0.5% quality over pre-norm (read on "
+          "post: x + norm(f(x)))", LOWER, "norm", placement("post", "pre"), lower="post", margin=0.5),
+    Claim("norm-postln-quality", "norm placement", "brief", "post-norm only: +0.5% quality over pre-norm (read on "
+          "postln: norm(x + f(x)))", LOWER, "norm", placement("postln", "pre"), lower="postln", margin=0.5),
+    Claim("norm-post-spikes", "norm placement", "brief", "post-norm only: poor stability (loss spikes; read on post)",
+          HIGHER, "norm", placement("post", "pre", "stability/loss_spikes", relative=False), lower="pre"),
+    Claim("norm-postln-spikes", "norm placement", "brief", "post-norm only: poor stability (loss spikes; read on "
+          "postln)", HIGHER, "norm", placement("postln", "pre", "stability/loss_spikes", relative=False), lower="pre"),
+    Claim("norm-dual-tuned", "norm placement", "brief", "dual norm is best, each placement at its own best LR", LOWER,
+          "norm_tuned", placement("dual", "pre", view="each at its best LR"), lower="dual", margin=1.2),
+    Claim("norm-compute", "norm placement", "brief", "post-norm adds < 1% compute", (0, 1), None,
+          figure=lambda e: exact(post_norm_share("gemma2-9b", 8192)),
+          what="9B at 8K: the two post-norms' FLOPs per training token / all training FLOPs per token (%)"),
     Claim("attn-work", "attention pattern", "brief", "alternating local (4096) / global (8192): ~50% less attention "
-          "work than full attention in every layer", "9B at 8K: score entries saved vs full (%, causal)", 40, 60,
-          None, lambda e: exact(float(real_scale().loc["gemma2-9b", "attention saving"].rstrip("%")))),
+          "work than full attention in every layer", (40, 60), None,
+          figure=lambda e: exact(float(real_scale().loc["gemma2-9b", "attention saving"].rstrip("%"))),
+          what="9B at 8K: score entries saved vs full (%, causal)"),
     Claim("attn-memory", "attention pattern", "brief", "~50% memory reduction vs full attention in every layer",
-          "9B at 8K: KV cache saved, local layers keeping their last W (%)", 40, 60, None,
-          lambda e: exact(float(real_scale().loc["gemma2-9b", "KV cache saving, alt + rolling local"].rstrip("%")))),
+          (40, 60), None, figure=lambda e: exact(float(
+              real_scale().loc["gemma2-9b", "KV cache saving, alt + rolling local"].rstrip("%"))),
+          what="9B at 8K: KV cache saved, local layers keeping their last W (%)"),
     Claim("table10-half", "attention pattern", "Gemma 2 Table 10", "a model trained with window W evaluated at W/2 "
-          "loses almost nothing (ppl 1.63 -> 1.63)", "val/loss at W/2 - at W, same checkpoints (nats; ±0.01 = ±1% "
-          "ppl)", -0.01, 0.01, "window_at_inference", lambda e: window_evals(e, 0.5),
-          lambda e: window_gauge(e.frame("window_at_inference"))),
+          "loses almost nothing (ppl 1.63 -> 1.63; ±0.01 nats = ±1% ppl)", (-0.01, 0.01), "window_at_inference",
+          window_at(0.5, "W/2"), gauge="local layers beyond W/2"),
     Claim("table10-quarter", "attention pattern", "Gemma 2 Table 10", "evaluated at W/4: ppl 1.63 -> 1.64",
-          "val/loss at W/4 - at W, same checkpoints (nats)", -0.01, 0.01, "window_at_inference",
-          lambda e: window_evals(e, 0.25), lambda e: window_gauge(e.frame("window_at_inference"))),
+          (-0.01, 0.01), "window_at_inference", window_at(0.25, "W/4"), gauge="local layers beyond W/4"),
     kv_cache("gqa-cache-mha", "9B KV cache at 8K, bf16, MHA (16 KV heads): 5.5 GB", "gemma2-9b",
              "KV cache 8K, MHA (GB)", 5.5),
     kv_cache("gqa-cache-gqa", "9B KV cache at 8K, bf16, GQA (8 KV heads): 2.75 GB", "gemma2-9b",
@@ -385,33 +548,30 @@ CLAIMS: tuple[Claim, ...] = (
     kv_cache("mqa-cache-2b", "KV cache at 8K: Gemma 1 2B (MQA) 421 MB", "gemma1-2b", "KV cache 8K, as built (GB)",
              0.421),
     Claim("gqa-vs-mha", "grouped-query attention", "brief", "quality ordering MQA < GQA < MHA: MHA beats GQA",
-          f"{TEST}, GQA - MHA (nats)", 0, INF, "kv_heads",
-          lambda e: contrast(kv(e), TEST, {"kv": "gqa"}, {"kv": "mha"})),
+          HIGHER, "kv_heads", kinds("GQA", "MHA"), lower="MHA", margin=2),
     Claim("mqa-vs-gqa", "grouped-query attention", "brief", "quality ordering MQA < GQA < MHA: GQA beats MQA",
-          f"{TEST}, MQA - GQA (nats)", 0, INF, "kv_heads",
-          lambda e: contrast(kv(e), TEST, {"kv": "mqa"}, {"kv": "gqa"})),
-    Claim("gqa-keeps", "grouped-query attention", "brief", "GQA keeps ~95-98% of MHA quality",
-          f"{TEST}, GQA - MHA (% of MHA; claimed: within 5%)", -5, 5, "kv_heads",
-          lambda e: contrast(kv(e), TEST, {"kv": "gqa"}, {"kv": "mha"}, relative=True)),
-    cascade_rows("middle"),
-    cascade_rows("small"),
+          HIGHER, "kv_heads", kinds("MQA", "GQA"), lower="GQA"),
+    Claim("gqa-keeps", "grouped-query attention", "brief", "GQA is 2-5% worse than MHA (keeps ~95-98% of its "
+          "quality)", (2, 5), "kv_heads", kinds("GQA", "MHA")),
+    Claim("table8-gqa", "grouped-query attention", "Gemma 2 Table 8", f"GQA matches MHA (9B: {studies.STATED['table8']['GQA']}"
+          f" vs {studies.STATED['table8']['MHA']} average score; ±1%)", (-1, 1), "kv_heads", kinds("GQA", "MHA")),
+    cascade_claim("middle"),
+    cascade_claim("small"),
     Claim("distill-compute", "distillation", "brief", "comparable quality at ~50x less compute per distilled model",
-          "FLOPs to produce the small distilled student, teachers' training and forward passes included, / its "
-          "training from scratch (ratio; claimed <= 1/50)", 0, 1 / 50, "cascade", cascade_compute),
-    Claim("distill-recipe", "distillation", "brief", "typically T = 2-4, alpha = 0.7-0.9",
-          "a recipe's range, not an effect", -INF, INF, None,
-          lambda e: not_measured("a stated recipe, not an effect; the cascade uses Gemma 2's alpha 1, T 1")),
-    Claim("table9", "deep vs wide", "Gemma 2 Table 9", "at equal parameters a deeper, narrower model is better "
-          "(9B: 52.0 vs 50.8 average score)", f"{TEST}, deep - wide (nats)", -INF, 0, "deep_wide",
-          lambda e: deeper_minus_wider(e.frame("deep_wide"))),
-    Claim("table9-ladder", "deep vs wide", "Gemma 2 Table 9", "at equal parameters a deeper, narrower model is "
-          "better (across scale)", f"{TEST}, deep - wide, at the ladder's largest rung (nats)", -INF, 0,
-          "deep_wide_ladder", ladder_effect("deep_wide_ladder", "scale.depth=1.5", deeper_minus_wider)),
+          (50, INF), "cascade", figure=tokens_to_match, note=cascade_compute_note,
+          what="tokens the middle model needs from scratch to match its distilled self trained on N, in N "
+               "(the teachers' cost in the note, not folded in)"),
+    Claim("distill-recipe", "distillation", "brief", "typically T = 2-4, alpha = 0.7-0.9", (-INF, INF), None,
+          figure=lambda e: not_measured("a stated recipe, not an effect; the cascade uses Gemma 2's alpha 1, T 1"),
+          what="a recipe's range, not an effect"),
+    shape_claim("table9", "deep_wide", "shape", "", 2.4),
+    shape_claim("table9-ladder", "deep_wide_ladder", "shape, largest rung", " (across scale, read at the ladder's "
+                "largest rung)", 2.4, ladder_note("deep_wide_ladder", "scale.depth=1.5")),
     Claim("inference-speed", "inference", "brief", "Gemma 2 2B decodes 187 / 1,024 / 2,456 tokens/s at batch 1 / 8 / "
-          "32 (A100 40GB), Gemma 1 2B 156 / 891 / 2,103", "tokens/s on an A100", -INF, INF, None,
-          lambda e: not_measured(NO_GPU)),
+          "32 (A100 40GB), Gemma 1 2B 156 / 891 / 2,103", (-INF, INF), None, figure=lambda e: not_measured(NO_GPU),
+          what="tokens/s on an A100"),
     Claim("inference-memory", "inference", "brief", "peak memory 6.2 GB (Gemma 1 2B) vs 6.8 GB (Gemma 2 2B)",
-          "peak GPU memory while decoding", -INF, INF, None, lambda e: not_measured(NO_GPU)),
+          (-INF, INF), None, figure=lambda e: not_measured(NO_GPU), what="peak GPU memory while decoding"),
 )  # fmt: skip
 
 
@@ -438,34 +598,31 @@ def human(n: float) -> str:
 
 def findings(claims: tuple[Claim, ...], evidence: Evidence) -> list[dict[str, Any]]:
     """Every claim's row of findings.json, the directional claims' p-values Holm-adjusted within their family
-    (the claim's topic: verdict.RULE)."""
+    (verdict.RULE)."""
     measured = {c.id: c.measure(evidence) for c in claims}
-    p_of = {c.id: (m[0] if isinstance(m, tuple) else m).p for c, m in zip(claims, measured.values(), strict=True)}
     adjusted: dict[str, float] = {}
-    for topic in dict.fromkeys(c.topic for c in claims):
-        family = [c.id for c in claims if c.topic == topic and directional(c.low, c.high) and np.isfinite(p_of[c.id])]
-        adjusted.update(zip(family, holm([p_of[i] for i in family]), strict=True))
+    for family in dict.fromkeys(c.family for c in claims):
+        ids = [c.id for c in claims if c.family == family and directional(*c.claimed) and np.isfinite(measured[c.id][0].p)]
+        adjusted.update(zip(ids, holm([measured[i][0].p for i in ids]), strict=True))
     return [finding(c, evidence, measured[c.id], adjusted.get(c.id, math.nan)) for c in claims]
 
 
-def finding(claim: Claim, evidence: Evidence, measured: Measured | tuple[Measured, str] | None = None,
+def finding(claim: Claim, evidence: Evidence, measured: tuple[Measured, Gauge | None, str] | None = None,
             p_adjusted: float = math.nan) -> dict[str, Any]:  # fmt: skip
     """One row of findings.json: the claim, the measurement (with each seed's value), the gauge, p raw and
-    adjusted within the claim's family, and the verdict (NaN as null)."""
-    measured = claim.measure(evidence) if measured is None else measured
-    measured, note = measured if isinstance(measured, tuple) else (measured, "")
-    gauge = claim.gauge(evidence)
+    adjusted within the claim's family, the margin it is judged at, and the verdict (NaN as null)."""
+    measured, gauge, note = claim.measure(evidence) if measured is None else measured
     frame = evidence.frame(claim.study) if claim.study else None
     return clean({
-        "id": claim.id, "topic": claim.topic, "source": claim.source, "claim": claim.statement,
-        "quantity": claim.quantity, "claimed": claimed_range(claim.low, claim.high),
+        "id": claim.id, "topic": claim.family, "source": claim.source, "claim": claim.statement,
+        "quantity": claim.quantity, "claimed": claimed_range(*claim.claimed), "margin": claim.margin,
         "study": claim.study or "analytic (presets)", "scale": scale_of(frame) if claim.study else "real size",
-        "value": measured.value, "ci": measured.ci, "n": measured.n, "test": measured.test,
+        "value": measured.value, "ci": measured.ci, "ci90": measured.ci90, "n": measured.n, "test": measured.test,
         "detectable": measured.detectable,
         "gauge": None if gauge is None else {"what": gauge.what, "value": gauge.value, "threshold": gauge.threshold,
                                               "engaged": gauge.engaged},
-        "p": measured.p, "p_holm": p_adjusted, "family": claim.topic, "per_seed": list(measured.per_seed),
-        "verdict": verdict(claim.low, claim.high, measured, gauge, p_adjusted), "note": note,
+        "p": measured.p, "p_holm": p_adjusted, "family": claim.family, "per_seed": list(measured.per_seed),
+        "verdict": verdict(*claim.claimed, measured, gauge, p_adjusted, claim.margin), "note": note,
     })  # fmt: skip
 
 

@@ -59,6 +59,7 @@ class Study:
 STUDIES = (
     Study("softcap", "softcap"),
     Study("norm", "norm"),
+    Study("norm_init", "norm_init", smoke=("norm=pre,dual",)),
     Study("kv_heads", "kv_heads"),
     Study("attn_pattern", "attn_pattern", smoke=("attn.pattern=alt,local", "attn.local_global_ratio=1",
                                                  "attn.window=16")),

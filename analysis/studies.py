@@ -24,10 +24,14 @@ from gemmalab.runs.identity import is_identity_key
 
 from .tables import QUALITY, STABILITY, aggregate, compare_to_baseline, display, fmt, mean_ci, varying_switches
 
-BRIEF_SOFTCAP = {  # brief-claims.md: without, with, stated change
-    "stability/loss_spikes": ("~15", "2", "-87%"),
-    "stability/grad_norm_var": ("2.4", "0.8", "-67%"),
-    QUALITY: ("baseline", "+1.2% average", ""),
+STATED = {  # the sources' own figures, written once: the claims' words (claims.py) and the tables' references
+    "softcap": {  # brief-claims.md: without, with, stated change
+        "stability/loss_spikes": ("~15", "2", "-87%"),
+        "stability/grad_norm_var": ("2.4", "0.8", "-67%"),
+        QUALITY: ("baseline", "+1.2% average", ""),
+    },
+    "table8": {"MHA": "50.3", "GQA": "50.8"},  # Gemma 2 Table 8, 9B, average of 4 benchmarks
+    "table9": {"wide": "50.8", "deep": "52.0"},  # Gemma 2 Table 9, 9B, average benchmark score
 }
 
 
@@ -85,13 +89,13 @@ def with_capping(frame: pd.DataFrame) -> pd.DataFrame:
 def softcap(frame: pd.DataFrame) -> pd.DataFrame:
     """The brief's soft-capping table: capping off vs on, per metric, with the relative change."""
     frame = with_capping(frame)
-    agg = aggregate(frame, ["capping"], [*BRIEF_SOFTCAP])
+    agg = aggregate(frame, ["capping"], [*STATED["softcap"]])
     t = agg.frame.set_index("capping")
     rows = [{"metric": "runs (diverged, failed)", **{
         f"capping {c}": f"{t.loc[c, 'runs']} ({t.loc[c, 'diverged']}, {t.loc[c, 'failed']})"
         if c in t.index else "–" for c in ("off", "on")
     }}]  # fmt: skip
-    for metric, (claim_off, claim_on, claim_change) in BRIEF_SOFTCAP.items():
+    for metric, (claim_off, claim_on, claim_change) in STATED["softcap"].items():
         cmp = compare_to_baseline(agg, {"capping": "off"}, metric).set_index(agg.frame["capping"])
         cells = {c: fmt(t.loc[c, f"{metric}_mean"], t.loc[c, f"{metric}_ci"], t.loc[c, f"{metric}_n"])
                  if c in t.index else "–" for c in ("off", "on")}  # fmt: skip
@@ -320,9 +324,6 @@ def mqar(frame: pd.DataFrame) -> pd.DataFrame:
 LEARNED = 0.99  # a recall run that solved the task; one on the 1/n_pairs plateau stays near 0.3
 
 
-PAPER_DEEP_WIDE = {"wide": "50.8", "deep": "52.0"}  # Gemma 2 Table 9, 9B, average benchmark score
-
-
 def deep_wide(frame: pd.DataFrame) -> pd.DataFrame:
     """Gemma 2's Table 9 in miniature: the two shapes' non-embedding parameters (shown, and their gap
     to the wide shape's), val/loss with its difference to the wide shape (paired or Welch), beside the paper's."""
@@ -337,7 +338,7 @@ def deep_wide(frame: pd.DataFrame) -> pd.DataFrame:
     table.insert(3, "non-embedding parameters", [f"{p:,}" for p in params])
     table.insert(4, "vs wide", [f"{100 * (p / params[shapes.index('wide')] - 1):+.2f}%" for p in params])
     table[f"ppl ({QUALITY})"] = [f"{math.exp(m):.2f}" if np.isfinite(m) else "–" for m in agg.frame[f"{QUALITY}_mean"]]
-    table["paper: 9B avg. score"] = [PAPER_DEEP_WIDE[s] for s in shapes]
+    table["paper: 9B avg. score"] = [STATED["table9"][s] for s in shapes]
     return with_compute(table, firsts)
 
 
@@ -347,18 +348,25 @@ PAPER_INSTABILITY = {
     "qk_norm": "qk-layernorm widens the stable LR range",
     "z_loss": "z-loss fixes output-logit divergence",
     "softcap": "cap 50 + QK-norm: 1.5x the LR of QK-norm alone",
+    "final_cap": "a final-logit cap alone (30): bounds the output logits, so log Z",
+    "attn_cap": "an attention-logit cap alone (50): bounds the post-cap attention logits",
 }
 INSTABILITY = (
-    "stability/blowup_steps", "stability/loss_peak", "attn/max_logit", "stability/grad_norm_spikes", QUALITY,
+    "stability/blowup_steps", "stability/loss_peak", "output/log_z_peak", "attn/max_logit",
+    "stability/grad_norm_spikes", QUALITY,
 )  # fmt: skip
 
 
 def mitigation_of(row: pd.Series) -> str:
-    """The mitigations a run has on (conf/mitigation/), joined by +; `none` for the bare model."""
+    """The mitigations a run has on (conf/mitigation/), joined by +; `none` for the bare model. Both caps are
+    `softcap` (Gemma 2's), one alone `attn_cap` or `final_cap`."""
+    attn, final = (pd.notna(row[c]) for c in ("softcap.attn", "softcap.final"))
     on = {
         "qk_norm": bool(row["attn.qk_norm"]),
         "z_loss": float(row["optim.z_loss"]) > 0,
-        "softcap": any(pd.notna(row[c]) for c in ("softcap.attn", "softcap.final")),
+        "softcap": attn and final,
+        "attn_cap": attn and not final,
+        "final_cap": final and not attn,
     }
     return "+".join(name for name, active in on.items() if active) or "none"
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+from scipy import stats
+
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
 NO_EFFECT = "no detectable effect"  # the CI holds 0 (a claim of a direction)
@@ -20,21 +23,25 @@ INCONCLUSIVE = "inconclusive"  # the CI straddles an edge of a claimed range tha
 NOT_ENGAGED = "not engaged at this scale"
 NOT_MEASURED = "not measured"
 
+EQUIVALENT = "equivalent within"  # a direction claim whose 90% CI lies inside ±(its smallest effect of interest)
+
 RULE = (
     "Verdict rule (analysis/verdict.py), applied in this order: (1) `not measured` when the harness has no "
     "value for the quantity (no finished runs of one arm, fewer than two seeds, a best LR at its grid's edge, "
     "or a figure that needs hardware this machine lacks); (2) `not engaged at this scale` when the "
-    "mechanism's gauge stayed below its threshold in every run (a cap that bent < 1% of its inputs, global "
-    "layers with < 5% of their attention beyond the window, a teacher no better than the student trained "
-    "from scratch): the runs say nothing about the claim; (3) `supported` when the 95% CI of the measured "
-    "quantity lies strictly inside the range the claim asserts; (4) `contradicted` when it lies wholly outside it; "
-    "(5) otherwise `no detectable effect (could detect ±x)` for a claim of a direction (the CI holds 0; x is "
-    "the smallest difference the seeds detect with 80% power by the test used) or `inconclusive` for a "
-    "claimed range (the CI straddles its edge). Analytic figures are exact (CI 0). Multiplicity: a claim's "
-    "family is its topic (soft-capping, stability, norm placement, attention pattern, grouped-query attention, "
-    "distillation, deep vs wide, inference); within a family the p-values of the directional claims (a range "
-    "ending at 0) are Holm-adjusted, and such a claim is `supported` or `contradicted` only when its adjusted "
-    "p < 0.05 too, else `no detectable effect`."
+    "mechanism's gauge stayed below its threshold in every run the claim reads (a cap that bent < 1% of its "
+    "inputs, local layers with < 5% of their attention where a shrunk window cuts, a teacher no better than "
+    "the student trained from scratch): the runs say nothing about the claim. Then by the kind of claim. "
+    "A claim of a direction (its range ends at 0; two-sided test at 5%): (3) `supported` when the 95% CI lies "
+    "inside the range and (4) `contradicted` when it lies wholly outside, each only when the claim's p, "
+    "Holm-adjusted within its family (one per idea: soft-capping, stability mitigations, norm placement, "
+    "attention pattern, grouped-query attention, distillation, deep vs wide, inference), is < 0.05 too; "
+    "(5) otherwise `equivalent within ±d` when the claim states a smallest effect of interest d (the source's "
+    "own effect size) and the 90% CI lies inside (-d, d), else `no detectable effect (could detect ±x)`, x the "
+    "smallest difference the seeds detect with 80% power. A claim of a range or a threshold away from 0 "
+    "(\"~50%\", \"2-5% worse\", \"within ±1%\", \"removes at least half\"): two one-sided tests at 5%, i.e. the "
+    "90% CI: (3) `supported` when it lies inside the range, (4) `contradicted` when wholly outside, "
+    "(5) otherwise `inconclusive`. Analytic figures are exact (CI 0)."
 )
 
 
@@ -47,6 +54,7 @@ class Measured:
     detectable: float = math.nan  # the smallest difference detectable with 80% power (same units)
     reason: str = ""  # why there is no value (not measured)
     p: float = math.nan  # the test's two-sided p (paired or Welch); nan for an exact figure
+    ci90: float = math.nan  # 90% CI half-width: the two one-sided tests of a range or an equivalence
     # every value the measurement read, {"arm": the arm's switches, "seed", "run_id", "value"}: findings.json
     per_seed: tuple = field(default=(), compare=False)
 
@@ -69,27 +77,37 @@ def directional(low: float, high: float) -> bool:
     return 0.0 in (low, high)
 
 
+def ci90_of(values) -> float:
+    """The 90% CI half-width of the mean of `values` (t distribution); nan below two."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(stats.t.ppf(0.95, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+
+
 def verdict(low: float, high: float, measured: Measured, gauge: Gauge | None = None,
-            p_adjusted: float = math.nan) -> str:  # fmt: skip
+            p_adjusted: float = math.nan, margin: float | None = None) -> str:  # fmt: skip
     """RULE for the claimed range [low, high] (either end may be infinite); `p_adjusted`: the claim's p, Holm-
-    adjusted within its family (nan: not adjusted)."""
+    adjusted within its family (nan: not adjusted); `margin`: a direction claim's smallest effect of interest."""
     if not math.isfinite(measured.value) or not math.isfinite(measured.ci) or measured.reason:
         return f"{NOT_MEASURED} ({measured.reason or 'fewer than two seeds to give a CI'})"
     if gauge is not None and not gauge.engaged:
         return NOT_ENGAGED
+    if not directional(low, high):  # two one-sided tests: the 90% CI against the range
+        half = measured.ci90 if math.isfinite(measured.ci90) else measured.ci
+        lo, hi = measured.value - half, measured.value + half
+        return SUPPORTED if low < lo and hi < high else CONTRADICTED if hi < low or lo > high else INCONCLUSIVE
     lo, hi = measured.value - measured.ci, measured.value + measured.ci
-    family_passes = not (directional(low, high) and math.isfinite(p_adjusted) and p_adjusted >= 0.05)
+    family_passes = not (math.isfinite(p_adjusted) and p_adjusted >= 0.05)
     if low < lo and hi < high and family_passes:  # strictly: a CI that touches 0 does not show a direction
         return SUPPORTED
     if (hi < low or lo > high) and family_passes:
         return CONTRADICTED
+    if margin is not None and math.isfinite(measured.ci90) and abs(measured.value) + measured.ci90 < margin:
+        return f"{EQUIVALENT} ±{margin:g}"
     if not family_passes:
         return f"{NO_EFFECT} (Holm-adjusted p={p_adjusted:.2g} in its family; could detect ±{measured.detectable:.3g})"
-    if directional(low, high):
-        if not math.isfinite(measured.detectable):  # every seed gave the same value: no variance to test against
-            return f"{NO_EFFECT} (every seed gave the same value: no spread to size an effect by)"
-        return f"{NO_EFFECT} (could detect ±{measured.detectable:.3g})"
-    return INCONCLUSIVE
+    if not math.isfinite(measured.detectable):  # every seed gave the same value: no variance to test against
+        return f"{NO_EFFECT} (every seed gave the same value: no spread to size an effect by)"
+    return f"{NO_EFFECT} (could detect ±{measured.detectable:.3g})"
 
 
 def estimate(value: float, ci: float) -> str:

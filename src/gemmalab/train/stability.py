@@ -142,7 +142,8 @@ def stability_summary(
     """Every per-run stability figure, from the logged metrics alone (so diverged runs have them too).
     Besides the spikes: the peak training loss and the blow-up steps, those with a loss above
     diverge_factor * ln(vocab) (worse than twice a uniform guess): what the divergence rule watches, counted
-    even when the run recovers."""
+    even when the run recovers; the peak |log Z| of the output softmax over the stats steps (output-logit
+    divergence) and the largest attention logit."""
     chosen = spike_rule(cfg.spike_rule, cfg.spike_window, cfg.spike_threshold)
     _, loss = series(metrics, "train/loss")
     finite = loss[np.isfinite(loss)]
@@ -167,6 +168,9 @@ def stability_summary(
     out.update({f"stability/grad_norm_{k}": v for k, v in gstats.items() if k != "steps"})
     if len(steps):
         out["stability/grad_norm_window"] = f"steps {start}-{int(steps[-1])} ({gstats['steps']} values)"
+    _, log_z = series(metrics, "output/log_z")
+    if np.isfinite(log_z).any():  # output-logit divergence (Wortsman et al.): log Z drifts far from 0
+        out["output/log_z_peak"] = float(np.nanmax(np.abs(log_z)))
     layer_max = {k: series(metrics, k)[1] for k in keys_with_prefix(metrics, "attn/max_logit/layer_")}
     if layer_max:
         peaks = {k: float(np.nanmax(v)) for k, v in layer_max.items()}
