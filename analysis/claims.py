@@ -87,9 +87,11 @@ def why_no_value(frame: pd.DataFrame, where: dict[str, Any], metric: str) -> str
     return f"{metric} is undefined in every finished run of {where} ({why})"
 
 
-def contrast(frame: pd.DataFrame | None, metric: str, a: dict, b: dict, relative: bool = False) -> Measured:
+def contrast(frame: pd.DataFrame | None, metric: str, a: dict, b: dict, relative: bool = False,
+             labels: tuple[str, str] | None = None) -> Measured:  # fmt: skip
     """metric(a) - metric(b), paired over common seeds where the runs pair up, else Welch's; relative: in %
-    of b's mean. With the smallest difference detectable with 80% power by the same test."""
+    of b's mean. With the smallest difference detectable with 80% power by the same test, and every value
+    read, each under its arm's label (default: its switches)."""
     if frame is None:
         return Measured(math.nan, math.nan, 0, reason="the study has no runs")
     x, y = arm(frame, a, metric), arm(frame, b, metric)
@@ -104,9 +106,10 @@ def contrast(frame: pd.DataFrame | None, metric: str, a: dict, b: dict, relative
         mde = min_detectable_difference(float(np.std(xv, ddof=1)) if len(xv) > 1 else math.nan, len(xv), len(yv),
                                         "Welch", float(np.std(yv, ddof=1)) if len(yv) > 1 else math.nan)  # fmt: skip
     scale = 100 / abs(float(yv.mean())) if relative and yv.mean() != 0 else 1.0
-    per_seed = tuple({"arm": where, "seed": int(r.seed), "run_id": getattr(r, "run_id", None),  # none: a per-seed
-                      "value": float(value)}  # figure from several runs (the LR sensitivity over an LR grid)
-                     for where, runs in ((a, x.sort_values("seed")), (b, y.sort_values("seed")))
+    labels = labels or (str(a), str(b))
+    per_seed = tuple({"arm": label, "where": where, "seed": int(r.seed), "value": float(value),
+                      "run_id": getattr(r, "run_id", None)}  # none: a per-seed figure of several runs (an LR grid's)
+                     for label, where, runs in ((labels[0], a, x.sort_values("seed")), (labels[1], b, y.sort_values("seed")))
                      for r, value in zip(runs.itertuples(), runs[metric], strict=True))  # fmt: skip
     return Measured(d.delta * scale, d.ci * scale, d.n, d.test, mde * scale, p=d.p, per_seed=per_seed,
                     ci90=d.ci90 * scale)
@@ -338,7 +341,7 @@ class Claim:
             reasons = {r for r in rows[in_arm(rows, c.arm(c.a)) | in_arm(rows, c.arm(c.b))][WHY_NOT] if r}
             if reasons:
                 return not_measured("; ".join(sorted(reasons))), None
-        measured = contrast(rows, c.metric, c.arm(c.a), c.arm(c.b), c.relative)
+        measured = contrast(rows, c.metric, c.arm(c.a), c.arm(c.b), c.relative, (c.a.label, c.b.label))
         if rows is None or self.gauge is None:
             return measured, None
         return measured, GAUGES[self.gauge](rows[in_arm(rows, c.arm(c.a)) | in_arm(rows, c.arm(c.b))])
@@ -622,6 +625,7 @@ def finding(claim: Claim, evidence: Evidence, measured: tuple[Measured, Gauge | 
         "gauge": None if gauge is None else {"what": gauge.what, "value": gauge.value, "threshold": gauge.threshold,
                                               "engaged": gauge.engaged},
         "p": measured.p, "p_holm": p_adjusted, "family": claim.family, "per_seed": list(measured.per_seed),
+        "judged_by": "95% CI and Holm-adjusted p" if directional(*claim.claimed) else "90% CI (two one-sided tests)",
         "verdict": verdict(*claim.claimed, measured, gauge, p_adjusted, claim.margin), "note": note,
     })  # fmt: skip
 

@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis import report
+from analysis import plots, report
 from analysis.claims import CLAIMS, Evidence, scale_of
 from analysis.claims import findings as findings_of
 from analysis.evaluate import main as evaluate
@@ -44,6 +45,7 @@ from gemmalab.runs.store import RunDir, SweepDir, reports_dir, write_atomic
 from gemmalab.tune import TuneConfig
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: sweep.py, conf/, README.md
+PER_SEED = "findings_per_seed"  # the per-seed figure, beside findings.md and FINDINGS.md
 README_BEGIN, README_END = "<!-- findings: begin (python analysis/paper.py --publish .) -->", "<!-- findings: end -->"
 
 
@@ -196,8 +198,10 @@ def verdict_table(findings: list[dict]) -> pd.DataFrame:
             measured = estimate(f["value"], f["ci"]) + (f" (n={f['n']}, {f['test']})" if f["n"] else "")
         gauge = f["gauge"]
         rows.append({
-            "claim": f"{f['claim']} [{f['source']}]", "quantity": f["quantity"], "claimed": f["claimed"],
-            "measured (95% CI)": measured,
+            "claim": f"{f['claim']} [{f['source']}]", "quantity": f["quantity"],
+            "claimed": f["claimed"] + (f" (d = {f['margin']:g})" if f.get("margin") else ""),
+            "measured (95% CI)": measured + (f"; 90% CI ±{f['ci90']:.2g}" if f.get("ci90") and f.get("judged_by", "")
+                                             .startswith("90%") else ""),  # fmt: skip
             "detectable": "–" if f["detectable"] is None else f"±{f['detectable']:.3g}",
             P_COLUMN: "–" if f.get("p") is None else f"{f['p']:.2g}" + (
                 "" if f.get("p_holm") is None else f" ({f['p_holm']:.2g})"),  # fmt: skip
@@ -333,29 +337,37 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
     head = stamp(frames, started, args.smoke)
     title = "gemmalab: Gemma 2's ideas, measured" + (" (smoke run: not findings)" if args.smoke else "")
     md_sections, tex_sections = study_sections(out, findings)
-    findings_md = "\n".join([f"# {title}", "", *head, "", "## Verdicts", "", to_markdown(table), "", RULE, ""])
+    strips = plots.per_seed_values(findings["claims"], out)  # findings_per_seed.png / .pdf
+    shown = ["", "Every value behind each verdict, per seed (findings.json's `per_seed`):", "",
+             f"![per-seed values]({PER_SEED}.png)", ""] if strips else []  # fmt: skip
+    findings_md = "\n".join([f"# {title}", "", *head, "", "## Verdicts", "", to_markdown(table), "", RULE, *shown, ""])
     write_atomic(out / "findings.md", findings_md)
     write_atomic(out / "paper.md", findings_md + "\n" + "\n".join(md_sections) + "\n")
     tex = out / "paper.tex"
     write_atomic(tex, "\n".join([PREAMBLE, r"\begin{document}", rf"\section*{{{escape(title)}}}",
                                  escape(" ".join(h.lstrip("- ") for h in head)), r"\subsection*{Verdicts}",
                                  to_latex(table, "Every claim, its measurement and its verdict.", "tab:verdicts",
-                                          [RULE]), r"\clearpage", *tex_sections, r"\end{document}", ""]))  # fmt: skip
+                                          [RULE]),
+                                 *([rf"\includegraphics[width=\linewidth]{{{PER_SEED}.pdf}}"] if strips else []),
+                                 r"\clearpage", *tex_sections, r"\end{document}", ""]))  # fmt: skip
     print(f"[paper] {build_pdf(tex)}")
     if args.wandb_mode != "disabled":
         settings = {"project": args.project, "entity": args.entity, "mode": args.wandb_mode}
         log_paper(findings, table, figures, out / "wandb", "paper-smoke" if args.smoke else "paper", settings)
     if args.publish:
-        publish(args.publish, text, findings_md, findings)
+        publish(args.publish, text, findings_md, findings, strips[:1])
     print(to_markdown(table[["claim", "measured (95% CI)", "verdict"]]))
     print(f"\n[paper] {out / 'paper.md'} (findings: {out / 'findings.json'}; tex: {tex})")
     return out
 
 
-def publish(where: Path, text: str, findings_md: str, findings: dict) -> None:
-    """FINDINGS.md and findings.json beside the README, and the README's findings block rewritten from them."""
+def publish(where: Path, text: str, findings_md: str, findings: dict, figures: list[Path] = ()) -> None:
+    """FINDINGS.md, findings.json and the per-seed figure beside the README, and the README's findings block
+    rewritten from them."""
     write_atomic(where / "findings.json", text)
     write_atomic(where / "FINDINGS.md", findings_md)
+    for figure in figures:
+        shutil.copyfile(figure, where / figure.name)
     readme = where / "README.md"
     if readme.exists() and README_BEGIN in (body := readme.read_text()):
         start, end = body.index(README_BEGIN), body.index(README_END) + len(README_END)

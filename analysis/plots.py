@@ -229,3 +229,30 @@ def effect_vs_parameters(drawn: dict, out: Path) -> list[Path]:
     ax.set_title(f"({drawn['other']}) - ({drawn['base']})", fontsize=7)
     ax.legend(fontsize=8)
     return _save(fig, out, "effect_vs_parameters")
+
+
+def per_seed_values(claims: list[dict], out: Path, name: str = "findings_per_seed") -> list[Path]:
+    """Every value behind each measured claim (findings.json's per_seed): a strip per claim with its two arms
+    side by side, one seed's two values joined by a line, the verdict under the claim's id."""
+    shown = [c for c in claims if c.get("per_seed")]
+    if not shown:
+        return []
+    columns = min(4, len(shown))
+    rows = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 2.7 * rows), squeeze=False)
+    for ax, claim in zip(axes.flat, shown, strict=False):
+        points = pd.DataFrame(claim["per_seed"])
+        order = list(dict.fromkeys(points["arm"]))
+        for _, seed in points.groupby("seed"):
+            if len(seed) == 2:
+                ax.plot([order.index(a) for a in seed["arm"]], seed["value"], color="0.7", lw=0.6, zorder=1)
+        sns.stripplot(data=points, x="arm", y="value", order=order, hue="arm", hue_order=order, jitter=False,
+                      size=4, legend=False, ax=ax, zorder=2)  # fmt: skip
+        ax.set_title(f"{claim['id']}\n{claim['verdict'][:42]}", fontsize=7)
+        ax.set_xlabel("")
+        ax.set_ylabel(claim["quantity"].split(",")[0], fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(shown) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, out, name)

@@ -32,7 +32,7 @@ def test_the_smoke_paper_runs_every_study_and_gives_every_claim_a_verdict(smoke)
     assert len(measured) >= 10 and all(c["ci"] is not None for c in measured)
     assert sum(c["detectable"] is not None for c in measured) >= 8  # none where the seeds did not spread
     for c in measured:  # every value behind a difference, published; p raw and adjusted in its family
-        assert len(c["per_seed"]) >= 2 * c["n"] and {"arm", "seed", "run_id", "value"} == set(c["per_seed"][0])
+        assert len(c["per_seed"]) >= 2 * c["n"] and {"arm", "where", "seed", "run_id", "value"} == set(c["per_seed"][0])
     tested = [c for c in measured if c["p"] is not None and c["p_holm"] is not None]
     assert tested and all(c["p_holm"] >= c["p"] for c in tested)
     text = (out / "paper.md").read_text()

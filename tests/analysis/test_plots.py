@@ -27,3 +27,19 @@ def test_a_pdf_figure_logs_nothing_under_a_root_logger_at_info(tmp_path):
         root.setLevel(level)
     assert any(p.suffix == ".pdf" and p.stat().st_size > 0 for p in paths)
     assert stream.getvalue() == ""
+
+
+def test_the_per_seed_figure_draws_every_value_behind_each_measured_claim(tmp_path):
+    def values(arm: str, level: float) -> list[dict]:
+        return [{"arm": arm, "where": {"x": arm}, "seed": s, "run_id": f"{arm}{s}", "value": level + s} for s in range(3)]
+
+    claims = [
+        {"id": "one", "verdict": "supported", "quantity": "test/loss, on - off (nats)",
+         "per_seed": values("on", 1.0) + values("off", 2.0)},
+        {"id": "analytic", "verdict": "supported", "quantity": "GB", "per_seed": []},
+    ]  # fmt: skip
+    paths = plots.per_seed_values(claims, tmp_path)
+    assert [p.name for p in paths] == ["findings_per_seed.png", "findings_per_seed.pdf"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert plots.per_seed_values(claims[1:], tmp_path / "none") == []  # nothing measured: no figure
+    assert not (tmp_path / "none").exists()

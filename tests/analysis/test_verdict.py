@@ -125,9 +125,10 @@ def test_p_values_are_holm_adjusted_within_a_family_and_gate_its_directional_ver
     assert len(family) >= 2  # quality and the grad-norm variance at least
     assert [r["p_holm"] for r in family] == pytest.approx(holm([r["p"] for r in family]), rel=1e-5)  # 6 digits kept
     quality = rows["softcap-quality"]  # every value it read, published: 3 seeds of each arm
-    assert [(v["arm"], v["seed"]) for v in quality["per_seed"]] == [
-        ({"capping": "on"}, 0), ({"capping": "on"}, 1), ({"capping": "on"}, 2),
-        ({"capping": "off"}, 0), ({"capping": "off"}, 1), ({"capping": "off"}, 2)]  # fmt: skip
+    assert [(v["arm"], v["where"], v["seed"]) for v in quality["per_seed"]] == [
+        ("on", {"capping": "on"}, 0), ("on", {"capping": "on"}, 1), ("on", {"capping": "on"}, 2),
+        ("off", {"capping": "off"}, 0), ("off", {"capping": "off"}, 1), ("off", {"capping": "off"}, 2)]  # fmt: skip
+    assert [v["run_id"] for v in quality["per_seed"]] == ["on0", "on1", "on2", "off0", "off1", "off2"]
     assert [v["value"] for v in quality["per_seed"]] == [2.40, 2.52, 2.61, 2.5, 2.6, 2.7]
     # a CI clear of 0 whose family-adjusted p is not: no direction claimed
     significant = Measured(-0.05, 0.02, 5, "paired", 0.03, p=0.01)
@@ -142,5 +143,5 @@ def test_a_ladders_gauge_is_read_at_the_rung_its_verdict_is_read(tmp_path):
     ladder = next(c for c in CLAIMS if c.id == "softcap-ladder")
     frame = pd.concat([softcap_frame([2.4, 2.5, 2.6], [2.5, 2.6, 2.7], beyond).assign(**{"scale.rung": rung})
                        for rung, beyond in ((0, 0.3), (1, 0.0))])  # fmt: skip
-    gauge = ladder.gauge(Evidence({"softcap_ladder": frame}, tmp_path))
+    _, gauge = ladder.read(ladder.rows(Evidence({"softcap_ladder": frame}, tmp_path)))
     assert gauge.value == 0.0 and not gauge.engaged

@@ -1,0 +1,68 @@
+"""Seeds spent where a verdict is still open: a group-sequential rule over looks at a growing number of seeds.
+
+The paper takes a first look at every study's own seeds (3); a claim still undecided there (no direction
+shown, not equivalent within its margin, a range inconclusive) while its mechanism engaged gets more seeds
+for the two arms it reads, up to LOOKS[-1]. Looking repeatedly at a growing sample inflates the chance of a
+false positive, so every look tests at one constant nominal level (Pocock's boundary), set for the looks
+actually planned and for the paired t-test the claims use: the level c at which, with no effect, the chance
+that some look's p falls below c is 0.05. (Pocock's normal-theory constant, 0.0221 for looks at 3, 5 and 8
+seeds, lets t-tests at 2-7 degrees of freedom reach 5.5%; c is computed for t instead.) The rule's
+false-positive rate is checked on fresh simulations (simulate_false_positives, tests/analysis/test_sequential.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from scipy import stats
+
+from .power import paired_power
+
+ALPHA = 0.05
+LOOKS = (3, 5, 8)  # seeds at each look: the studies' own 3, then 2 and 3 more
+
+
+@functools.cache
+def pocock_level(looks: tuple[int, ...], alpha: float = ALPHA, simulations: int = 400_000) -> float:
+    """The two-sided nominal level every look tests at so that the overall false-positive rate is alpha: the
+    alpha-quantile of the smallest p over the looks under no effect. The paired t statistics' joint law does not
+    depend on the seeds' SD, so one simulation of N(0, 1) differences gives it (to ~1e-4 at 400,000)."""
+    if len(looks) == 1:
+        return alpha
+    return float(np.quantile(smallest_p(looks, simulations, np.random.default_rng(20261207)), alpha))
+
+
+def smallest_p(looks: tuple[int, ...], studies: int, rng: np.random.Generator) -> np.ndarray:
+    """Per simulated study with no effect (per-seed differences ~ N(0, 1)), the smallest paired-t p over the
+    looks (each look's first n seeds)."""
+    diffs = rng.standard_normal((studies, looks[-1]))
+    smallest = np.ones(studies)
+    for n in looks:
+        d = diffs[:, :n]
+        t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n))
+        smallest = np.minimum(smallest, 2 * stats.t.sf(np.abs(t), n - 1))
+    return smallest
+
+
+def looks_up_to(max_seeds: int, first: int = LOOKS[0]) -> tuple[int, ...]:
+    """The looks the paper takes when a claim may have at most max_seeds seeds (the first at the studies' own)."""
+    return tuple(sorted({first, *(n for n in LOOKS if first < n <= max_seeds)}))
+
+
+def simulate_false_positives(looks: tuple[int, ...], studies: int, seed: int = 0) -> float:
+    """The share of `studies` fresh simulated comparisons with no effect that the rule calls significant at
+    some look: the observed false-positive rate (another draw than the one that set the level)."""
+    return float((smallest_p(looks, studies, np.random.default_rng(seed)) < pocock_level(looks)).mean())
+
+
+def seeds_needed(effect: float, sd_diff: float, limit: int = 1000) -> int | None:
+    """Paired seeds for 80% power at `effect` (two-sided, 5%), given the per-seed differences' SD; None when
+    not computable or beyond `limit`."""
+    if not (math.isfinite(effect) and math.isfinite(sd_diff)) or effect == 0 or sd_diff <= 0:
+        return None
+    for n in range(2, limit + 1):
+        if paired_power(abs(effect), sd_diff, n) >= 0.8:
+            return n
+    return None
