@@ -33,7 +33,8 @@ from . import scaling, studies
 from .evaluate import evaluations
 from .power import min_detectable_difference
 from .tables import difference, holm, mean_ci, paired_values, pairs_up, same_value
-from .verdict import Gauge, Measured, ci90_of, claimed_range, directional, verdict
+from .sequential import seeds_needed
+from .verdict import INCONCLUSIVE, NO_EFFECT, Gauge, Measured, claimed_range, directional, verdict
 
 TEST = "test/loss"
 INF = math.inf
@@ -112,11 +113,11 @@ def contrast(frame: pd.DataFrame | None, metric: str, a: dict, b: dict, relative
                      for label, where, runs in ((labels[0], a, x.sort_values("seed")), (labels[1], b, y.sort_values("seed")))
                      for r, value in zip(runs.itertuples(), runs[metric], strict=True))  # fmt: skip
     return Measured(d.delta * scale, d.ci * scale, d.n, d.test, mde * scale, p=d.p, per_seed=per_seed,
-                    ci90=d.ci90 * scale)
+                    df=d.df)
 
 
 def exact(value: float) -> Measured:
-    return Measured(float(value), 0.0, None, ci90=0.0)
+    return Measured(float(value), 0.0, None)
 
 
 def not_measured(reason: str) -> Measured:
@@ -285,6 +286,7 @@ class Contrast:
     view: str = "runs"
     relative: bool = False  # in % of b's mean
     fixed: tuple[tuple[str, Any], ...] = ()  # switches both arms share (an LR of the grid)
+    runs: tuple[str, ...] = ()  # the sweep overrides that train just the two arms (empty: the study's sweep)
 
     def arm(self, arm: Arm) -> dict[str, Any]:
         return {**arm.where, **dict(self.fixed)}
@@ -357,6 +359,55 @@ class Claim:
         return measured, gauge, self.note(evidence) if self.note else ""
 
 
+NOT_EXTENDED = {  # views whose claims take no later look, and why
+    "each at its best LR": "a tuned comparison: more seeds would need the LR selection again",
+    "capping, largest rung": "a ladder's largest rung: its runs are the paper's longest",
+    "shape, largest rung": "a ladder's largest rung: its runs are the paper's longest",
+}
+
+
+def still_open(claim: Claim, row: dict[str, Any], seeds: int) -> bool:
+    """Whether a later look with `seeds` seeds can decide the claim: measured, engaged, undecided, fewer seeds
+    so far, and a contrast whose arms more seeds can be run for."""
+    undecided = row["verdict"].startswith(NO_EFFECT) or row["verdict"] == INCONCLUSIVE
+    return (undecided and claim.contrast is not None and claim.contrast.view not in NOT_EXTENDED
+            and row["n"] is not None and row["n"] < seeds)  # fmt: skip
+
+
+def extension(claims: list[Claim]) -> dict[str, tuple[str, ...]]:
+    """Per study, the sweep overrides that train the arms of `claims` (several claims: each key's values
+    joined; a claim without its own overrides: the study's whole sweep, ())."""
+    out: dict[str, tuple[str, ...]] = {}
+    for study in dict.fromkeys(c.study for c in claims):
+        runs = [c.contrast.runs for c in claims if c.study == study]
+        if not all(runs):
+            out[study] = ()
+            continue
+        values: dict[str, list[str]] = {}
+        for override in (o for r in runs for o in r):
+            key, value = override.split("=", 1)
+            values.setdefault(key, [])
+            values[key] += [v for v in value.split(",") if v not in values[key]]
+        everywhere = [k for k in values if all(any(o.startswith(f"{k}=") for o in r) for r in runs)]
+        out[study] = tuple(f"{k}={','.join(values[k])}" for k in everywhere)  # a key some arms leave free: all
+    return out
+
+
+def seeds_for(row: dict[str, Any], claim: Claim) -> int | None:
+    """The paired seeds 80% power would need at the claim's margin (else the measured effect), from the
+    spread of its per-seed differences."""
+    values = pd.DataFrame(row["per_seed"])
+    if values.empty or claim.contrast is None:
+        return None
+    a, b = (values[values["arm"] == arm.label].set_index("seed")["value"] for arm in (claim.contrast.a, claim.contrast.b))
+    diff = (a - b).dropna()
+    if len(diff) < 2:
+        return None
+    scale = 100 / abs(float(b.mean())) if claim.contrast.relative and b.mean() != 0 else 1.0
+    effect = claim.margin if claim.margin is not None else abs(row["value"] or 0.0)
+    return seeds_needed(effect, float(diff.std(ddof=1)) * scale)
+
+
 def ladder_note(study: str, minuend: str) -> Callable[[Evidence], str]:
     """The ladder's fit as a note: its slope and extrapolation to 9B, signed as the claim's a - b, whose `a`
     begins the label of the arm the ladder subtracts from (scaling.ladder's `other`) when it is `minuend`."""
@@ -427,7 +478,7 @@ def tokens_to_match(e: Evidence) -> Measured:
         w = (losses[i] - target) / (losses[i] - losses[i + 1]) if losses[i] != losses[i + 1] else 0.0
         ks.append(math.exp(math.log(budgets[i]) + w * (math.log(budgets[i + 1]) - math.log(budgets[i]))))
     mean, ci, count = mean_ci(np.array(ks))
-    return Measured(mean, ci, count, "one-sample t", ci90=ci90_of(ks))
+    return Measured(mean, ci, count, "one-sample t", df=count - 1)
 
 
 def cascade_compute_note(e: Evidence) -> str:
@@ -463,11 +514,12 @@ def on_off(metric: str, relative: bool = False, view: str = "capping") -> Contra
 def mitigation(name: str, metric: str, lr: float) -> Contrast:
     """A mitigation against none at one LR of the instability study, in % of none."""
     return Contrast(metric, Arm(name, {"mitigation": name}), Arm("none", {"mitigation": "none"}), "mitigation",
-                    relative=True, fixed=(("optim.lr", lr),))  # fmt: skip
+                    relative=True, fixed=(("optim.lr", lr),), runs=(f"+mitigation={name},none", f"optim.lr={lr:g}"))
 
 
 def placement(a: str, b: str, metric: str = TEST, relative: bool = True, view: str = "runs", **where) -> Contrast:
-    return Contrast(metric, Arm(a, {"norm": a, **where}), Arm(b, {"norm": b}), view, relative)
+    runs = (f"norm={a},{b}", *(f"{k}={v:g}" for k, v in where.items()))
+    return Contrast(metric, Arm(a, {"norm": a, **where}), Arm(b, {"norm": b}), view, relative, runs=runs)
 
 
 def kinds(a: str, b: str) -> Contrast:
@@ -599,19 +651,19 @@ def human(n: float) -> str:
     return f"{n:g}"
 
 
-def findings(claims: tuple[Claim, ...], evidence: Evidence) -> list[dict[str, Any]]:
+def findings(claims: tuple[Claim, ...], evidence: Evidence, alpha: float = 0.05) -> list[dict[str, Any]]:
     """Every claim's row of findings.json, the directional claims' p-values Holm-adjusted within their family
-    (verdict.RULE)."""
+    (verdict.RULE), each verdict at level `alpha` (a sequential look's: analysis/sequential.py)."""
     measured = {c.id: c.measure(evidence) for c in claims}
     adjusted: dict[str, float] = {}
     for family in dict.fromkeys(c.family for c in claims):
         ids = [c.id for c in claims if c.family == family and directional(*c.claimed) and np.isfinite(measured[c.id][0].p)]
         adjusted.update(zip(ids, holm([measured[i][0].p for i in ids]), strict=True))
-    return [finding(c, evidence, measured[c.id], adjusted.get(c.id, math.nan)) for c in claims]
+    return [finding(c, evidence, measured[c.id], adjusted.get(c.id, math.nan), alpha) for c in claims]
 
 
 def finding(claim: Claim, evidence: Evidence, measured: tuple[Measured, Gauge | None, str] | None = None,
-            p_adjusted: float = math.nan) -> dict[str, Any]:  # fmt: skip
+            p_adjusted: float = math.nan, alpha: float = 0.05) -> dict[str, Any]:  # fmt: skip
     """One row of findings.json: the claim, the measurement (with each seed's value), the gauge, p raw and
     adjusted within the claim's family, the margin it is judged at, and the verdict (NaN as null)."""
     measured, gauge, note = claim.measure(evidence) if measured is None else measured
@@ -626,7 +678,8 @@ def finding(claim: Claim, evidence: Evidence, measured: tuple[Measured, Gauge | 
                                               "engaged": gauge.engaged},
         "p": measured.p, "p_holm": p_adjusted, "family": claim.family, "per_seed": list(measured.per_seed),
         "judged_by": "95% CI and Holm-adjusted p" if directional(*claim.claimed) else "90% CI (two one-sided tests)",
-        "verdict": verdict(*claim.claimed, measured, gauge, p_adjusted, claim.margin), "note": note,
+        "level": alpha, "verdict": verdict(*claim.claimed, measured, gauge, p_adjusted, claim.margin, alpha),
+        "note": note,
     })  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import platform
 import shutil
@@ -32,13 +33,14 @@ import pandas as pd
 import torch
 
 from analysis import plots, report
-from analysis.claims import CLAIMS, Evidence, scale_of
+from analysis.claims import CLAIMS, NOT_EXTENDED, Claim, Evidence, extension, scale_of, seeds_for, still_open
 from analysis.claims import findings as findings_of
+from analysis.sequential import LOOKS, looks_up_to, pocock_level, rule
 from analysis.evaluate import main as evaluate
 from analysis.latex import PREAMBLE, build_pdf, escape, to_latex
 from analysis.loaders import load_run_store
 from analysis.tables import to_markdown
-from analysis.verdict import RULE, estimate
+from analysis.verdict import INCONCLUSIVE, NO_EFFECT, RULE, estimate
 from gemmalab.errors import ConfigError
 from gemmalab.runs.preflight import Plan, validate_all_jobs
 from gemmalab.runs.store import RunDir, SweepDir, reports_dir, write_atomic
@@ -82,6 +84,7 @@ STUDIES = (
 SMOKE = ("trainer.max_steps=6", "trainer.val_every=3", "trainer.ckpt_every=6", "trainer.stats_every=2",
          "data.val_batches=1", "data.batch_size=4", "data.seq_len=64", "stability.spike_window=2", "seed=0,1",
          "logger=none")  # fmt: skip
+FIRST_LOOK_SMOKE = 2  # the smoke's seeds: no later look unless --max-seeds asks
 SMOKE_FIGURES = ("softcap",)  # the smoke draws one study's figures: the plots and W&B's images exercised, in seconds
 OWN_MODEL = ("mqar", "cascade", "lr_sensitivity", "instability", "softcap_ladder", "deep_wide_ladder")
 
@@ -94,11 +97,11 @@ def sweep_module():
     return module
 
 
-def arguments(study: Study, smoke: bool, run_root: Path, extra: list[str]) -> list[str]:
+def arguments(study: Study, smoke: bool, run_root: Path, extra: list[str], group: str | None = None) -> list[str]:
     """The study's sweep.py command line: its ablation and overrides, the paper's group, the user's extras."""
     tiny = [*SMOKE, *([] if study.name in OWN_MODEL else ["model=tiny"]), *study.smoke] if smoke else []
     return ["sweep.py", "-m", f"+ablation={study.ablation}", *study.overrides, *tiny, f"run_root={run_root}",
-            f"group={group_of(study, smoke)}", *extra]  # fmt: skip
+            f"group={group or group_of(study, smoke)}", *extra]  # fmt: skip
 
 
 def group_of(study: Study, smoke: bool) -> str:
@@ -206,11 +209,18 @@ def verdict_table(findings: list[dict]) -> pd.DataFrame:
             P_COLUMN: "–" if f.get("p") is None else f"{f['p']:.2g}" + (
                 "" if f.get("p_holm") is None else f" ({f['p_holm']:.2g})"),  # fmt: skip
             "engagement": "–" if gauge is None else f"{gauge['value']:.3g} (needs {gauge['threshold']:g})",
-            "verdict": f["verdict"], "study (scale)": f"{f['study']} ({f['scale']})",
+            "verdict": f["verdict"], "seeds (looks; why it stopped)": looks_of(f),
+            "study (scale)": f"{f['study']} ({f['scale']})",
         })  # fmt: skip
     table = pd.DataFrame(rows)
     # findings published before p-values were recorded have none to show
     return table if any(f.get("p") is not None for f in findings) else table.drop(columns=P_COLUMN)
+
+
+def looks_of(finding: dict) -> str:
+    """`3 -> 5 -> 8; open at the maximum ...`: the seeds of each look the claim took, and why it stopped."""
+    looks = [str(look["seeds"]) for look in finding.get("looks", []) if look["seeds"]]
+    return f"{' -> '.join(dict.fromkeys(looks)) or '–'}; {finding['stopped']}" if "stopped" in finding else "–"
 
 
 def readme_block(findings: dict) -> str:
@@ -262,6 +272,10 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--smoke", action="store_true", help="the whole pipeline at tiny scale (not findings)")
     parser.add_argument("--only", help="comma-separated studies (default: all): " + ", ".join(s.name for s in STUDIES))
     parser.add_argument("--publish", type=Path, help="also write FINDINGS.md, findings.json and README's block here")
+    parser.add_argument("--max-seeds", type=int, help="most seeds a claim still open gets over the later looks "
+                        f"(analysis/sequential.py; default {LOOKS[-1]}, --smoke: no later look)")
+    parser.add_argument("--budget-min", type=float, default=math.inf,
+                        help="start no later look once the paper has run this many minutes")
     parser.add_argument("--wandb-mode", default="offline", choices=("offline", "online", "disabled"))
     parser.add_argument("--project", default="gemmalab", help="the W&B project of the paper's report run")
     parser.add_argument("--entity", help="its W&B entity")
@@ -271,6 +285,11 @@ def main(argv: list[str] | None = None) -> Path:
     chosen = names if not args.only else args.only.split(",")
     if unknown := [n for n in chosen if n not in names]:
         raise SystemExit(f"error: --only {unknown[0]} is not a study (allowed: {', '.join(names)})")
+    args.max_seeds = args.max_seeds or (FIRST_LOOK_SMOKE if args.smoke else LOOKS[-1])
+    first = FIRST_LOOK_SMOKE if args.smoke else LOOKS[0]
+    if args.max_seeds < first:
+        raise SystemExit(f"error: --max-seeds {args.max_seeds} is below the first look's {first} seeds "
+                         f"(allowed: {first} or more)")  # fmt: skip
     if args.publish and args.smoke:
         raise SystemExit("error: --publish with --smoke is not allowed (a smoke run's verdicts are not findings)")
     if args.publish:
@@ -327,9 +346,10 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
             "scale": scale_of(frame if len(frame) else None), "main_table": headings[0],
             "run_ids": sorted(frame["run_id"]) if len(frame) else [],
         }  # fmt: skip
-    evidence = Evidence(frames, args.run_root)
-    findings = {"format": 1, "smoke": args.smoke, "rule": RULE, "studies": info,
-                "claims": findings_of(CLAIMS, evidence)}  # fmt: skip
+    looks = looks_up_to(args.max_seeds, FIRST_LOOK_SMOKE if args.smoke else LOOKS[0])
+    claims = take_looks(args, extra, sweep, looks, frames, info, started)
+    findings = {"format": 1, "smoke": args.smoke, "rule": f"{RULE} {rule(looks)}", "studies": info,
+                "claims": claims}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(findings, indent=1, sort_keys=True) + "\n"
     write_atomic(out / "findings.json", text)
@@ -340,14 +360,15 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
     strips = plots.per_seed_values(findings["claims"], out)  # findings_per_seed.png / .pdf
     shown = ["", "Every value behind each verdict, per seed (findings.json's `per_seed`):", "",
              f"![per-seed values]({PER_SEED}.png)", ""] if strips else []  # fmt: skip
-    findings_md = "\n".join([f"# {title}", "", *head, "", "## Verdicts", "", to_markdown(table), "", RULE, *shown, ""])
+    findings_md = "\n".join([f"# {title}", "", *head, "", "## Verdicts", "", to_markdown(table), "", findings["rule"],
+                             *shown, ""])  # fmt: skip
     write_atomic(out / "findings.md", findings_md)
     write_atomic(out / "paper.md", findings_md + "\n" + "\n".join(md_sections) + "\n")
     tex = out / "paper.tex"
     write_atomic(tex, "\n".join([PREAMBLE, r"\begin{document}", rf"\section*{{{escape(title)}}}",
                                  escape(" ".join(h.lstrip("- ") for h in head)), r"\subsection*{Verdicts}",
                                  to_latex(table, "Every claim, its measurement and its verdict.", "tab:verdicts",
-                                          [RULE]),
+                                          [findings["rule"]]),
                                  *([rf"\includegraphics[width=\linewidth]{{{PER_SEED}.pdf}}"] if strips else []),
                                  r"\clearpage", *tex_sections, r"\end{document}", ""]))  # fmt: skip
     print(f"[paper] {build_pdf(tex)}")
@@ -359,6 +380,61 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
     print(to_markdown(table[["claim", "measured (95% CI)", "verdict"]]))
     print(f"\n[paper] {out / 'paper.md'} (findings: {out / 'findings.json'}; tex: {tex})")
     return out
+
+
+def take_looks(args: argparse.Namespace, extra: list[str], sweep, looks: tuple[int, ...],
+               frames: dict[str, pd.DataFrame], info: dict, started: float) -> list[dict]:  # fmt: skip
+    """The claims' findings after the looks (analysis/sequential.py): every verdict at the looks' constant
+    level; a claim still open gets the next look's seeds for its two arms, until decided, at --max-seeds, or
+    past --budget-min. Each row records its looks and why it stopped."""
+    level = pocock_level(looks)
+    history: dict[str, list[dict]] = {c.id: [] for c in CLAIMS}
+    for index, seeds in enumerate(looks):
+        rows = findings_of(CLAIMS, Evidence(frames, args.run_root), level)
+        for row in rows:
+            history[row["id"]].append({"seeds": row["n"], "verdict": row["verdict"]})
+        later = looks[index + 1] if index + 1 < len(looks) else None
+        open_claims = [c for c, r in zip(CLAIMS, rows, strict=True) if later and still_open(c, r, later)]
+        over_budget = (time.time() - started) / 60 > args.budget_min
+        if not open_claims or over_budget:
+            break
+        for name, overrides in extension(open_claims).items():
+            study = next(s for s in STUDIES if s.name == name)
+            group = f"{group_of(study, args.smoke)}-seeds{later}"
+            command = [*arguments(study, args.smoke, args.run_root, extra, group), *overrides,
+                       f"seed={','.join(map(str, range(seeds, later)))}"]  # fmt: skip
+            print(f"[paper] look {index + 2}: {name} to {later} seeds for "
+                  f"{', '.join(c.id for c in open_claims if c.study == name)}", flush=True)  # fmt: skip
+            code = sweep.launch(command, validate_all_jobs(command[1:], sweep.CONF))
+            if code == 2 or code >= 128:
+                raise SystemExit(f"[paper] look {index + 2} of {name} stopped (exit {code}): run the same command "
+                                 "again to resume")  # fmt: skip
+            if study.evaluate:
+                evaluate(["--run-root", str(args.run_root), "--group", group, "--no-wandb", *study.evaluate])
+            frames[name] = pd.concat([frames[name], load_run_store(args.run_root, group)]).drop_duplicates("run_id")
+            info[name]["later_looks"] = [*info[name].get("later_looks", []), {"group": group, "overrides": overrides,
+                                         "seeds": later}]  # fmt: skip
+            info[name]["run_ids"] = sorted(frames[name]["run_id"])
+    for claim, row in zip(CLAIMS, rows, strict=True):
+        row["looks"] = history[claim.id]
+        row["stopped"] = stopped(claim, row, looks, over_budget)
+    return rows
+
+
+def stopped(claim: Claim, row: dict, looks: tuple[int, ...], over_budget: bool) -> str:
+    """Why the claim took no further look: decided, not open to one, or at the maximum (with the seeds its
+    margin, else its measured effect, would need for 80% power)."""
+    if row["n"] is None or row["verdict"].startswith(("not measured", "not engaged")):
+        return "no look decides it: " + row["verdict"]
+    if not (row["verdict"].startswith(NO_EFFECT) or row["verdict"] == INCONCLUSIVE):
+        return f"decided at {row['n']} seeds"
+    if claim.contrast is not None and claim.contrast.view in NOT_EXTENDED:
+        return f"open at {row['n']} seeds, not extended: {NOT_EXTENDED[claim.contrast.view]}"
+    needed = seeds_for(row, claim)
+    would = f"; 80% power would need ~{needed} seeds" if needed else ""
+    if over_budget:
+        return f"open at {row['n']} seeds: the time budget (--budget-min) ended the looks{would}"
+    return f"open at the maximum ({row['n']} seeds, looks at {', '.join(map(str, looks))}){would}"
 
 
 def publish(where: Path, text: str, findings_md: str, findings: dict, figures: list[Path] = ()) -> None:

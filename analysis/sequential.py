@@ -24,6 +24,21 @@ ALPHA = 0.05
 LOOKS = (3, 5, 8)  # seeds at each look: the studies' own 3, then 2 and 3 more
 
 
+def rule(looks: tuple[int, ...]) -> str:
+    """The sequential rule as the paper prints it, for the looks it takes."""
+    if len(looks) == 1:
+        return f"Seeds: one look at {looks[0]} seeds per study, at 5%."
+    return (
+        f"Seeds (analysis/sequential.py): every study is first looked at with its own seeds ({looks[0]}); a claim "
+        "still open there (no direction shown and not equivalent within its margin, or a range inconclusive) "
+        f"while measured and engaged gets more seeds for the two arms it reads, at looks of "
+        f"{', '.join(map(str, looks[1:]))} seeds, until decided. Every look, the first included, tests at one "
+        f"constant level, {pocock_level(looks):.4f} in place of 5% above (Pocock's boundary, computed for the "
+        "paired t-test at these looks), so that over all looks the chance of a false positive stays at 5%; each "
+        "claim lists its looks and why it stopped."
+    )
+
+
 @functools.cache
 def pocock_level(looks: tuple[int, ...], alpha: float = ALPHA, simulations: int = 400_000) -> float:
     """The two-sided nominal level every look tests at so that the overall false-positive rate is alpha: the

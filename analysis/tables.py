@@ -71,15 +71,15 @@ def welch_p(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass
 class Difference:
-    """a - b: the difference of means, its 95% CI half-width, n (pairs, or the smaller row), p and the test, and
-    the 90% CI half-width (two one-sided tests at 5%: an equivalence or a range claim's test)."""
+    """a - b: the difference of means, its 95% CI half-width, n (pairs, or the smaller row), p, the test and its
+    degrees of freedom."""
 
     delta: float
     ci: float
     n: int
     p: float
     test: str  # paired | Welch
-    ci90: float = math.nan
+    df: float = math.nan
 
 
 def paired_values(a: np.ndarray, a_seeds: np.ndarray, b: np.ndarray, b_seeds: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -99,8 +99,7 @@ def difference(a: np.ndarray, a_seeds: np.ndarray, b: np.ndarray, b_seeds: np.nd
         d = x - y
         se = d.std(ddof=1) / math.sqrt(len(d))
         p = float(stats.ttest_rel(x, y).pvalue) if d.std() > 0 else math.nan
-        return Difference(float(d.mean()), float(stats.t.ppf(0.975, len(d) - 1) * se), len(d), p, "paired",
-                          float(stats.t.ppf(0.95, len(d) - 1) * se))
+        return Difference(float(d.mean()), float(stats.t.ppf(0.975, len(d) - 1) * se), len(d), p, "paired", len(d) - 1)
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if len(a) == 0 or len(b) == 0:
         return Difference(math.nan, math.nan, 0, math.nan, "Welch")
@@ -110,7 +109,7 @@ def difference(a: np.ndarray, a_seeds: np.ndarray, b: np.ndarray, b_seeds: np.nd
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else len(a) + len(b) - 2
     return Difference(delta, float(stats.t.ppf(0.975, df) * math.sqrt(va + vb)), min(len(a), len(b)),
-                      welch_p(a, b), "Welch", float(stats.t.ppf(0.95, df) * math.sqrt(va + vb)))  # fmt: skip
+                      welch_p(a, b), "Welch", df)  # fmt: skip
 
 
 def holm(p: list[float]) -> list[float]:

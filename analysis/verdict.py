@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 from scipy import stats
 
 SUPPORTED = "supported"
@@ -54,7 +53,18 @@ class Measured:
     detectable: float = math.nan  # the smallest difference detectable with 80% power (same units)
     reason: str = ""  # why there is no value (not measured)
     p: float = math.nan  # the test's two-sided p (paired or Welch); nan for an exact figure
-    ci90: float = math.nan  # 90% CI half-width: the two one-sided tests of a range or an equivalence
+    df: float = math.inf  # the test's degrees of freedom (CIs at other levels)
+
+    def half_width(self, alpha: float) -> float:
+        """The (1 - alpha) CI's half-width (a sequential look's level); 90% at alpha 0.1."""
+        if self.ci == 0 or not math.isfinite(self.ci):
+            return self.ci
+        return self.ci * float(stats.t.isf(alpha / 2, self.df) / stats.t.isf(0.025, self.df))
+
+    @property
+    def ci90(self) -> float:
+        """The 90% CI's half-width: two one-sided tests at 5%, a range's or an equivalence's test."""
+        return self.half_width(0.10)
     # every value the measurement read, {"arm": the arm's switches, "seed", "run_id", "value"}: findings.json
     per_seed: tuple = field(default=(), compare=False)
 
@@ -77,34 +87,30 @@ def directional(low: float, high: float) -> bool:
     return 0.0 in (low, high)
 
 
-def ci90_of(values) -> float:
-    """The 90% CI half-width of the mean of `values` (t distribution); nan below two."""
-    v = np.asarray(values, dtype=np.float64)
-    return float(stats.t.ppf(0.95, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
-
-
 def verdict(low: float, high: float, measured: Measured, gauge: Gauge | None = None,
-            p_adjusted: float = math.nan, margin: float | None = None) -> str:  # fmt: skip
+            p_adjusted: float = math.nan, margin: float | None = None, alpha: float = 0.05) -> str:  # fmt: skip
     """RULE for the claimed range [low, high] (either end may be infinite); `p_adjusted`: the claim's p, Holm-
-    adjusted within its family (nan: not adjusted); `margin`: a direction claim's smallest effect of interest."""
+    adjusted within its family (nan: not adjusted); `margin`: a direction claim's smallest effect of interest;
+    `alpha`: the level tested at (below 0.05 at a sequential look: analysis/sequential.py)."""
     if not math.isfinite(measured.value) or not math.isfinite(measured.ci) or measured.reason:
         return f"{NOT_MEASURED} ({measured.reason or 'fewer than two seeds to give a CI'})"
     if gauge is not None and not gauge.engaged:
         return NOT_ENGAGED
-    if not directional(low, high):  # two one-sided tests: the 90% CI against the range
-        half = measured.ci90 if math.isfinite(measured.ci90) else measured.ci
+    if not directional(low, high):  # two one-sided tests at alpha: the (1 - 2 alpha) CI against the range
+        half = measured.half_width(2 * alpha)
         lo, hi = measured.value - half, measured.value + half
         return SUPPORTED if low < lo and hi < high else CONTRADICTED if hi < low or lo > high else INCONCLUSIVE
     lo, hi = measured.value - measured.ci, measured.value + measured.ci
-    family_passes = not (math.isfinite(p_adjusted) and p_adjusted >= 0.05)
+    family_passes = not (math.isfinite(p_adjusted) and p_adjusted >= alpha)
     if low < lo and hi < high and family_passes:  # strictly: a CI that touches 0 does not show a direction
         return SUPPORTED
     if (hi < low or lo > high) and family_passes:
         return CONTRADICTED
-    if margin is not None and math.isfinite(measured.ci90) and abs(measured.value) + measured.ci90 < margin:
+    if margin is not None and abs(measured.value) + measured.half_width(2 * alpha) < margin:
         return f"{EQUIVALENT} ±{margin:g}"
     if not family_passes:
-        return f"{NO_EFFECT} (Holm-adjusted p={p_adjusted:.2g} in its family; could detect ±{measured.detectable:.3g})"
+        return (f"{NO_EFFECT} (Holm-adjusted p={p_adjusted:.2g} in its family, tested at {alpha:.3g}; could detect "
+                f"±{measured.detectable:.3g})")  # fmt: skip
     if not math.isfinite(measured.detectable):  # every seed gave the same value: no variance to test against
         return f"{NO_EFFECT} (every seed gave the same value: no spread to size an effect by)"
     return f"{NO_EFFECT} (could detect ±{measured.detectable:.3g})"

@@ -5,6 +5,8 @@ import pytest
 
 from analysis import paper
 from analysis.claims import CLAIMS
+from analysis.loaders import load_run_store
+from analysis.sequential import pocock_level
 from analysis.tables import to_markdown
 
 from ..conftest import REPO
@@ -110,3 +112,25 @@ def test_publish_is_refused_on_a_working_tree_that_differs_from_its_commit(tmp_p
         paper.check_publishable(tmp_path)
     assert str(refused.value).startswith("error: --publish needs a clean working tree, and 1 file(s) differ from "
                                          "the commit (code.py) (allowed: commit or stash them")  # fmt: skip
+
+
+def test_a_claim_still_open_gets_a_later_look_with_more_seeds_for_its_arms_only(tmp_path):
+    """--max-seeds 3 over the smoke's 2 seeds: the norm claims left open get seed 2 for the arms they read, in
+    a group of their own; every verdict is at the looks' constant level and says why it stopped."""
+    out = paper.main(["--smoke", "--only", "norm", "--max-seeds", "3", "--run-root", str(tmp_path),
+                      "--wandb-mode", "disabled"])  # fmt: skip
+    findings = json.loads((out / "findings.json").read_text())
+    rows = {c["id"]: c for c in findings["claims"]}
+    norm = [rows[i] for i in ("norm-dual-vs-pre", "norm-dual-vs-post", "norm-post-quality", "norm-postln-quality")]
+    assert all(r["level"] == pytest.approx(pocock_level((2, 3)), rel=1e-4) for r in findings["claims"])
+    extended = [r for r in norm if [look["seeds"] for look in r["looks"]] == [2, 3]]
+    assert extended, [r["verdict"] for r in norm]  # at tiny scale some stay open after 2 seeds
+    for r in extended:
+        assert r["n"] == 3 and {v["seed"] for v in r["per_seed"]} == {0, 1, 2}
+        assert r["stopped"].startswith(("decided at 3 seeds", "open at the maximum (3 seeds, looks at 2, 3)"))
+    (look,) = findings["studies"]["norm"]["later_looks"]
+    runs = load_run_store(tmp_path, look["group"])
+    assert set(runs["seed"]) == {2} and look["seeds"] == 3
+    read = {arm["arm"] for r in extended for arm in r["per_seed"]}
+    assert set(runs["norm"]) <= read  # only the arms an open claim reads were trained again
+    assert "Pocock" in findings["rule"] and "3 seeds" not in rows["softcap-quality"]["stopped"]
