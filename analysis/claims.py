@@ -170,6 +170,17 @@ def lr_sensitivities(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def where_caps_bend(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """An LR grid's runs at its smallest LR where the caps bend (either cap's share beyond cap/2 at its
+    threshold in some run), else at its largest: where a stability claim about capping can be read."""
+    frame = capped(frame)
+    if frame is None:
+        return None
+    lrs = sorted(frame["optim.lr"].unique())
+    bends = [lr for lr in lrs if (g := caps_gauge(frame[frame["optim.lr"] == lr])) is not None and g.engaged]
+    return frame[frame["optim.lr"] == (bends[0] if bends else lrs[-1])]
+
+
 def at_best_lr(e: Evidence, study: str) -> pd.DataFrame | None:
     """Each arm's runs at its own best LR (the tuned study's comparison runs); an arm whose best LR lies at its
     grid's edge has no best LR to compare at."""
@@ -202,6 +213,7 @@ VIEWS: dict[str, Callable[[Evidence, str], pd.DataFrame | None]] = {
     "runs": lambda e, study: e.frame(study),
     "capping": lambda e, study: capped(e.frame(study)),
     "capping, largest rung": lambda e, study: capped(largest_rung(e.frame(study))),
+    "capping, where the caps bend": lambda e, study: where_caps_bend(e.frame(study)),
     "mitigation": lambda e, study: mitigated(e.frame(study)),
     "kv kind": lambda e, study: kv_kinds(e.frame(study)),
     "shape": lambda e, study: shapes(e.frame(study)),
@@ -460,7 +472,7 @@ def tokens_to_match(e: Evidence) -> Measured:
         return not_measured("the study has no runs")
     middle = frame[frame["cascade.size"].eq("middle") & frame["status"].eq("finished")]
     distilled = middle[middle["cascade.training"].eq("distilled")]
-    scratch = middle[middle["cascade.training"].eq("scratch")]
+    scratch = middle[middle["cascade.training"].astype(str).str.startswith("scratch")]
     if distilled.empty or scratch["trainer.max_steps"].nunique() < 2:
         return not_measured("tokens-to-match needs the middle model from scratch at several token budgets "
                             "(+cascade=middle_scratch,middle_scratch_x2,middle_scratch_x4,middle_scratch_x8)")
@@ -507,6 +519,18 @@ def cascade_claim(size: str) -> Claim:
                  lower="distilled", gauge="teacher")  # fmt: skip
 
 
+BEND = "capping, where the caps bend"
+
+
+def read_at_lr(study: str, view: str) -> Callable[[Evidence], str]:
+    def note(e: Evidence) -> str:
+        rows = VIEWS[view](e, study)
+        return "" if rows is None or rows.empty else f"read at optim.lr={rows['optim.lr'].iloc[0]:g} of the grid " \
+            f"{', '.join(f'{v:g}' for v in sorted(e.frame(study)['optim.lr'].unique()))}"
+
+    return note
+
+
 def on_off(metric: str, relative: bool = False, view: str = "capping") -> Contrast:
     return Contrast(metric, Arm("on", {"capping": "on"}), Arm("off", {"capping": "off"}), view, relative)
 
@@ -535,9 +559,11 @@ NO_GPU = "needs a GPU: benchmarks/inference.py measures decode at laptop scale o
 PREVENTS = (-INF, -50.0)  # "prevents" read as: removes at least half of what the bare model shows
 CLAIMS: tuple[Claim, ...] = (
     Claim("softcap-spikes", "soft-capping", "brief", "training loss spikes > 0.5: ~15 without capping, 2 with (-87%)",
-          LOWER, "softcap", on_off("stability/loss_spikes"), lower="on", margin=13, gauge="caps"),
+          LOWER, "softcap_stability", on_off("stability/loss_spikes", view=BEND), lower="on", margin=13, gauge="caps",
+          note=read_at_lr("softcap_stability", BEND)),
     Claim("softcap-gradvar", "soft-capping", "brief", "gradient-norm variance 2.4 without capping, 0.8 with (-67%)",
-          LOWER, "softcap", on_off("stability/grad_norm_var", relative=True), lower="on", margin=67, gauge="caps"),
+          LOWER, "softcap_stability", on_off("stability/grad_norm_var", relative=True, view=BEND), lower="on",
+          margin=67, gauge="caps", note=read_at_lr("softcap_stability", BEND)),
     Claim("softcap-quality", "soft-capping", "brief", "final model quality +1.2% average with capping", LOWER,
           "softcap", on_off(TEST, relative=True), lower="on", margin=1.2, gauge="caps"),
     Claim("softcap-ladder", "soft-capping", "brief", "final model quality +1.2% average with capping (across scale, "
@@ -572,10 +598,10 @@ CLAIMS: tuple[Claim, ...] = (
           "post: x + norm(f(x)))", LOWER, "norm", placement("post", "pre"), lower="post", margin=0.5),
     Claim("norm-postln-quality", "norm placement", "brief", "post-norm only: +0.5% quality over pre-norm (read on "
           "postln: norm(x + f(x)))", LOWER, "norm", placement("postln", "pre"), lower="postln", margin=0.5),
-    Claim("norm-post-spikes", "norm placement", "brief", "post-norm only: poor stability (loss spikes; read on post)",
-          HIGHER, "norm", placement("post", "pre", "stability/loss_spikes", relative=False), lower="pre"),
+    Claim("norm-post-spikes", "norm placement", "brief", "post-norm only: poor stability (loss spikes; read on post, "
+          "no warmup or clipping)", HIGHER, "norm_stability", placement("post", "pre", "stability/loss_spikes", relative=False), lower="pre"),
     Claim("norm-postln-spikes", "norm placement", "brief", "post-norm only: poor stability (loss spikes; read on "
-          "postln)", HIGHER, "norm", placement("postln", "pre", "stability/loss_spikes", relative=False), lower="pre"),
+          "postln, no warmup or clipping)", HIGHER, "norm_stability", placement("postln", "pre", "stability/loss_spikes", relative=False), lower="pre"),
     Claim("norm-dual-tuned", "norm placement", "brief", "dual norm is best, each placement at its own best LR", LOWER,
           "norm_tuned", placement("dual", "pre", view="each at its best LR"), lower="dual", margin=1.2),
     Claim("norm-compute", "norm placement", "brief", "post-norm adds < 1% compute", (0, 1), None,

@@ -70,9 +70,11 @@ STUDIES = (
     Study("lr_sensitivity", "lr_sensitivity", smoke=("optim.lr=1e-3,1e-1",)),
     Study("cascade", "cascade", smoke=("+cascade=teacher,middle_scratch,middle_distilled",)),
     Study("deep_wide", "deep_wide"),
-    Study("window_at_inference", "window_at_inference", evaluate=("attn.window=32,16,8",)),
+    Study("window_at_inference", "window_at_inference", evaluate=("attn.window=64,32,16",)),
     Study("mqar", "mqar", smoke=("attn.pattern=full,local", "attn.window=16")),
     Study("instability", "instability", smoke=("+mitigation=none,softcap",)),
+    Study("softcap_stability", "softcap_stability", smoke=("optim.lr=1e-2",)),
+    Study("norm_stability", "norm_stability"),
     Study("norm_tuned", "norm", ("+tune=lr", "tune.points=7"), smoke=("tune.points=3", "norm=pre,dual")),
     Study("softcap_ladder", "softcap", ("+scale=cpu", "scale.tokens_per_param=1"),
           smoke=("scale.tokens_per_param=null", "scale.rung=0,1,2")),
@@ -86,7 +88,8 @@ SMOKE = ("trainer.max_steps=6", "trainer.val_every=3", "trainer.ckpt_every=6", "
          "logger=none")  # fmt: skip
 FIRST_LOOK_SMOKE = 2  # the smoke's seeds: no later look unless --max-seeds asks
 SMOKE_FIGURES = ("softcap",)  # the smoke draws one study's figures: the plots and W&B's images exercised, in seconds
-OWN_MODEL = ("mqar", "cascade", "lr_sensitivity", "instability", "softcap_ladder", "deep_wide_ladder")
+OWN_MODEL = ("mqar", "cascade", "lr_sensitivity", "instability", "softcap_stability", "norm_stability", "softcap_ladder",
+             "deep_wide_ladder")  # fmt: skip
 
 
 def sweep_module():

@@ -238,17 +238,26 @@ def real_scale_vs_brief(table: pd.DataFrame) -> pd.DataFrame:
 
 def production_flops(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
     """Per cascade size, in cascade order: (its training FLOPs from scratch, the FLOPs that produce it distilled:
-    its own training, its teacher's forward passes over its tokens and everything that produced the teacher)."""
-    out, produced, teacher = {}, 0.0, None  # the FLOPs that made the previous size's model, and that model
+    its own training, the top teacher's forward passes over its tokens and the teacher's own training)."""
+    out, teacher = {}, None  # the top teacher's model and training FLOPs
     for size in [s for s in ("teacher", "middle", "small") if s in set(frame["cascade.size"])]:
         first = frame[frame["cascade.size"] == size].iloc[0]
         tokens = int(first["trainer.max_steps"]) * tokens_per_step(first)
         model = model_of(first)
         own = training_flops_per_token(model, int(first["data.seq_len"])) * tokens
-        produced = own if teacher is None else (
-            own + training_flops_per_token(teacher, int(first["data.seq_len"])) / 3 * tokens + produced)  # fmt: skip
-        out[size], teacher = (own, produced), model
+        if size == "teacher":
+            teacher = (model, own)
+        produced = own if teacher is None or size == "teacher" else (
+            own + training_flops_per_token(teacher[0], int(first["data.seq_len"])) / 3 * tokens + teacher[1])  # fmt: skip
+        out[size] = (own, produced)
     return out
+
+
+def softcap_stability(frame: pd.DataFrame) -> pd.DataFrame:
+    """Soft-capping's stability where the caps bend: per LR, capping off vs on, spikes, grad-norm variance,
+    quality, and how much of each cap's input lay beyond cap/2."""
+    bent = [m for m in ("softcap/attn/beyond_half", "softcap/final/beyond_half") if m in frame]
+    return display(aggregate(with_capping(frame), ["optim.lr", "capping"], [*STATED["softcap"], *bent]))
 
 
 def cascade(frame: pd.DataFrame) -> pd.DataFrame:
@@ -384,6 +393,8 @@ def instability(frame: pd.DataFrame) -> pd.DataFrame:
 
 STUDY_TABLES = {
     "instability": instability,
+    "softcap_stability": softcap_stability,
+    "norm_stability": norm,
     "deep_wide": deep_wide,
     "mqar": mqar,
     "cascade": cascade,
