@@ -363,7 +363,7 @@ class Claim:
     def measure(self, evidence: Evidence) -> tuple[Measured, Gauge | None, str]:
         """(the measurement, its gauge, a note) from the paper's evidence."""
         if self.figure is not None:
-            return self.figure(evidence), None, ""
+            return self.figure(evidence), None, self.note(evidence) if self.note else ""
         try:
             measured, gauge = self.read(self.rows(evidence))
         except NotMeasured as why:

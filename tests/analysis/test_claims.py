@@ -115,3 +115,33 @@ def test_a_ci_that_rules_out_prevents_is_contradicted_and_an_equivalence_is_judg
     claims = tuple(by_id[i] for i in ("gqa-keeps", "table8-gqa", "gqa-vs-mha"))
     rows = {r["id"]: r for r in findings(claims, Evidence({"kv_heads": study.drop(columns="kv")}, tmp_path))}
     assert rows["gqa-vs-mha"]["margin"] == 2 and rows["gqa-vs-mha"]["verdict"] == f"{EQUIVALENT} ±2"
+
+
+def test_a_capping_stability_claim_is_read_at_the_smallest_lr_where_the_caps_bend(tmp_path):
+    rows = []
+    for lr, bent in ((1e-2, 0.001), (3e-2, 0.2), (1e-1, 0.6)):
+        for capping, seed in ((c, s) for c in ("on", "off") for s in range(3)):
+            rows.append({"run_id": f"{lr}{capping}{seed}", "seed": seed, "status": "finished", "model.init": "paired",
+                         "optim.lr": lr, "softcap.attn": 50.0 if capping == "on" else None, "softcap.final": None,
+                         "softcap/attn/beyond_half": bent, "stability/loss_spikes": 4 + seed - 2 * (capping == "on")})
+    spikes = next(c for c in CLAIMS if c.id == "softcap-spikes")
+    evidence = Evidence({"softcap_stability": pd.DataFrame(rows)}, tmp_path)
+    measured, gauge, note = spikes.measure(evidence)
+    assert set(spikes.rows(evidence)["optim.lr"]) == {3e-2} and note == "read at optim.lr=0.03 of the grid 0.01, 0.03, 0.1"
+    assert measured.value == -2 and gauge.value == 0.2 and gauge.engaged
+
+
+def test_tokens_to_match_is_where_the_scratch_curve_crosses_the_distilled_student(tmp_path):
+    """Scratch at 1, 2, 4, 8 x N tokens reaches 3.0, 2.8, 2.6, 2.4; the distilled student 2.7: k = 2 sqrt 2
+    (log-linear between 2 and 4), far below the brief's ~50 x: contradicted."""
+    rows = [{"run_id": f"d{s}", "seed": s, "status": "finished", "cascade.size": "middle", "cascade.training": "distilled",
+             "trainer.max_steps": 200, "test/loss": 2.7 + 0.001 * s} for s in range(3)]  # fmt: skip
+    rows += [{"run_id": f"s{k}{s}", "seed": s, "status": "finished", "cascade.size": "middle",
+              "cascade.training": "scratch" if k == 1 else f"scratch_x{k}", "trainer.max_steps": 200 * k,
+              "test/loss": loss} for s in range(3) for k, loss in ((1, 3.0), (2, 2.8), (4, 2.6), (8, 2.4))]  # fmt: skip
+    claim = next(c for c in CLAIMS if c.id == "distill-compute")
+    measured = claim.figure(Evidence({"cascade": pd.DataFrame(rows)}, tmp_path))
+    assert measured.value == pytest.approx(2 * math.sqrt(2), rel=0.01) and measured.n == 3
+    assert verdict(*claim.claimed, measured) == CONTRADICTED
+    never = pd.DataFrame(rows).assign(**{"test/loss": lambda f: np.where(f["run_id"].str.startswith("d"), 2.0, 3.0)})
+    assert claim.figure(Evidence({"cascade": never}, tmp_path)).reason.startswith("seed 0: the scratch runs at 1-8")

@@ -120,7 +120,9 @@ def test_p_values_are_holm_adjusted_within_a_family_and_gate_its_directional_ver
     frame = softcap_frame(on=[2.40, 2.52, 2.61], off=[2.5, 2.6, 2.7], beyond_half=0.3)
     frame["stability/loss_spikes"] = np.where(frame["arm"] == "on", [0, 1, 0, 2, 1, 3], 0)[: len(frame)]
     frame["stability/grad_norm_var"] = np.where(frame["arm"] == "on", 1.0, 1.4) + 0.01 * frame["seed"]
-    rows = {r["id"]: r for r in findings(CLAIMS, Evidence({"softcap": frame}, tmp_path))}
+    stability = frame.assign(**{"optim.lr": 0.01})  # one LR of the grid, where the caps bend (beyond_half 0.3)
+    rows = {r["id"]: r for r in findings(CLAIMS, Evidence({"softcap": frame, "softcap_stability": stability},
+                                                          tmp_path))}  # fmt: skip
     family = [r for r in rows.values() if r["family"] == "soft-capping" and r["p"] is not None]
     assert len(family) >= 2  # quality and the grad-norm variance at least
     assert [r["p_holm"] for r in family] == pytest.approx(holm([r["p"] for r in family]), rel=1e-5)  # 6 digits kept
@@ -134,7 +136,7 @@ def test_p_values_are_holm_adjusted_within_a_family_and_gate_its_directional_ver
     significant = Measured(-0.05, 0.02, 5, "paired", 0.03, p=0.01)
     assert verdict(*LOWER, significant, ENGAGED, p_adjusted=0.03) == SUPPORTED
     assert verdict(*LOWER, significant, ENGAGED, p_adjusted=0.08) == (
-        f"{NO_EFFECT} (Holm-adjusted p=0.08 in its family; could detect ±0.03)")  # fmt: skip
+        f"{NO_EFFECT} (Holm-adjusted p=0.08 in its family, tested at 0.05; could detect ±0.03)")  # fmt: skip
     assert verdict(40.0, 60.0, Measured(50.0, 2.0, 5, "paired", p=0.5), None, p_adjusted=0.9) == SUPPORTED  # a range
 
 
