@@ -592,6 +592,12 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("norm-dual-vs-pre-gain", "norm placement", "brief", "dual (pre + post) norm: best quality (+1.2% vs "
           "pre-only), the post-norms' gains starting at 0.1", LOWER, "norm_init",
           placement("dual", "pre", **{"model.post_norm_init_gain": 0.1}), lower="dual", margin=1.2),
+    Claim("norm-dual-vs-pre-long", "norm placement", "brief", "dual (pre + post) norm: best quality (+1.2% vs "
+          "pre-only), trained 3 x longer (600 steps)", LOWER, "norm_horizon",
+          placement("dual", "pre", **{"model.post_norm_init_gain": 1.0}), lower="dual", margin=1.2),
+    Claim("norm-dual-vs-pre-gain-long", "norm placement", "brief", "dual (pre + post) norm: best quality (+1.2% vs "
+          "pre-only), the post-norms' gains starting at 0.1, trained 3 x longer (600 steps)", LOWER, "norm_horizon",
+          placement("dual", "pre", **{"model.post_norm_init_gain": 0.1}), lower="dual", margin=1.2),
     Claim("norm-dual-vs-post", "norm placement", "brief", "dual norm beats post-norm only (+1.2% vs +0.5%)", LOWER,
           "norm", placement("dual", "post"), lower="dual", margin=0.7),
     Claim("norm-post-quality", "norm placement", "brief", "post-norm only: +0.5% quality over pre-norm (read on "

@@ -64,6 +64,7 @@ STUDIES = (
     Study("softcap", "softcap"),
     Study("norm", "norm"),
     Study("norm_init", "norm_init", smoke=("norm=pre,dual",)),
+    Study("norm_horizon", "norm_horizon", smoke=("trainer.max_steps=12",)),
     Study("kv_heads", "kv_heads"),
     Study("attn_pattern", "attn_pattern", smoke=("attn.pattern=alt,local", "attn.local_global_ratio=1",
                                                  "attn.window=16")),

@@ -395,6 +395,8 @@ STUDY_TABLES = {
     "instability": instability,
     "softcap_stability": softcap_stability,
     "norm_stability": norm,
+    "norm_init": norm,
+    "norm_horizon": norm,
     "deep_wide": deep_wide,
     "mqar": mqar,
     "cascade": cascade,
