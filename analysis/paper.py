@@ -178,7 +178,10 @@ def stamp(frames: dict[str, pd.DataFrame], started: float, smoke: bool) -> list[
     lines = [
         f"- commit: {git('rev-parse', '--short=12', 'HEAD') or 'unknown'}{dirty}",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
-        f"{'CUDA: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
+        f"{'CUDA: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}. The machine is "
+        "part of the noise: a run is bitwise reproducible on this machine, not on another (one seed of a ladder "
+        "rung moved 0.086 nats between two machines of the same kind, about the seed SD): compare per-seed "
+        "values across machines as new seeds, not as the same ones",
         f"- Python {platform.python_version()}, torch {torch.__version__}",
         f"- data fingerprints: {', '.join(fingerprints) or '–'}",
         f"- this invocation: {(time.time() - started) / 60:.1f} min wall time; training time of the runs read "
