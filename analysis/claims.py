@@ -32,8 +32,8 @@ from gemmalab.tune import arm_key, choose
 from . import scaling, studies
 from .evaluate import evaluations
 from .power import min_detectable_difference
-from .tables import difference, holm, mean_ci, paired_values, pairs_up, same_value
 from .sequential import seeds_needed
+from .tables import difference, holm, mean_ci, paired_values, pairs_up, same_value
 from .verdict import INCONCLUSIVE, NO_EFFECT, Gauge, Measured, claimed_range, directional, verdict
 
 TEST = "test/loss"
@@ -110,7 +110,8 @@ def contrast(frame: pd.DataFrame | None, metric: str, a: dict, b: dict, relative
     labels = labels or (str(a), str(b))
     per_seed = tuple({"arm": label, "where": where, "seed": int(r.seed), "value": float(value),
                       "run_id": getattr(r, "run_id", None)}  # none: a per-seed figure of several runs (an LR grid's)
-                     for label, where, runs in ((labels[0], a, x.sort_values("seed")), (labels[1], b, y.sort_values("seed")))
+                     for label, where, runs in ((labels[0], a, x.sort_values("seed")),
+                                                (labels[1], b, y.sort_values("seed")))
                      for r, value in zip(runs.itertuples(), runs[metric], strict=True))  # fmt: skip
     return Measured(d.delta * scale, d.ci * scale, d.n, d.test, mde * scale, p=d.p, per_seed=per_seed,
                     df=d.df)
@@ -411,7 +412,8 @@ def seeds_for(row: dict[str, Any], claim: Claim) -> int | None:
     values = pd.DataFrame(row["per_seed"])
     if values.empty or claim.contrast is None:
         return None
-    a, b = (values[values["arm"] == arm.label].set_index("seed")["value"] for arm in (claim.contrast.a, claim.contrast.b))
+    a, b = (values[values["arm"] == arm.label].set_index("seed")["value"]
+            for arm in (claim.contrast.a, claim.contrast.b))  # fmt: skip
     diff = (a - b).dropna()
     if len(diff) < 2:
         return None
@@ -504,8 +506,9 @@ def cascade_compute_note(e: Evidence) -> str:
 
 
 def shape_claim(id: str, study: str, view: str, at: str, margin: float | None, note=None) -> Claim:
+    paper = studies.STATED["table9"]
     return Claim(id, "deep vs wide", "Gemma 2 Table 9", f"at equal parameters a deeper, narrower model is better "
-                 f"(9B: {studies.STATED['table9']['deep']} vs {studies.STATED['table9']['wide']} average score){at}", LOWER, study,
+                 f"(9B: {paper['deep']} vs {paper['wide']} average score){at}", LOWER, study,
                  Contrast(TEST, Arm("deep", {"shape": "deep"}), Arm("wide", {"shape": "wide"}), view, relative=True),
                  lower="deep", margin=margin, note=note)  # fmt: skip
 
@@ -605,9 +608,11 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("norm-postln-quality", "norm placement", "brief", "post-norm only: +0.5% quality over pre-norm (read on "
           "postln: norm(x + f(x)))", LOWER, "norm", placement("postln", "pre"), lower="postln", margin=0.5),
     Claim("norm-post-spikes", "norm placement", "brief", "post-norm only: poor stability (loss spikes; read on post, "
-          "no warmup or clipping)", HIGHER, "norm_stability", placement("post", "pre", "stability/loss_spikes", relative=False), lower="pre"),
+          "no warmup or clipping)", HIGHER, "norm_stability",
+          placement("post", "pre", "stability/loss_spikes", relative=False), lower="pre"),
     Claim("norm-postln-spikes", "norm placement", "brief", "post-norm only: poor stability (loss spikes; read on "
-          "postln, no warmup or clipping)", HIGHER, "norm_stability", placement("postln", "pre", "stability/loss_spikes", relative=False), lower="pre"),
+          "postln, no warmup or clipping)", HIGHER, "norm_stability",
+          placement("postln", "pre", "stability/loss_spikes", relative=False), lower="pre"),
     Claim("norm-dual-tuned", "norm placement", "brief", "dual norm is best, each placement at its own best LR", LOWER,
           "norm_tuned", placement("dual", "pre", view="each at its best LR"), lower="dual", margin=1.2),
     Claim("norm-compute", "norm placement", "brief", "post-norm adds < 1% compute", (0, 1), None,
@@ -640,8 +645,9 @@ CLAIMS: tuple[Claim, ...] = (
           HIGHER, "kv_heads", kinds("MQA", "GQA"), lower="GQA"),
     Claim("gqa-keeps", "grouped-query attention", "brief", "GQA is 2-5% worse than MHA (keeps ~95-98% of its "
           "quality)", (2, 5), "kv_heads", kinds("GQA", "MHA")),
-    Claim("table8-gqa", "grouped-query attention", "Gemma 2 Table 8", f"GQA matches MHA (9B: {studies.STATED['table8']['GQA']}"
-          f" vs {studies.STATED['table8']['MHA']} average score; ±1%)", (-1, 1), "kv_heads", kinds("GQA", "MHA")),
+    Claim("table8-gqa", "grouped-query attention", "Gemma 2 Table 8", "GQA matches MHA (9B: "
+          f"{studies.STATED['table8']['GQA']} vs {studies.STATED['table8']['MHA']} average score; ±1%)", (-1, 1),
+          "kv_heads", kinds("GQA", "MHA")),
     cascade_claim("middle"),
     cascade_claim("small"),
     Claim("distill-compute", "distillation", "brief", "comparable quality at ~50x less compute per distilled model",
@@ -689,7 +695,8 @@ def findings(claims: tuple[Claim, ...], evidence: Evidence, alpha: float = 0.05)
     measured = {c.id: c.measure(evidence) for c in claims}
     adjusted: dict[str, float] = {}
     for family in dict.fromkeys(c.family for c in claims):
-        ids = [c.id for c in claims if c.family == family and directional(*c.claimed) and np.isfinite(measured[c.id][0].p)]
+        ids = [c.id for c in claims
+               if c.family == family and directional(*c.claimed) and np.isfinite(measured[c.id][0].p)]  # fmt: skip
         adjusted.update(zip(ids, holm([measured[i][0].p for i in ids]), strict=True))
     return [finding(c, evidence, measured[c.id], adjusted.get(c.id, math.nan), alpha) for c in claims]
 

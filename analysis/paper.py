@@ -35,10 +35,10 @@ import torch
 from analysis import plots, report
 from analysis.claims import CLAIMS, NOT_EXTENDED, Claim, Evidence, extension, scale_of, seeds_for, still_open
 from analysis.claims import findings as findings_of
-from analysis.sequential import LOOKS, looks_up_to, pocock_level, rule
 from analysis.evaluate import main as evaluate
 from analysis.latex import PREAMBLE, build_pdf, escape, to_latex
 from analysis.loaders import load_run_store
+from analysis.sequential import LOOKS, looks_up_to, pocock_level, rule
 from analysis.tables import to_markdown
 from analysis.verdict import INCONCLUSIVE, NO_EFFECT, RULE, estimate
 from gemmalab.errors import ConfigError
@@ -58,6 +58,7 @@ class Study:
     overrides: tuple[str, ...] = ()  # beyond +ablation=<ablation>
     evaluate: tuple[str, ...] = ()  # analysis/evaluate.py settings once trained (Table 10)
     smoke: tuple[str, ...] = ()  # what --smoke changes beyond SMOKE
+    in_order: bool = False  # its jobs need the ones before (a student its teacher): one at a time, whatever launcher
 
 
 STUDIES = (
@@ -69,7 +70,7 @@ STUDIES = (
     Study("attn_pattern", "attn_pattern", smoke=("attn.pattern=alt,local", "attn.local_global_ratio=1",
                                                  "attn.window=16")),
     Study("lr_sensitivity", "lr_sensitivity", smoke=("optim.lr=1e-3,1e-1",)),
-    Study("cascade", "cascade", smoke=("+cascade=teacher,middle_scratch,middle_distilled",)),
+    Study("cascade", "cascade", smoke=("+cascade=teacher,middle_scratch,middle_distilled",), in_order=True),
     Study("deep_wide", "deep_wide"),
     Study("window_at_inference", "window_at_inference", evaluate=("attn.window=64,32,16",)),
     Study("mqar", "mqar", smoke=("attn.pattern=full,local", "attn.window=16")),
@@ -89,8 +90,8 @@ SMOKE = ("trainer.max_steps=6", "trainer.val_every=3", "trainer.ckpt_every=6", "
          "logger=none")  # fmt: skip
 FIRST_LOOK_SMOKE = 2  # the smoke's seeds: no later look unless --max-seeds asks
 SMOKE_FIGURES = ("softcap",)  # the smoke draws one study's figures: the plots and W&B's images exercised, in seconds
-OWN_MODEL = ("mqar", "cascade", "lr_sensitivity", "instability", "softcap_stability", "norm_stability", "softcap_ladder",
-             "deep_wide_ladder")  # fmt: skip
+OWN_MODEL = ("mqar", "cascade", "lr_sensitivity", "instability", "softcap_stability", "norm_stability",
+             "softcap_ladder", "deep_wide_ladder")  # fmt: skip
 
 
 def sweep_module():
@@ -104,6 +105,8 @@ def sweep_module():
 def arguments(study: Study, smoke: bool, run_root: Path, extra: list[str], group: str | None = None) -> list[str]:
     """The study's sweep.py command line: its ablation and overrides, the paper's group, the user's extras."""
     tiny = [*SMOKE, *([] if study.name in OWN_MODEL else ["model=tiny"]), *study.smoke] if smoke else []
+    if study.in_order:  # the default launcher runs the jobs one after another, in the study's order
+        extra = [o for o in extra if not o.startswith(("hydra/launcher=", "hydra.launcher."))]
     return ["sweep.py", "-m", f"+ablation={study.ablation}", *study.overrides, *tiny, f"run_root={run_root}",
             f"group={group or group_of(study, smoke)}", *extra]  # fmt: skip
 
@@ -348,7 +351,8 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
                     if line.startswith("## ") and line[3:] != report.TRAINED]  # fmt: skip
         figures += sorted((folder / "figures").glob("*.png"))
         info[study.name] = {
-            "group": group, "command": " ".join(["python", *command[:-2 - len(extra)]]), "runs": len(frame),
+            "group": group, "command": " ".join(["python", *arguments(study, args.smoke, args.run_root, [])[:-2]]),
+            "runs": len(frame),
             "finished": int(frame["status"].astype(str).eq("finished").sum()) if len(frame) else 0,
             "scale": scale_of(frame if len(frame) else None), "main_table": headings[0],
             "run_ids": sorted(frame["run_id"]) if len(frame) else [],

@@ -247,8 +247,8 @@ def production_flops(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
         own = training_flops_per_token(model, int(first["data.seq_len"])) * tokens
         if size == "teacher":
             teacher = (model, own)
-        produced = own if teacher is None or size == "teacher" else (
-            own + training_flops_per_token(teacher[0], int(first["data.seq_len"])) / 3 * tokens + teacher[1])  # fmt: skip
+        forward = training_flops_per_token(teacher[0], int(first["data.seq_len"])) / 3 if teacher else 0.0
+        produced = own if teacher is None or size == "teacher" else own + forward * tokens + teacher[1]
         out[size] = (own, produced)
     return out
 

@@ -127,15 +127,17 @@ def test_a_capping_stability_claim_is_read_at_the_smallest_lr_where_the_caps_ben
     spikes = next(c for c in CLAIMS if c.id == "softcap-spikes")
     evidence = Evidence({"softcap_stability": pd.DataFrame(rows)}, tmp_path)
     measured, gauge, note = spikes.measure(evidence)
-    assert set(spikes.rows(evidence)["optim.lr"]) == {3e-2} and note == "read at optim.lr=0.03 of the grid 0.01, 0.03, 0.1"
+    assert set(spikes.rows(evidence)["optim.lr"]) == {3e-2}
+    assert note == "read at optim.lr=0.03 of the grid 0.01, 0.03, 0.1"
     assert measured.value == -2 and gauge.value == 0.2 and gauge.engaged
 
 
 def test_tokens_to_match_is_where_the_scratch_curve_crosses_the_distilled_student(tmp_path):
     """Scratch at 1, 2, 4, 8 x N tokens reaches 3.0, 2.8, 2.6, 2.4; the distilled student 2.7: k = 2 sqrt 2
     (log-linear between 2 and 4), far below the brief's ~50 x: contradicted."""
-    rows = [{"run_id": f"d{s}", "seed": s, "status": "finished", "cascade.size": "middle", "cascade.training": "distilled",
-             "trainer.max_steps": 200, "test/loss": 2.7 + 0.001 * s} for s in range(3)]  # fmt: skip
+    rows = [{"run_id": f"d{s}", "seed": s, "status": "finished", "cascade.size": "middle",
+             "cascade.training": "distilled", "trainer.max_steps": 200, "test/loss": 2.7 + 0.001 * s}
+            for s in range(3)]  # fmt: skip
     rows += [{"run_id": f"s{k}{s}", "seed": s, "status": "finished", "cascade.size": "middle",
               "cascade.training": "scratch" if k == 1 else f"scratch_x{k}", "trainer.max_steps": 200 * k,
               "test/loss": loss} for s in range(3) for k, loss in ((1, 3.0), (2, 2.8), (4, 2.6), (8, 2.4))]  # fmt: skip

@@ -134,3 +134,13 @@ def test_a_claim_still_open_gets_a_later_look_with_more_seeds_for_its_arms_only(
     read = {arm["arm"] for r in extended for arm in r["per_seed"]}
     assert set(runs["norm"]) <= read  # only the arms an open claim reads were trained again
     assert "Pocock" in findings["rule"] and "3 seeds" not in rows["softcap-quality"]["stopped"]
+
+
+def test_a_study_whose_jobs_need_the_ones_before_keeps_the_default_launcher(tmp_path):
+    """A parallel launcher would start a distilled student before its teacher finished: the cascade drops it."""
+    extra = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.max_steps=10"]
+    by_name = {s.name: s for s in paper.STUDIES}
+    cascade = paper.arguments(by_name["cascade"], False, tmp_path, extra)
+    assert "trainer.max_steps=10" in cascade
+    assert not any(a.startswith(("hydra/launcher", "hydra.launcher")) for a in cascade)
+    assert paper.arguments(by_name["norm"], False, tmp_path, extra)[-3:] == extra

@@ -31,7 +31,8 @@ def test_a_pdf_figure_logs_nothing_under_a_root_logger_at_info(tmp_path):
 
 def test_the_per_seed_figure_draws_every_value_behind_each_measured_claim(tmp_path):
     def values(arm: str, level: float) -> list[dict]:
-        return [{"arm": arm, "where": {"x": arm}, "seed": s, "run_id": f"{arm}{s}", "value": level + s} for s in range(3)]
+        return [{"arm": arm, "where": {"x": arm}, "seed": s, "run_id": f"{arm}{s}", "value": level + s}
+                for s in range(3)]  # fmt: skip
 
     claims = [
         {"id": "one", "verdict": "supported", "quantity": "test/loss, on - off (nats)",
