@@ -23,12 +23,9 @@ from omegaconf import DictConfig
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.console import closing_summary, job_log, quiet
 from gemmalab.runs.derived import job_config
-from gemmalab.runs.job import run_job
-from gemmalab.runs.launchers import share_cores
 from gemmalab.runs.preflight import Plan, command_line, runs_jobs, validate_all_jobs
 from gemmalab.runs.slurm import quiet_without_accounting
 from gemmalab.runs.store import SweepDir, new_group
-from gemmalab.runs.train_run import follow_rank_zero, lead_ranks
 from gemmalab.schema import register
 from gemmalab.train.cluster import follows_rank_zero
 from gemmalab.tune import TuneConfig, lr_grid
@@ -39,6 +36,11 @@ CONF = Path(__file__).resolve().parent / "conf"  # absolute: main() also runs wh
 
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    # what trains (Lightning, W&B) loads in the job, not on the way to --help or a refusal
+    from gemmalab.runs.job import run_job
+    from gemmalab.runs.launchers import share_cores
+    from gemmalab.runs.train_run import follow_rank_zero, lead_ranks
+
     if follows_rank_zero():  # a task > 0 of a multi-task submitit job: train beside rank 0
         return follow_rank_zero()
     quiet()  # a submitit job's process, which launch() never ran in
@@ -113,6 +115,8 @@ def tuned(argv: list[str], plan: Plan) -> int:
 
 if __name__ == "__main__":
     if follows_rank_zero():  # a DDP rank > 0 that torchrun or SLURM started: rank 0 runs the sweep
+        from gemmalab.runs.train_run import follow_rank_zero
+
         sys.exit(follow_rank_zero())
     os.environ.pop("WANDB_SERVICE", None)  # its own: an inherited one outlives a killed job, holding its run
     sys.exit(launch(sys.argv))

@@ -525,3 +525,16 @@ def test_help_names_every_group_that_is_added_with_a_plus(monkeypatch, capsys):
     code, out, _ = hydra_says(monkeypatch, capsys, "--help")
     assert code == 0 and "Groups without a default are added with +" in out
     assert set(re.findall(r"\+(\w+)=", out)) == groups - chosen
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["norm=bogus"], ["-m", "seed=0,1", "trainer.max_steps=-1"]])
+def test_help_and_refusals_load_neither_lightning_nor_wandb(argv, tmp_path):
+    """What trains loads in the job: `--help` and a refused override answer without Lightning or W&B (seconds
+    of imports on every command: benchmarks/startup.py times it)."""
+    probe = ("import sys, runpy; sys.argv = ['sweep.py', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_path('sweep.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "heavy = {'lightning', 'wandb', 'torchmetrics'}\n"
+             "print('loaded:', sorted({m.split('.')[0] for m in sys.modules} & heavy))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe, *argv, f"run_root={tmp_path}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert "loaded: []" in done.stdout, done.stdout[-500:] + done.stderr[-1500:]

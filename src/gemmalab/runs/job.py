@@ -19,19 +19,18 @@ from typing import Any
 
 import yaml
 
-from gemmalab.data import DataConfig
-from gemmalab.data.cache import data_changed
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.train.cluster import ranks_started_outside
 from gemmalab.train.distill import check_teacher_compatible
 
 from .aliases import resolve_teacher, teacher_checkpoint, teacher_config, write_alias
 from .identity import labels, run_identity, run_name
+from .preflight import check_same_data
 from .requeue import deferred_requeue, requeue_if_asked
 from .spec import JobSpec
 from .stops import exit_if_orphaned
-from .store import FINISHED, INTERRUPTED, NOT_STARTED, RUNNING, STARTED, RunDir, SweepDir
-from .train_run import readable_summary, train_run, written_or_said
+from .store import FINISHED, INTERRUPTED, NOT_STARTED, RUNNING, STARTED, RunDir, SweepDir, readable_summary
+from .train_run import train_run, written_or_said
 
 
 def run_job(config: dict[str, Any], overrides: list[str], group: str) -> dict[str, Any] | None:
@@ -117,14 +116,6 @@ def closing_loss(summary: dict[str, Any], spec: JobSpec) -> str:
         return (f"{shown} on the {spec.trainer.overfit_batches} batch(es) it trains on (trainer.overfit_batches), "
                 f"from {init:.4f} at step 0: {loss / init:.0%} of it, {verdict}")  # fmt: skip
     return shown
-
-
-def check_same_data(run: RunDir, data: DataConfig, name: str) -> None:
-    """Refuse a run whose recorded data differs from what its config now reads (a local dataset edited in
-    place): its run id is its config's, so the new data would resume or skip the old run."""
-    if change := data_changed(data, readable_summary(run)):
-        raise ConfigError(f"run {run.run_id} ({name}) {change} (allowed: the data it was trained on; for new runs "
-                          f"on the new data, another run_root=..., or remove {run.path})")  # fmt: skip
 
 
 def needs_own_process(spec: JobSpec) -> bool:

@@ -22,15 +22,16 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException, ValidationError
 
+from gemmalab.data import DataConfig
+from gemmalab.data.cache import data_changed
 from gemmalab.errors import ConfigError
 from gemmalab.schema import SECTIONS, TOP_LEVEL_KEYS, register
 
 from .derived import job_config
 from .identity import run_identity, run_name
-from .job import check_same_data
 from .slurm import check_request, check_submission, is_slurm
 from .spec import JobSpec
-from .store import RunDir
+from .store import RunDir, readable_summary
 
 
 @dataclass
@@ -168,3 +169,11 @@ def validate_all_jobs(argv: list[str], config_dir: Path) -> Plan:
                           "(allowed: one run_root and group per sweep)")  # fmt: skip
     ((run_root, group, ablation),) = shared
     return Plan(len(jobs), swept, run_root, group, ablation, slurm, tune, sorted(lrs), sorted(seed_values), run_ids)
+
+
+def check_same_data(run: RunDir, data: DataConfig, name: str) -> None:
+    """Refuse a run whose recorded data differs from what its config now reads (a local dataset edited in
+    place): its run id is its config's, so the new data would resume or skip the old run."""
+    if change := data_changed(data, readable_summary(run)):
+        raise ConfigError(f"run {run.run_id} ({name}) {change} (allowed: the data it was trained on; for new runs "
+                          f"on the new data, another run_root=..., or remove {run.path})")  # fmt: skip

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback
 
 from gemmalab.data import DataConfig
 from gemmalab.data.cache import check_budget, check_data
@@ -22,6 +21,9 @@ from gemmalab.train.distill import DistillConfig, check_teacher_compatible
 from .aliases import ALIAS_PREFIX, teacher_config
 from .store import cache_dir, check_name
 from .wandb_logger import MODES as WANDB_MODES
+
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import Callback
 
 LOGGER_KINDS = ("wandb", "csv", "none")
 
@@ -90,6 +92,8 @@ def data_cache(config: dict[str, Any]) -> Path:
 def callbacks(config: dict[str, Any]) -> list[Callback]:
     """The job's extra Lightning callbacks, `callbacks.<name>: {_target_: ..., <args>}` (e.g. a fault
     injected by a test); each one that cannot be built is refused in one line."""
+    from lightning.pytorch.callbacks import Callback  # Lightning: not on the path of a refused override
+
     built = []
     for name, spec in (config.get("callbacks") or {}).items():
         try:

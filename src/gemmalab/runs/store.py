@@ -43,7 +43,6 @@ from typing import Any
 from filelock import FileLock
 
 from gemmalab.errors import ConfigError, DamagedFile, RunBusy
-from gemmalab.train.checkpoints import checkpoint_problem
 
 FINISHED = "finished"
 RUNNING = "running"
@@ -222,6 +221,8 @@ class RunDir:
 
     def repair_checkpoints(self) -> list[str]:
         """Set damaged checkpoints aside, so that resuming reads the newest intact one; a line per file."""
+        from gemmalab.train.checkpoints import checkpoint_problem  # torch and Lightning: not on every command's path
+
         return [
             f"{path} is damaged ({problem}): moved to {set_aside(path).name}"
             for path in self.checkpoints()
@@ -397,3 +398,11 @@ def pid_alive(pid: int, started: str | None = None) -> bool:
     except PermissionError:  # exists, another user's
         pass
     return started is None or process_started(pid) in (None, started)
+
+
+def readable_summary(run: RunDir) -> dict[str, Any]:
+    """The run's summary, {} when the run store failed under it (removed, damaged)."""
+    try:
+        return run.summary() or {}
+    except (DamagedFile, OSError):
+        return {}

@@ -30,7 +30,6 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gemmalab.data import LMDataModule
-from gemmalab.errors import DamagedFile
 from gemmalab.model import count_parameters
 from gemmalab.switches import tags as switch_tags
 from gemmalab.train import Diverged, LMModule, fit, stability_summary
@@ -43,7 +42,7 @@ from .metrics_logger import RunStoreLogger
 from .requeue import requeue_signal
 from .spec import JobSpec, callbacks, data_cache, train_sequences
 from .stops import stop_check
-from .store import FINISHED, INTERRUPTED, RunDir, SweepDir, last_values, line_numbers, read_metrics
+from .store import FINISHED, INTERRUPTED, RunDir, SweepDir, last_values, line_numbers, read_metrics, readable_summary
 from .wandb_logger import finish_wandb, make_wandb_logger
 
 
@@ -102,14 +101,6 @@ def written_or_said(write: Callable[[], object], what: str) -> bool:
     except OSError as err:
         print(f"[gemmalab] could not write {what}: {type(err).__name__}: {err}", file=sys.stderr)
         return False
-
-
-def readable_summary(run: RunDir) -> dict[str, Any]:
-    """The run's summary, {} when the run store failed under it (removed, damaged)."""
-    try:
-        return run.summary() or {}
-    except (DamagedFile, OSError):
-        return {}
 
 
 def build(spec: JobSpec, config: dict[str, Any]) -> tuple[LMModule, LMDataModule]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import wandb
-from lightning.pytorch.loggers import WandbLogger
+from typing import TYPE_CHECKING, Any
 
 from gemmalab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lightning.pytorch.loggers import WandbLogger
 
 MODES = ("offline", "online", "disabled")
 
@@ -26,6 +26,9 @@ def make_wandb_logger(
 ) -> WandbLogger:
     if mode not in MODES:
         raise ConfigError(f"logger.mode={mode!r} is not allowed (allowed: {', '.join(MODES)})")
+    import wandb  # W&B and Lightning: imported by a run that logs, not by every command
+    from lightning.pytorch.loggers import WandbLogger
+
     logger = WandbLogger(
         id=run_id,  # the run identity: a resumed job continues the same W&B run
         name=name,

@@ -6,24 +6,30 @@ from __future__ import annotations
 import atexit
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
-from lightning.fabric.plugins.environments import (
-    ClusterEnvironment,
-    LightningEnvironment,
-    SLURMEnvironment,
-    TorchElasticEnvironment,
-)
 
 from gemmalab.errors import ConfigError
 
 from .config import TrainerConfig
 
+if TYPE_CHECKING:
+    from lightning.fabric.plugins.environments import ClusterEnvironment
+
+# what Lightning's TorchElastic and SLURM environments detect ranks by: a process without them was started by
+# no one else, and says so without importing Lightning (seconds, on every command)
+STARTED_BY = ("LOCAL_WORLD_SIZE", "SLURM_NTASKS")
+
 
 def ranks_started_outside() -> ClusterEnvironment | None:
     """The environment of DDP ranks that were all started outside Lightning, each running this script:
     by torchrun, or by SLURM with several tasks (srun; submitit with nodes or tasks_per_node > 1)."""
+    if not any(name in os.environ for name in STARTED_BY):
+        return None
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
     if TorchElasticEnvironment.detect():
         environment: ClusterEnvironment = TorchElasticEnvironment()
     elif os.environ.get("SLURM_NTASKS", "1") != "1" and SLURMEnvironment.detect():
@@ -70,10 +76,11 @@ def slurm_environment() -> list[ClusterEnvironment]:
     starts one rank per device, as outside SLURM: Lightning's SLURM environment would insist on one task
     per device and refuse trainer.devices > 1. With several tasks each task is a rank, and submitit
     requeues the job (runs/requeue.py): Lightning's own requeue on SIGUSR1 stays off."""
+    from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+
     if os.environ.get("SLURM_NTASKS") == "1":
         return [LightningEnvironment()]
     return [SLURMEnvironment(auto_requeue=False)] if isinstance(ranks_started_outside(), SLURMEnvironment) else []
-
 
 
 def check_machine(cfg: TrainerConfig) -> None:

@@ -22,8 +22,6 @@ from gemmalab.data.packing import IGNORE
 from gemmalab.errors import ConfigError, require_positive, require_range
 from gemmalab.model import Decoder, model_config
 
-from .checkpoints import load_checkpoint
-
 
 @dataclass
 class DistillConfig:
@@ -72,6 +70,8 @@ def load_teacher(checkpoint: Path, config: dict[str, Any]) -> Decoder:
     and in eval mode."""
     with torch.device("meta"):  # no random init: it would shift the student's seeded initialisation
         model = Decoder(model_config(config))
+    from .checkpoints import load_checkpoint  # Lightning: only when a teacher is loaded
+
     state = load_checkpoint(checkpoint)["state_dict"]
     model.load_state_dict(
         {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, assign=True
