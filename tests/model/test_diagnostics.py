@@ -44,21 +44,27 @@ def test_max_logit_and_cap_engagement_are_the_brute_force_figures(t, window):
     assert ("mass_beyond_half_window" in got) == (window is not None)
 
 
+def mass_beyond(q, k, scale: float, cap: float | None, window: int | None, cut: int) -> float:
+    """Brute force: the causal softmax over the keys a layer of `window` sees (capped as the layer computes it),
+    mean over queries of the probability at offset >= cut."""
+    t, group = q.shape[2], q.shape[1] // k.shape[1]
+    scores = torch.einsum("bhid,bhjd->bhij", q, k.repeat_interleave(group, 1)) * scale
+    if cap is not None:
+        scores = cap * torch.tanh(scores / cap)
+    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+    hidden = (j > i) | (i - j >= window) if window is not None else j > i
+    probs = torch.softmax(scores.masked_fill(hidden, float("-inf")), -1)
+    return float(probs.masked_fill(i - j < cut, 0.0).sum(-1).mean())
+
+
 @pytest.mark.parametrize("cap", [None, 3.0])
 def test_mass_beyond_window_is_the_softmax_probability_on_far_keys(cap):
     t, local_window, scale = 40, 6, 0.25
     q, k = qk(t, spread=1.5)
     got = attention_diagnostics(q, k, scale, None, cap=cap, ref_cap=50.0, local_window=local_window)
-    # reference: the full causal softmax (capped as the layer computes it), probability at offset >= W
-    group = q.shape[1] // k.shape[1]
-    scores = torch.einsum("bhid,bhjd->bhij", q, k.repeat_interleave(group, 1)) * scale
-    if cap is not None:
-        scores = cap * torch.tanh(scores / cap)
-    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
-    probs = torch.softmax(scores.masked_fill(j > i, float("-inf")), -1)
-    expected = probs.masked_fill(i - j < local_window, 0.0).sum(-1).mean()
-    assert float(expected) > 0.3
-    assert float(got["mass_beyond_window"]) == pytest.approx(float(expected), rel=1e-5)
+    expected = mass_beyond(q, k, scale, cap, None, local_window)  # a global layer: beyond the local window
+    assert expected > 0.3
+    assert float(got["mass_beyond_window"]) == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("cap", [None, 3.0])
@@ -66,17 +72,10 @@ def test_a_local_layers_mass_beyond_half_and_a_quarter_of_its_window_is_what_shr
     t, window, scale = 40, 8, 0.25
     q, k = qk(t, spread=1.5)
     got = attention_diagnostics(q, k, scale, window, cap=cap, ref_cap=50.0, local_window=window)
-    # reference: the windowed causal softmax (keys at offset < W), probability at offset >= W/2 and >= W/4
-    group = q.shape[1] // k.shape[1]
-    scores = torch.einsum("bhid,bhjd->bhij", q, k.repeat_interleave(group, 1)) * scale
-    if cap is not None:
-        scores = cap * torch.tanh(scores / cap)
-    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
-    probs = torch.softmax(scores.masked_fill((j > i) | (i - j >= window), float("-inf")), -1)
     for name, cut in (("mass_beyond_half_window", window // 2), ("mass_beyond_quarter_window", window // 4)):
-        expected = probs.masked_fill(i - j < cut, 0.0).sum(-1).mean()
-        assert 0.1 < float(expected) < 0.9
-        assert float(got[name]) == pytest.approx(float(expected), rel=1e-5)
+        expected = mass_beyond(q, k, scale, cap, window, cut)
+        assert 0.1 < expected < 0.9
+        assert float(got[name]) == pytest.approx(expected, rel=1e-5)
     assert float(got["mass_beyond_quarter_window"]) > float(got["mass_beyond_half_window"])
 
 
