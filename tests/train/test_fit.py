@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import lightning as L
 import pytest
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -35,3 +38,12 @@ def test_a_resumed_runs_bar_counts_on_the_whole_runs_scale(tmp_path):
                   cfg, last, spare, [], should_stop=lambda: False, resume_from=last)  # fmt: skip
     # the count goes on from the restored batch (3, 4); Lightning's total, the steps left, would read 4/2
     assert trainer.progress_bar_callback.total_train_batches == 4 == trainer.fit_loop.epoch_loop.batch_idx + 1
+
+
+def test_the_package_gives_the_fit_function_whichever_name_is_asked_first():
+    """gemmalab.train loads its Lightning parts on first use; its `fit` is the function, not the submodule of
+    that name (which importing it would otherwise leave in its place)."""
+    code = ("import gemmalab.train as t; first = t.LMModule; from gemmalab.train import fit; "
+            "print(callable(fit), fit.__module__)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "gemmalab.train.fit"], done.stderr[-800:]

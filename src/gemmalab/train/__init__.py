@@ -22,4 +22,7 @@ __all__ = sorted(_HOME)
 def __getattr__(name: str) -> Any:
     if name not in _HOME:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_HOME[name], __name__), name)
+    value = getattr(import_module(_HOME[name], __name__), name)
+    # kept as the package's attribute: importing the submodule .fit set `fit` to the module, not the function
+    globals()[name] = value
+    return value
