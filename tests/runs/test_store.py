@@ -191,3 +191,25 @@ def test_latest_members_keep_each_jobs_last_line(tmp_path):
     sweep.record({"overrides": ["seed=1"], "status": "not started: the sweep was stopped"})
     sweep.record({"run_id": "a", "overrides": ["seed=0"], "status": "finished"})
     assert [m["status"] for m in sweep.latest_members()] == ["finished", "not started: the sweep was stopped"]
+
+
+def test_a_job_of_the_same_sweep_waits_for_the_run_another_holds_and_another_sweeps_job_is_refused(tmp_path):
+    """Two jobs of one sweep whose settings differ only where a run never reads (a parallel launcher starts both):
+    the second waits for the first, then holds the run; a job of another sweep is refused at once."""
+    run = RunDir(tmp_path, "abc")
+    code = (f"import time\nfrom gemmalab.runs.store import RunDir\nwith RunDir({str(tmp_path)!r}, 'abc').claim('g'):\n"
+            "    print('held', flush=True)\n    time.sleep(2)\n")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunBusy, match=f"is being trained by pid {holder.pid}"):
+            with run.claim("another-sweep"):
+                pass
+        start = time.monotonic()
+        with run.claim("g", poll_s=0.1):  # released when the first job's claim ends
+            waited = time.monotonic() - start
+            assert json.loads((run.path / "claim.json").read_text())["pid"] == os.getpid()
+        assert 0.5 < waited < 30
+    finally:
+        holder.kill()
+        holder.wait()

@@ -48,7 +48,7 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str) -> dict[st
         if spec.distill.enabled:
             pin_teacher(config, Path(config["run_root"]))
         run = RunDir(config["run_root"], run_identity(config))
-        with deferred_requeue(run), run.claim():  # one process at a time trains a run
+        with deferred_requeue(run), run.claim(group):  # one process at a time trains a run
             summary = attempt(run, spec, config, {**job, "run_id": run.run_id}, sweep)
     except (ConfigError, RunBusy) as err:  # a teacher alias that never finished; a run another process trains
         sweep.record({**job, "status": f"failed: {err}"})

@@ -187,22 +187,28 @@ class RunDir:
         return next(iter(self.checkpoints()), None)
 
     @contextlib.contextmanager
-    def claim(self) -> Iterator[None]:
-        """Hold the run while training it: claim.json (host, pid, start, SLURM job) is checked and written
-        under a file lock; a second process asked for the same run gets RunBusy naming the holder. A claim
-        whose process is gone (same host), older than CLAIM_LEASE_HOURS (another host) or left by this
-        SLURM job before it was requeued is taken over."""
+    def claim(self, group: str | None = None, poll_s: float = 1.0) -> Iterator[None]:
+        """Hold the run while training it: claim.json (host, pid, start, SLURM job, sweep group) is checked and
+        written under a file lock; a second process asked for the same run gets RunBusy naming the holder,
+        unless both are jobs of one sweep `group` (two settings a run never reads, trained at once by a parallel
+        launcher): it waits for the holder, then finds the run done. A claim whose process is gone (same
+        host), older than CLAIM_LEASE_HOURS (another host) or left by this SLURM job before it was requeued is
+        taken over."""
         self.path.mkdir(parents=True, exist_ok=True)
         path, lock = self.path / "claim.json", FileLock(str(self.path / "claim.json.lock"))
         mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "job": _slurm_job(),
-                "started": process_started(os.getpid())}  # fmt: skip
-        with lock:  # check and take under one lock: of two processes asking at once, one gets the run
-            holder = _read_claim(path) if path.exists() else None
-            if holder is not None and _alive(holder):
-                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["since"]))
-                raise RunBusy(f"run {self.run_id} ({self.path}) is being trained by pid {holder['pid']} on "
-                              f"{holder['host']} since {since}; not training it twice")  # fmt: skip
-            write_atomic(path, json.dumps(mine))  # over an abandoned claim, if there was one
+                "started": process_started(os.getpid()), "group": group}  # fmt: skip
+        while True:
+            with lock:  # check and take under one lock: of two processes asking at once, one gets the run
+                holder = _read_claim(path) if path.exists() else None
+                if holder is None or not _alive(holder):
+                    write_atomic(path, json.dumps(mine))  # over an abandoned claim, if there was one
+                    break
+                if group is None or holder.get("group") != group:
+                    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["since"]))
+                    raise RunBusy(f"run {self.run_id} ({self.path}) is being trained by pid {holder['pid']} on "
+                                  f"{holder['host']} since {since}; not training it twice")  # fmt: skip
+            time.sleep(poll_s)  # the same sweep's job: wait for it outside the lock
         try:
             yield
         finally:
