@@ -197,6 +197,7 @@ def stamp(frames: dict[str, pd.DataFrame], started: float, smoke: bool) -> list[
 
 
 P_COLUMN = "p (Holm-adjusted in its family)"
+SEEDS_COLUMN = "seeds (looks; why it stopped)"
 
 
 def verdict_table(findings: list[dict]) -> pd.DataFrame:
@@ -219,18 +220,19 @@ def verdict_table(findings: list[dict]) -> pd.DataFrame:
             P_COLUMN: "–" if f.get("p") is None else f"{f['p']:.2g}" + (
                 "" if f.get("p_holm") is None else f" ({f['p_holm']:.2g})"),  # fmt: skip
             "engagement": "–" if gauge is None else f"{gauge['value']:.3g} (needs {gauge['threshold']:g})",
-            "verdict": f["verdict"], "seeds (looks; why it stopped)": looks_of(f),
+            "verdict": f["verdict"], SEEDS_COLUMN: looks_of(f),
             "study (scale)": f"{f['study']} ({f['scale']})",
         })  # fmt: skip
     table = pd.DataFrame(rows)
-    # findings published before p-values were recorded have none to show
-    return table if any(f.get("p") is not None for f in findings) else table.drop(columns=P_COLUMN)
+    # findings published before p-values or looks were recorded have none to show
+    absent = [c for c, key in ((P_COLUMN, "p"), (SEEDS_COLUMN, "stopped")) if all(f.get(key) is None for f in findings)]
+    return table.drop(columns=absent)
 
 
 def looks_of(finding: dict) -> str:
     """`3 -> 5 -> 8; open at the maximum ...`: the seeds of each look the claim took, and why it stopped."""
     looks = [str(look["seeds"]) for look in finding.get("looks", []) if look["seeds"]]
-    return f"{' -> '.join(dict.fromkeys(looks)) or '–'}; {finding['stopped']}" if "stopped" in finding else "–"
+    return f"{' -> '.join(dict.fromkeys(looks)) or '–'}; {finding.get('stopped')}"
 
 
 def readme_block(findings: dict) -> str:
