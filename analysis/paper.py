@@ -190,6 +190,9 @@ def stamp(frames: dict[str, pd.DataFrame], started: float, smoke: bool) -> list[
         f"- this invocation: {(time.time() - started) / 60:.1f} min wall time; training time of the runs read "
         f"(their own wall_seconds, summed): {training / 60:.1f} min over {len(runs.drop_duplicates('run_id'))} runs",
     ]  # fmt: skip
+    if left_out := [s.name for s in STUDIES if s.name not in frames]:
+        lines.insert(0, f"- **PARTIAL**: --only left out {', '.join(left_out)}; their claims read `not measured (the "
+                        "study has no runs)`")  # fmt: skip
     if smoke:
         lines.insert(0, "- **SMOKE RUN**: tiny model, a few steps, 2 seeds. Its verdicts exercise the pipeline; "
                         "they are not findings.")  # fmt: skip

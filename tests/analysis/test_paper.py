@@ -71,6 +71,8 @@ def test_a_second_invocation_trains_nothing_and_rebuilds_the_same_findings(smoke
     assert again == first and sorted(p.name for p in root.iterdir()) == runs
     printed = capsys.readouterr().out
     assert "0 runs to train; 0 to go in all" in printed and "] train " not in printed
+    stamp = (out / "findings.md").read_text()  # a paper of some studies says which it left out
+    assert "- **PARTIAL**: --only left out norm, norm_init, norm_horizon, kv_heads," in stamp
 
 
 def test_bad_paper_arguments_are_one_line_before_any_work(tmp_path, capsys):
