@@ -352,14 +352,11 @@ class Claim:
     def read(self, rows: pd.DataFrame | None) -> tuple[Measured, Gauge | None]:
         """The contrast measured on `rows`, and the gauge over the runs of its two arms."""
         c = self.contrast
-        if rows is not None and WHY_NOT in rows:
-            reasons = {r for r in rows[in_arm(rows, c.arm(c.a)) | in_arm(rows, c.arm(c.b))][WHY_NOT] if r}
-            if reasons:
-                return not_measured("; ".join(sorted(reasons))), None
+        both = None if rows is None else rows[in_arm(rows, c.arm(c.a)) | in_arm(rows, c.arm(c.b))]
+        if both is not None and WHY_NOT in both and (reasons := sorted({r for r in both[WHY_NOT] if r})):
+            return not_measured("; ".join(reasons)), None
         measured = contrast(rows, c.metric, c.arm(c.a), c.arm(c.b), c.relative, (c.a.label, c.b.label))
-        if rows is None or self.gauge is None:
-            return measured, None
-        return measured, GAUGES[self.gauge](rows[in_arm(rows, c.arm(c.a)) | in_arm(rows, c.arm(c.b))])
+        return measured, None if both is None or self.gauge is None else GAUGES[self.gauge](both)
 
     def measure(self, evidence: Evidence) -> tuple[Measured, Gauge | None, str]:
         """(the measurement, its gauge, a note) from the paper's evidence."""
@@ -437,8 +434,8 @@ def ladder_note(study: str, minuend: str) -> Callable[[Evidence], str]:
         text = f"{len(drawn['points'])} rungs, largest {10 ** drawn['points'][-1][0]:,.0f} non-embedding parameters"
         if (fit := drawn["fit"]) is not None:
             mean, half = fit.predict(math.log10(scaling.gemma2_parameters()["gemma2-9b"]))
-            text += (f"; slope {sign * fit.slope:+.4f} ± {fit.slope_ci():.4f} per decade; extrapolated to 9B "
-                     f"{sign * mean:+.3f} ± {half:.3f} (a straight line over many decades)")  # fmt: skip
+            text += (f"; slope {sign * fit.slope:+.4f} ± {fit.slope_ci():.4f} nats per decade; extrapolated "
+                     f"to 9B {sign * mean:+.3f} ± {half:.3f} nats (a straight line over many decades)")  # fmt: skip
         return text
 
     return note
