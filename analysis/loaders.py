@@ -26,7 +26,7 @@ HEADLINE_PREFIXES = (
     "val/queries", "test/",
 )  # fmt: skip
 HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init", "parameters", "wall_seconds",
-                 "data/fingerprint", "data/source", "data/epochs", "trained_steps")  # fmt: skip
+                 "data/fingerprint", "data/source", "data/epochs", "trained_steps", "output/log_z_peak")  # fmt: skip
 # Config that says where and how a run was logged, not what it is.
 NOT_COLUMNS = ("logger.", "run_root", "group", "callbacks.", "hydra.", "trainer.progress_bar")
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis.claims import CLAIMS, HIGHER, LOWER, Arm, Claim, Contrast, Evidence, findings
+from analysis.loaders import HEADLINE_KEYS, HEADLINE_PREFIXES
 from analysis.verdict import (
     CONTRADICTED,
     EQUIVALENT,
@@ -146,4 +147,16 @@ def test_tokens_to_match_is_where_the_scratch_curve_crosses_the_distilled_studen
     assert measured.value == pytest.approx(2 * math.sqrt(2), rel=0.01) and measured.n == 3
     assert verdict(*claim.claimed, measured) == CONTRADICTED
     never = pd.DataFrame(rows).assign(**{"test/loss": lambda f: np.where(f["run_id"].str.startswith("d"), 2.0, 3.0)})
-    assert claim.figure(Evidence({"cascade": never}, tmp_path)).reason.startswith("seed 0: the scratch runs at 1-8")
+    beyond = claim.figure(Evidence({"cascade": never}, tmp_path))  # scratch never gets there: k >= 8, a bound
+    assert beyond.value == 8 and beyond.test == "one-sample t; 0 seed(s) at k <= 1, 3 beyond 8 x N"
+    already = pd.DataFrame(rows).assign(**{"test/loss": lambda f: np.where(f["run_id"].str.startswith("d"), 3.5, 3.0)})
+    at_once = claim.figure(Evidence({"cascade": already}, tmp_path))  # scratch on N is already as good
+    assert at_once.value == 1 and verdict(*claim.claimed, at_once) == CONTRADICTED
+
+
+def test_every_metric_a_claim_reads_from_a_run_is_loaded_from_its_summary():
+    """A claim's metric that the loader drops reads `undefined in every finished run` (output/log_z_peak did)."""
+    derived = {"sensitivity"}  # computed by its view from the LR grid's runs
+    read = {c.contrast.metric for c in CONTRASTS} - derived
+    loaded = [m for m in read if m in HEADLINE_KEYS or m.startswith(HEADLINE_PREFIXES)]
+    assert sorted(loaded) == sorted(read)
