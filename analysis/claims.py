@@ -171,15 +171,17 @@ def lr_sensitivities(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
-def where_caps_bend(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    """An LR grid's runs at its smallest LR where the caps bend (either cap's share beyond cap/2 at its
-    threshold in some run), else at its largest: where a stability claim about capping can be read."""
+def at_the_edge(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """An LR grid's runs at the edge of stability: its largest LR at which every run finished (none diverged
+    or failed) and a cap bends (either cap's share beyond cap/2 at its threshold in some run); else its largest
+    LR, where the gauge then says the caps did not bend. Where a capping stability claim can be read."""
     frame = capped(frame)
     if frame is None:
         return None
     lrs = sorted(frame["optim.lr"].unique())
-    bends = [lr for lr in lrs if (g := caps_gauge(frame[frame["optim.lr"] == lr])) is not None and g.engaged]
-    return frame[frame["optim.lr"] == (bends[0] if bends else lrs[-1])]
+    edge = [lr for lr in lrs if (runs := frame[frame["optim.lr"] == lr])["status"].eq("finished").all()
+            and (g := caps_gauge(runs)) is not None and g.engaged]  # fmt: skip
+    return frame[frame["optim.lr"] == (edge[-1] if edge else lrs[-1])]
 
 
 def at_best_lr(e: Evidence, study: str) -> pd.DataFrame | None:
@@ -214,7 +216,7 @@ VIEWS: dict[str, Callable[[Evidence, str], pd.DataFrame | None]] = {
     "runs": lambda e, study: e.frame(study),
     "capping": lambda e, study: capped(e.frame(study)),
     "capping, largest rung": lambda e, study: capped(largest_rung(e.frame(study))),
-    "capping, where the caps bend": lambda e, study: where_caps_bend(e.frame(study)),
+    "capping, at the edge of stability": lambda e, study: at_the_edge(e.frame(study)),
     "mitigation": lambda e, study: mitigated(e.frame(study)),
     "kv kind": lambda e, study: kv_kinds(e.frame(study)),
     "shape": lambda e, study: shapes(e.frame(study)),
@@ -528,7 +530,7 @@ def cascade_claim(size: str) -> Claim:
                  lower="distilled", gauge="teacher")  # fmt: skip
 
 
-BEND = "capping, where the caps bend"
+EDGE = "capping, at the edge of stability"
 
 
 def read_at_lr(study: str, view: str) -> Callable[[Evidence], str]:
@@ -568,11 +570,11 @@ NO_GPU = "needs a GPU: benchmarks/inference.py measures decode at laptop scale o
 PREVENTS = (-INF, -50.0)  # "prevents" read as: removes at least half of what the bare model shows
 CLAIMS: tuple[Claim, ...] = (
     Claim("softcap-spikes", "soft-capping", "brief", "training loss spikes > 0.5: ~15 without capping, 2 with (-87%)",
-          LOWER, "softcap_stability", on_off("stability/loss_spikes", view=BEND), lower="on", margin=13, gauge="caps",
-          note=read_at_lr("softcap_stability", BEND)),
+          LOWER, "softcap_stability", on_off("stability/loss_spikes", view=EDGE), lower="on", margin=13, gauge="caps",
+          note=read_at_lr("softcap_stability", EDGE)),
     Claim("softcap-gradvar", "soft-capping", "brief", "gradient-norm variance 2.4 without capping, 0.8 with (-67%)",
-          LOWER, "softcap_stability", on_off("stability/grad_norm_var", relative=True, view=BEND), lower="on",
-          margin=67, gauge="caps", note=read_at_lr("softcap_stability", BEND)),
+          LOWER, "softcap_stability", on_off("stability/grad_norm_var", relative=True, view=EDGE), lower="on",
+          margin=67, gauge="caps", note=read_at_lr("softcap_stability", EDGE)),
     Claim("softcap-quality", "soft-capping", "brief", "final model quality +1.2% average with capping", LOWER,
           "softcap", on_off(TEST, relative=True), lower="on", margin=1.2, gauge="caps"),
     Claim("softcap-ladder", "soft-capping", "brief", "final model quality +1.2% average with capping (across scale, "

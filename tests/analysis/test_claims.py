@@ -118,11 +118,14 @@ def test_a_ci_that_rules_out_prevents_is_contradicted_and_an_equivalence_is_judg
     assert rows["gqa-vs-mha"]["margin"] == 2 and rows["gqa-vs-mha"]["verdict"] == f"{EQUIVALENT} ±2"
 
 
-def test_a_capping_stability_claim_is_read_at_the_smallest_lr_where_the_caps_bend(tmp_path):
+def test_a_capping_stability_claim_is_read_at_the_edge_of_stability(tmp_path):
+    """The largest LR where every run finished and a cap bends: 3e-2 while an uncapped run diverges at 1e-1;
+    1e-1 once none does; never 1e-2, where the caps do not bend."""
     rows = []
     for lr, bent in ((1e-2, 0.001), (3e-2, 0.2), (1e-1, 0.6)):
         for capping, seed in ((c, s) for c in ("on", "off") for s in range(3)):
-            rows.append({"run_id": f"{lr}{capping}{seed}", "seed": seed, "status": "finished", "model.init": "paired",
+            status = "diverged at step 40" if (lr, capping, seed) == (1e-1, "off", 2) else "finished"
+            rows.append({"run_id": f"{lr}{capping}{seed}", "seed": seed, "status": status, "model.init": "paired",
                          "optim.lr": lr, "softcap.attn": 50.0 if capping == "on" else None, "softcap.final": None,
                          "softcap/attn/beyond_half": bent, "stability/loss_spikes": 4 + seed - 2 * (capping == "on")})
     spikes = next(c for c in CLAIMS if c.id == "softcap-spikes")
@@ -131,6 +134,8 @@ def test_a_capping_stability_claim_is_read_at_the_smallest_lr_where_the_caps_ben
     assert set(spikes.rows(evidence)["optim.lr"]) == {3e-2}
     assert note == "read at optim.lr=0.03 of the grid 0.01, 0.03, 0.1"
     assert measured.value == -2 and gauge.value == 0.2 and gauge.engaged
+    stable = Evidence({"softcap_stability": pd.DataFrame(rows).assign(status="finished")}, tmp_path)
+    assert set(spikes.rows(stable)["optim.lr"]) == {1e-1}
 
 
 def test_tokens_to_match_is_where_the_scratch_curve_crosses_the_distilled_student(tmp_path):

@@ -120,7 +120,7 @@ def test_p_values_are_holm_adjusted_within_a_family_and_gate_its_directional_ver
     frame = softcap_frame(on=[2.40, 2.52, 2.61], off=[2.5, 2.6, 2.7], beyond_half=0.3)
     frame["stability/loss_spikes"] = np.where(frame["arm"] == "on", [0, 1, 0, 2, 1, 3], 0)[: len(frame)]
     frame["stability/grad_norm_var"] = np.where(frame["arm"] == "on", 1.0, 1.4) + 0.01 * frame["seed"]
-    stability = frame.assign(**{"optim.lr": 0.01})  # one LR of the grid, where the caps bend (beyond_half 0.3)
+    stability = frame.assign(**{"optim.lr": 0.01})  # one LR of the grid, where the caps bend: its edge
     rows = {r["id"]: r for r in findings(CLAIMS, Evidence({"softcap": frame, "softcap_stability": stability},
                                                           tmp_path))}  # fmt: skip
     family = [r for r in rows.values() if r["family"] == "soft-capping" and r["p"] is not None]
