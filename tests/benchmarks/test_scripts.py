@@ -56,3 +56,23 @@ def test_data_pipeline_benchmark_builds_both_caches_and_times_the_loader(tmp_pat
     assert build.loc["bpe:600", "tokens (M)"] < corpus_mb * 0.7  # merges: fewer tokens than bytes
     assert 0 < tables["loader"]["loading share %"].iloc[0] < 100
     assert (tmp_path / "data_pipeline_loader.md").read_text().startswith("## data_pipeline_loader")
+
+
+def test_the_overhead_benchmarks_bare_loop_reproduces_the_runs_losses(tmp_path):
+    """The harness benchmark compares a run against a bare loop of the same math: the same losses, exactly."""
+    from benchmarks import harness_overhead
+    from gemmalab.runs.job import run_job
+    from gemmalab.runs.store import RunDir
+
+    from ..conftest import TINY
+    from ..test_conf import compose_config
+
+    config = compose_config(*TINY, "trainer.max_steps=12", "trainer.val_every=5", "logger=none",
+                            f"run_root={tmp_path}")  # fmt: skip
+    summary = run_job(config, [], group="bench")
+    metrics = RunDir(tmp_path, summary["run_id"]).metrics()
+    (tmp_path / "spec.json").write_text(json.dumps(config))
+    harness_overhead.bare_loop(str(tmp_path / "spec.json"), str(tmp_path / "bare.json"))
+    bare = json.loads((tmp_path / "bare.json").read_text())
+    assert bare["train/loss"] == [metrics[step]["train/loss"] for step in range(12)]
+    assert bare["val/loss"][-1] == pytest.approx(summary["val/loss"], rel=1e-6)  # the same final validation

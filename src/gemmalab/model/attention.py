@@ -33,7 +33,6 @@ class Attention(nn.Module):
         self.local_window = cfg.attn.window  # diagnostics of a global layer: what a local one would cut
         self.backend = cfg.attn.backend
         self.handwritten = cfg.handwritten_kernels
-        self._resolved: tuple[str, str] | None = None  # (device type, backend): attn.backend=auto, resolved once
         self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
         self.k_proj = nn.Linear(cfg.d_model, self.kv_heads * cfg.head_dim, bias=False)
         self.v_proj = nn.Linear(cfg.d_model, self.kv_heads * cfg.head_dim, bias=False)
@@ -65,7 +64,9 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if self.recorder.on:
             self.record(q, k)
-        backend = self.backend_for(x.device)
+        # resolved at every call, not cached on the module: a cache written during forward is state that
+        # torch.compile guards on, so the first call's write recompiled the graph at the second
+        backend = resolve_backend(self.backend, x.device, self.cap, self.handwritten)
         attend = BACKENDS[backend]
         if cache is not None and cache.length > 0:  # decoding: one new token against the cached keys
             if t != 1:
@@ -81,11 +82,6 @@ class Attention(nn.Module):
                 cache.append(k, v)
         # (B, heads, T, head_dim) -> (B, T, heads, head_dim) -> (B, T, heads * head_dim)
         return self.o_proj(out.transpose(1, 2).reshape(batch, t, self.n_heads * self.head_dim))
-
-    def backend_for(self, device: torch.device) -> str:
-        if self._resolved is None or self._resolved[0] != device.type:
-            self._resolved = (device.type, resolve_backend(self.backend, device, self.cap, self.handwritten))
-        return self._resolved[1]
 
     def record(self, q: torch.Tensor, k: torch.Tensor) -> None:
         """This layer's logit-growth and engagement signals (diagnostics.py), under its layer's names."""

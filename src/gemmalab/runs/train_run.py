@@ -38,6 +38,7 @@ from gemmalab.train.engagement import engagement_summary, initial_val_loss, trai
 
 from .aliases import teacher_model
 from .console import quiet
+from .launchers import share_cores_among_ranks
 from .metrics_logger import RunStoreLogger
 from .requeue import requeue_signal
 from .spec import JobSpec, callbacks, data_cache, train_sequences
@@ -106,10 +107,23 @@ def written_or_said(write: Callable[[], object], what: str) -> bool:
 def build(spec: JobSpec, config: dict[str, Any]) -> tuple[LMModule, LMDataModule]:
     """The seeded model and its data, alike on every rank."""
     L.seed_everything(spec.seed, workers=True, verbose=False)
+    if spec.trainer.compile:
+        keep_compiled_graphs(data_cache(config) / "inductor")
     datamodule = LMDataModule(spec.data, spec.seed, spec.trainer.max_steps, spec.model.vocab_size,
                               data_cache(config), train_sequences(spec.data, spec.trainer))  # fmt: skip
     teacher = teacher_model(spec.distill.teacher) if spec.distill.enabled else None
     return LMModule(spec.model, spec.optim, spec.trainer, spec.stability, spec.distill, teacher), datamodule
+
+
+def keep_compiled_graphs(where: Path) -> None:
+    """torch.compile's caches (inductor's FX graphs, AOTAutograd's) in `where`, beside the token cache: every
+    later run of the run store, in this process or another, reuses the graphs compiled for an earlier one.
+    A TORCHINDUCTOR_CACHE_DIR the user set is kept; torch's own default (a folder of /tmp, set in the
+    environment by its first import) is not a choice."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(where)
 
 
 def make_loggers(run: RunDir, config: dict[str, Any], attempt: dict[str, Any]) -> tuple[list[Logger], Any]:
@@ -197,4 +211,6 @@ def follow_rank_zero() -> None:
 
 if __name__ == "__main__":  # a job's DDP fit, and the ranks Lightning's launcher starts from this command line
     with as_helper():
-        train_run(RunDir.at(sys.argv[1]), parent=os.getppid())
+        trained = RunDir.at(sys.argv[1])
+        share_cores_among_ranks(trained.attempt()["config"]["trainer"]["devices"])
+        train_run(trained, parent=os.getppid())

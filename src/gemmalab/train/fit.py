@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.profilers import AdvancedProfiler, Profiler, PyTorchProfiler, SimpleProfiler
@@ -166,6 +165,8 @@ def fit(
         use_distributed_sampler=False,  # the datamodule's sampler gives each rank its slice of the global batch
     )
     if cfg.compile:
-        module = torch.compile(module)  # Lightning fits a compiled LightningModule as it is
+        # the Decoder compiled in place (nn.Module.compile): its state_dict keys, and so the checkpoints, stay
+        # those of an eager run, and the step's own Python (logging, the step counter) stays outside the graph
+        module.model.compile()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     return trainer
