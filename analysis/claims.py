@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from gemmalab.model import Decoder, preset, training_flops_per_token
+from gemmalab.model.config import kv_kind
 from gemmalab.runs.store import RunDir
 from gemmalab.train.engagement import ENGAGED
 from gemmalab.tune import arm_key, choose
@@ -113,8 +114,7 @@ def contrast(frame: pd.DataFrame | None, metric: str, a: dict, b: dict, relative
                      for label, where, runs in ((labels[0], a, x.sort_values("seed")),
                                                 (labels[1], b, y.sort_values("seed")))
                      for r, value in zip(runs.itertuples(), runs[metric], strict=True))  # fmt: skip
-    return Measured(d.delta * scale, d.ci * scale, d.n, d.test, mde * scale, p=d.p, per_seed=per_seed,
-                    df=d.df)
+    return Measured(d.delta * scale, d.ci * scale, d.n, d.test, mde * scale, p=d.p, per_seed=per_seed, df=d.df)
 
 
 def exact(value: float) -> Measured:
@@ -147,8 +147,9 @@ def kv_kinds(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     """Each run's kind: MHA (a KV head per query head), MQA (one), GQA (between)."""
     if frame is None:
         return None
-    k, h = frame["attn.kv_heads"].astype(int), frame["model.n_heads"].astype(int)
-    return frame.assign(kv=np.where(k == h, "MHA", np.where(k == 1, "MQA", "GQA")))
+    kinds = [kv_kind(k, h) for k, h in zip(frame["attn.kv_heads"].astype(int), frame["model.n_heads"].astype(int),
+                                               strict=True)]  # fmt: skip
+    return frame.assign(kv=kinds)
 
 
 def shapes(frame: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -265,9 +266,11 @@ GAUGES: dict[str, Callable[[pd.DataFrame], Gauge | None]] = {
     "final cap": lambda rows: caps_gauge(rows, ("final",)),
     "attention cap": lambda rows: caps_gauge(rows, ("attn",)),
     "local layers beyond W/2": lambda rows: mass_gauge(
-        rows, "window/local_beyond_half", "largest share of the local layers' attention at offsets >= W/2"),
+        rows, "window/local_beyond_half", "largest share of the local layers' attention at offsets >= W/2"
+    ),
     "local layers beyond W/4": lambda rows: mass_gauge(
-        rows, "window/local_beyond_quarter", "largest share of the local layers' attention at offsets >= W/4"),
+        rows, "window/local_beyond_quarter", "largest share of the local layers' attention at offsets >= W/4"
+    ),
     "teacher": teacher_gauge,
 }
 
@@ -341,7 +344,8 @@ class Claim:
             if self.lower != said:
                 raise ValueError(
                     f"claim {self.id}: its range {claimed_range(low, high)} for {self.contrast.a.label} - "
-                    f"{self.contrast.b.label} says {said} is lower, its source says {self.lower} (swapped arms?)")
+                    f"{self.contrast.b.label} says {said} is lower, its source says {self.lower} (swapped arms?)"
+                )
 
     @property
     def quantity(self) -> str:
@@ -477,8 +481,10 @@ def tokens_to_match(e: Evidence) -> Measured:
     distilled = middle[middle["cascade.training"].eq("distilled")]
     scratch = middle[middle["cascade.training"].astype(str).str.startswith("scratch")]
     if distilled.empty or scratch["trainer.max_steps"].nunique() < 2:
-        return not_measured("tokens-to-match needs the middle model from scratch at several token budgets "
-                            "(+cascade=middle_scratch,middle_scratch_x2,middle_scratch_x4,middle_scratch_x8)")
+        return not_measured(
+            "tokens-to-match needs the middle model from scratch at several token budgets "
+            "(+cascade=middle_scratch,middle_scratch_x2,middle_scratch_x4,middle_scratch_x8)"
+        )
     n = float(distilled["trainer.max_steps"].iloc[0])
     ks, at_most_one, beyond = [], 0, 0
     for seed, student in distilled.groupby("seed"):
@@ -498,8 +504,9 @@ def tokens_to_match(e: Evidence) -> Measured:
         w = (losses[i] - target) / (losses[i] - losses[i + 1]) if losses[i] != losses[i + 1] else 0.0
         ks.append(math.exp(math.log(budgets[i]) + w * (math.log(budgets[i + 1]) - math.log(budgets[i]))))
     mean, ci, count = mean_ci(np.array(ks))
-    censored = f"; {at_most_one} seed(s) at k <= 1, {beyond} beyond {budgets.max():g} x N" if at_most_one + beyond \
-        else ""
+    censored = (
+        f"; {at_most_one} seed(s) at k <= 1, {beyond} beyond {budgets.max():g} x N" if at_most_one + beyond else ""
+    )
     return Measured(mean, ci, count, f"one-sample t{censored}", df=count - 1)
 
 
@@ -509,8 +516,10 @@ def cascade_compute_note(e: Evidence) -> str:
     if "small" not in flops:
         return ""
     own, produced = flops["small"]
-    return f"beside it, not folded in: the small student's FLOPs with its teachers' training and forward passes " \
-           f"are {produced / own:.3g} x its own training from scratch"
+    return (
+        f"beside it, not folded in: the small student's FLOPs with its teachers' training and forward passes "
+        f"are {produced / own:.3g} x its own training from scratch"
+    )
 
 
 def shape_claim(id: str, study: str, view: str, at: str, margin: float | None, note=None) -> Claim:
@@ -536,8 +545,12 @@ EDGE = "capping, at the edge of stability"
 def read_at_lr(study: str, view: str) -> Callable[[Evidence], str]:
     def note(e: Evidence) -> str:
         rows = VIEWS[view](e, study)
-        return "" if rows is None or rows.empty else f"read at optim.lr={rows['optim.lr'].iloc[0]:g} of the grid " \
+        return (
+            ""
+            if rows is None or rows.empty
+            else f"read at optim.lr={rows['optim.lr'].iloc[0]:g} of the grid "
             f"{', '.join(f'{v:g}' for v in sorted(e.frame(study)['optim.lr'].unique()))}"
+        )
 
     return note
 
@@ -548,8 +561,15 @@ def on_off(metric: str, relative: bool = False, view: str = "capping") -> Contra
 
 def mitigation(name: str, metric: str, lr: float) -> Contrast:
     """A mitigation against none at one LR of the instability study, in % of none."""
-    return Contrast(metric, Arm(name, {"mitigation": name}), Arm("none", {"mitigation": "none"}), "mitigation",
-                    relative=True, fixed=(("optim.lr", lr),), runs=(f"+mitigation={name},none", f"optim.lr={lr:g}"))
+    return Contrast(
+        metric,
+        Arm(name, {"mitigation": name}),
+        Arm("none", {"mitigation": "none"}),
+        "mitigation",
+        relative=True,
+        fixed=(("optim.lr", lr),),
+        runs=(f"+mitigation={name},none", f"optim.lr={lr:g}"),
+    )
 
 
 def placement(a: str, b: str, metric: str = TEST, relative: bool = True, view: str = "runs", **where) -> Contrast:

@@ -73,8 +73,9 @@ def group_arg(value: str) -> str:
 def add_group_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """--run-root and --group (a sweep group, or `latest`: resolve_latest), as every analysis command takes them."""
     parser.add_argument("--run-root", default="runs", type=Path)
-    parser.add_argument("--group", required=required, type=group_arg,
-                        help="the sweep group sweep.py printed, or latest")
+    parser.add_argument(
+        "--group", required=required, type=group_arg, help="the sweep group sweep.py printed, or latest"
+    )
 
 
 def resolve_latest(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -44,6 +44,7 @@ from analysis.verdict import INCONCLUSIVE, NO_EFFECT, RULE, estimate
 from gemmalab.errors import ConfigError
 from gemmalab.runs.preflight import Plan, validate_all_jobs
 from gemmalab.runs.store import RunDir, SweepDir, reports_dir, write_atomic
+from gemmalab.schema import WANDB_MODES, LoggerConfig
 from gemmalab.tune import TuneConfig
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: sweep.py, conf/, README.md
@@ -67,8 +68,9 @@ STUDIES = (
     Study("norm_init", "norm_init", smoke=("norm=pre,dual",)),
     Study("norm_horizon", "norm_horizon", smoke=("trainer.max_steps=12",)),
     Study("kv_heads", "kv_heads"),
-    Study("attn_pattern", "attn_pattern", smoke=("attn.pattern=alt,local", "attn.local_global_ratio=1",
-                                                 "attn.window=16")),
+    Study(
+        "attn_pattern", "attn_pattern", smoke=("attn.pattern=alt,local", "attn.local_global_ratio=1", "attn.window=16")
+    ),
     Study("lr_sensitivity", "lr_sensitivity", smoke=("optim.lr=1e-3,1e-1",)),
     Study("cascade", "cascade", smoke=("+cascade=teacher,middle_scratch,middle_distilled",), in_order=True),
     Study("deep_wide", "deep_wide"),
@@ -78,10 +80,18 @@ STUDIES = (
     Study("softcap_stability", "softcap_stability", smoke=("optim.lr=1e-2",)),
     Study("norm_stability", "norm_stability"),
     Study("norm_tuned", "norm", ("+tune=lr", "tune.points=7"), smoke=("tune.points=3", "norm=pre,dual")),
-    Study("softcap_ladder", "softcap", ("+scale=cpu", "scale.tokens_per_param=1"),
-          smoke=("scale.tokens_per_param=null", "scale.rung=0,1,2")),
-    Study("deep_wide_ladder", "deep_wide", ("+scale=cpu", "scale.tokens_per_param=1"),
-          smoke=("scale.tokens_per_param=null", "scale.rung=0,1,2")),
+    Study(
+        "softcap_ladder",
+        "softcap",
+        ("+scale=cpu", "scale.tokens_per_param=1"),
+        smoke=("scale.tokens_per_param=null", "scale.rung=0,1,2"),
+    ),
+    Study(
+        "deep_wide_ladder",
+        "deep_wide",
+        ("+scale=cpu", "scale.tokens_per_param=1"),
+        smoke=("scale.tokens_per_param=null", "scale.rung=0,1,2"),
+    ),
 )
 # tiny scale: a few steps of the tiny model (the MQAR and cascade studies keep their own models), 2 seeds,
 # grids cut where a study's claims need fewer points
@@ -267,8 +277,9 @@ def study_sections(out: Path, findings: dict) -> tuple[list[str], list[str]]:
     return md, tex
 
 
-def log_paper(findings: dict, table: pd.DataFrame, figures: list[Path], out: Path, group: str,
-              settings: dict[str, str | None]) -> None:
+def log_paper(
+    findings: dict, table: pd.DataFrame, figures: list[Path], out: Path, group: str, settings: dict[str, str | None]
+) -> None:
     """One W&B report run in the paper's group: the verdicts as a numeric table, every figure as an image."""
     numbers = pd.DataFrame([{
         "id": f["id"], "topic": f["topic"], "source": f["source"], "claimed": f["claimed"], "study": f["study"],
@@ -287,12 +298,20 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--smoke", action="store_true", help="the whole pipeline at tiny scale (not findings)")
     parser.add_argument("--only", help="comma-separated studies (default: all): " + ", ".join(s.name for s in STUDIES))
     parser.add_argument("--publish", type=Path, help="also write FINDINGS.md, findings.json and README's block here")
-    parser.add_argument("--max-seeds", type=int, help="most seeds a claim still open gets over the later looks "
-                        f"(analysis/sequential.py; default {LOOKS[-1]}, --smoke: no later look)")
-    parser.add_argument("--budget-min", type=float, default=math.inf,
-                        help="start no later look once the paper has run this many minutes")
-    parser.add_argument("--wandb-mode", default="offline", choices=("offline", "online", "disabled"))
-    parser.add_argument("--project", default="gemmalab", help="the W&B project of the paper's report run")
+    parser.add_argument(
+        "--max-seeds",
+        type=int,
+        help="most seeds a claim still open gets over the later looks "
+        f"(analysis/sequential.py; default {LOOKS[-1]}, --smoke: no later look)",
+    )
+    parser.add_argument(
+        "--budget-min",
+        type=float,
+        default=math.inf,
+        help="start no later look once the paper has run this many minutes",
+    )
+    parser.add_argument("--wandb-mode", default=LoggerConfig.mode, choices=WANDB_MODES)
+    parser.add_argument("--project", default=LoggerConfig.project, help="the W&B project of the paper's report run")
     parser.add_argument("--entity", help="its W&B entity")
     args, extra = parser.parse_known_args(argv)
     started = time.time()
@@ -349,8 +368,9 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
         report.main(["--run-root", str(args.run_root), "--group", group, "--study", study.ablation, "--out",
                      str(folder), "--no-wandb", "--allow-missing",
                      *(["--no-figures"] if args.smoke and study.name not in SMOKE_FIGURES else [])])  # fmt: skip
-        print(f"[paper] {study.name}: sweep {t1 - t0:.0f} s, evaluation and report {time.time() - t1:.0f} s",
-              flush=True)
+        print(
+            f"[paper] {study.name}: sweep {t1 - t0:.0f} s, evaluation and report {time.time() - t1:.0f} s", flush=True
+        )
         frames[study.name] = frame = load_run_store(args.run_root, group)
         headings = [line[3:] for line in (folder / "report.md").read_text().splitlines()
                     if line.startswith("## ") and line[3:] != report.TRAINED]  # fmt: skip

@@ -133,8 +133,14 @@ def what_was_trained(frame: pd.DataFrame, command: str | None) -> list[str]:
     return [
         f"Command: `{command}`." if command else "Command: not recorded (a sweep from before gemmalab recorded it).",
         "Data: " + "; ".join(data) + "." + repeated,
-        "Model: " + "; ".join(values("model.d_model", "model.n_layers", "model.n_heads", "attn.kv_heads",
-                                     "model.d_ff", "model.vocab_size")) + parameters + ".",  # fmt: skip
+        "Model: "
+        + "; ".join(
+            values(
+                "model.d_model", "model.n_layers", "model.n_heads", "attn.kv_heads", "model.d_ff", "model.vocab_size"
+            )
+        )
+        + parameters
+        + ".",  # fmt: skip
         f"Training: {', '.join(map(str, steps))} steps of {', '.join(f'{t:,}' for t in sorted(per_step))} tokens; "
         f"seeds {sorted(frame['seed'].unique().tolist())}.",
     ]
@@ -233,8 +239,9 @@ def numeric_tables(frame: pd.DataFrame, by: list[str]) -> dict[str, pd.DataFrame
     return {"summary": summary, "runs": frame[[c for c in dict.fromkeys(columns) if c in frame]]}
 
 
-def draw(frame: pd.DataFrame, run_root: Path, by: list[str], rule: SpikeRule, drawn: dict | None,
-         folder: Path) -> list[Path]:
+def draw(
+    frame: pd.DataFrame, run_root: Path, by: list[str], rule: SpikeRule, drawn: dict | None, folder: Path
+) -> list[Path]:
     """The report's figures (PNG and PDF): loss curves, gradient norms, max logit and engagement per layer, and
     where the study has them LR vs loss, the effect across scale, recall by distance."""
     figures = plots.loss_curves(frame, run_root, by, rule, folder)
@@ -362,8 +369,12 @@ def main(argv: list[str] | None = None) -> Path | None:
     (out / "report.md").write_text("\n".join(sections) + "\n")
     tex = out / "report.tex"
     tex.write_text(
-        report_document(title, " ".join(trained).replace("`", "") + "\n\n" + intro, [(n, n) for n, _ in ordered],
-                        [p for p in figures if p.suffix == ".pdf"])  # fmt: skip
+        report_document(
+            title,
+            " ".join(trained).replace("`", "") + "\n\n" + intro,
+            [(n, n) for n, _ in ordered],
+            [p for p in figures if p.suffix == ".pdf"],
+        )  # fmt: skip
     )
     print(f"[gemmalab] {build_pdf(tex)}")
     if not args.no_wandb:

@@ -20,6 +20,7 @@ from gemmalab.model import (
     preset,
     training_flops_per_token,
 )
+from gemmalab.model.config import kv_kind
 from gemmalab.runs.identity import is_identity_key
 
 from .tables import QUALITY, STABILITY, aggregate, compare_to_baseline, display, fmt, mean_ci, varying_switches
@@ -123,10 +124,7 @@ def kv_heads(frame: pd.DataFrame) -> pd.DataFrame:
                     if by == ["attn.kv_heads"] else None)  # fmt: skip
     firsts = frame.groupby(by, sort=True, dropna=False).head(1).set_index(by).sort_index()
     n_heads = firsts["model.n_heads"].to_numpy()
-    kind = [
-        "MHA" if k == h else "MQA" if k == 1 else "GQA"
-        for k, h in zip(firsts.index.get_level_values(0), n_heads, strict=True)
-    ]
+    kind = [kv_kind(k, h) for k, h in zip(firsts.index.get_level_values(0), n_heads, strict=True)]
     context = firsts["data.seq_len"].to_numpy()
     models = [model_of(r) for _, r in firsts.reset_index().iterrows()]
     table.insert(1, "kind", kind)
@@ -323,8 +321,11 @@ def mqar(frame: pd.DataFrame) -> pd.DataFrame:
     table = display(agg)
     learned = [int((g["status"].astype(str).eq("finished") & g[accuracy].ge(LEARNED)).sum()) for _, g in
                frame.groupby(by, sort=True, dropna=False)]  # aggregate's rows, in its order  # fmt: skip
-    table.insert(len(by), f"seeds learned ({accuracy} >= {LEARNED})",
-                 [f"{k}/{n}" for k, n in zip(learned, agg.frame["runs"], strict=True)])
+    table.insert(
+        len(by),
+        f"seeds learned ({accuracy} >= {LEARNED})",
+        [f"{k}/{n}" for k, n in zip(learned, agg.frame["runs"], strict=True)],
+    )
     vocab = frame["model.vocab_size"].astype(int).max()
     table["chance"] = f"{1 / (vocab - vocab // 2):.3f}"
     return table

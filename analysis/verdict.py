@@ -38,7 +38,7 @@ RULE = (
     "(5) otherwise `equivalent within ±d` when the claim states a smallest effect of interest d (the source's "
     "own effect size) and the 90% CI lies inside (-d, d), else `no detectable effect (could detect ±x)`, x the "
     "smallest difference the seeds detect with 80% power. A claim of a range or a threshold away from 0 "
-    "(\"~50%\", \"2-5% worse\", \"within ±1%\", \"removes at least half\"): two one-sided tests at 5%, i.e. the "
+    '("~50%", "2-5% worse", "within ±1%", "removes at least half"): two one-sided tests at 5%, i.e. the '
     "90% CI: (3) `supported` when it lies inside the range, (4) `contradicted` when wholly outside, "
     "(5) otherwise `inconclusive`. Analytic figures are exact (CI 0)."
 )
@@ -65,6 +65,7 @@ class Measured:
     def ci90(self) -> float:
         """The 90% CI's half-width: two one-sided tests at 5%, a range's or an equivalence's test."""
         return self.half_width(0.10)
+
     # every value the measurement read, {"arm": the arm's switches, "seed", "run_id", "value"}: findings.json
     per_seed: tuple = field(default=(), compare=False)
 

@@ -9,16 +9,18 @@ from pathlib import Path
 import yaml
 
 from gemmalab.runs.store import RunDir
-from gemmalab.runs.wandb_logger import MODES as WANDB_MODES
-from gemmalab.schema import LoggerConfig
+from gemmalab.schema import WANDB_MODES, LoggerConfig
 
 
 def add_wandb_arguments(parser: argparse.ArgumentParser, job_type: str) -> None:
     """Where a report's (or an evaluation's) own W&B run goes; each default: as the group's runs were logged."""
     parser.add_argument("--project", help="W&B project (default: the runs' logger.project, else gemmalab)")
     parser.add_argument("--entity", help="W&B entity (default: the runs' logger.entity)")
-    parser.add_argument("--wandb-mode", choices=WANDB_MODES,
-                        help=f"the {job_type} run's W&B mode (default: the runs' logger.mode, else offline)")
+    parser.add_argument(
+        "--wandb-mode",
+        choices=WANDB_MODES,
+        help=f"the {job_type} run's W&B mode (default: the runs' logger.mode, else offline)",
+    )
     parser.add_argument("--no-wandb", action="store_true", help=f"no W&B run (job_type={job_type})")
 
 

@@ -45,8 +45,13 @@ def build_workspace(entity: str, project: str, group: str, run_ids: list[str], s
                            panels=[wr.BarPlot(title=m, metrics=[m]) for m in HEADLINES])]  # fmt: skip
     for prefix, title in SECTIONS.items():
         if family := [m for m in metrics if m.startswith(prefix)]:
-            sections.append(ws.Section(name=title, is_open=prefix in ("train/", "val/"),
-                                       panels=[wr.LinePlot(title=m, x="trainer/global_step", y=[m]) for m in family]))
+            sections.append(
+                ws.Section(
+                    name=title,
+                    is_open=prefix in ("train/", "val/"),
+                    panels=[wr.LinePlot(title=m, x="trainer/global_step", y=[m]) for m in family],
+                )
+            )
     runs = ws.RunsetSettings(filters=ws.And(ws.Metric("ID").isin(run_ids)), groupby=[ws.Config(k) for k in swept])
     return ws.Workspace(entity=entity, project=project, name=f"gemmalab {group}", sections=sections,
                         runset_settings=runs)  # fmt: skip

@@ -18,6 +18,7 @@ import torch
 
 from benchmarks.common import machine, sync, write_results
 from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig, count_parameters
+from gemmalab.model.config import KV_KINDS
 from gemmalab.model.kv_cache import DecoderCache
 
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         head_dim=args.d_model // args.heads, d_ff=4 * args.d_model,
         attn=AttnConfig(window=args.window, kv_heads=args.heads), softcap=SoftcapConfig(attn=50.0, final=30.0),
     )  # fmt: skip
-    kinds = {"MHA": args.heads, "GQA": max(1, args.heads // 2), "MQA": 1}
+    kinds = {kind: heads(args.heads) for kind, heads in KV_KINDS.items()}
     rows = []
     for pattern in ("full", "alt", "local"):
         for kind, kv in kinds.items():

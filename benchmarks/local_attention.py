@@ -18,7 +18,8 @@ import torch
 from benchmarks.common import SavedActivations, machine, seconds_per_call, write_results
 from gemmalab.model import AttnConfig, ModelConfig, SoftcapConfig
 from gemmalab.model.attention import Attention
-from gemmalab.model.backends import BACKENDS, local_attention_in_blocks, resolve_backend
+from gemmalab.model.backends import attend_sequence, resolve_backend
+from gemmalab.model.config import ATTN_BACKENDS
 from gemmalab.model.rope import rope_cos_sin
 
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--backend", default="auto", choices=("auto", "eager", "sdpa", "flex", "blocked"))
+    p.add_argument("--backend", default="auto", choices=ATTN_BACKENDS)
     p.add_argument("--cap", type=float, default=50.0, help="attention soft-cap (sdpa needs --cap 0 for off)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path("runs/_benchmarks"))
@@ -58,9 +59,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             return layer(x, cos, sin)
 
         def scores_only(backend: str = backend, window: int | None = window, scale: float = layer.scale):
-            if window is not None and backend in ("eager", "sdpa"):
-                return local_attention_in_blocks(BACKENDS[backend], q, k, v, scale, cap, window)
-            return BACKENDS[backend](q, k, v, scale, cap, window)
+            return attend_sequence(backend, q, k, v, scale, cap, window)
 
         row = {"layer": kind, "window": window, "backend": backend}
         for part, forward in (("layer", whole_layer), ("attention", scores_only)):

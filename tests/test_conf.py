@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from gemmalab.model import AttnConfig, ModelConfig, SoftcapConfig, preset
+from gemmalab.model.config import KV_KINDS, kv_kind
 from gemmalab.runs.job import run_job
 from gemmalab.runs.spec import JobSpec
 from gemmalab.schema import SECTIONS, check_known_keys, register
@@ -37,8 +38,13 @@ def test_every_model_switch_is_reachable_from_the_command_line():
 
 @pytest.mark.parametrize("kv, heads", [("mha", 4), ("gqa", 2), ("mqa", 1)])
 def test_kv_group_sets_kv_heads_from_the_model_size(kv, heads):
+    """conf/kv/ and model/config.py's KV_KINDS say the same thing, and kv_kind reads it back, at every size."""
     assert compose_config(f"kv={kv}")["attn"]["kv_heads"] == heads
-    assert compose_config(f"kv={kv}", "model=small")["attn"]["kv_heads"] == {"mha": 8, "gqa": 4, "mqa": 1}[kv]
+    for size in ("laptop", "small", "base"):
+        config = compose_config(f"kv={kv}", f"model={size}")
+        n_heads, kv_heads = config["model"]["n_heads"], config["attn"]["kv_heads"]
+        assert kv_heads == KV_KINDS[kv.upper()](n_heads), size
+        assert kv_kind(kv_heads, n_heads) == kv.upper(), size
 
 
 def test_softcap_and_norm_groups():

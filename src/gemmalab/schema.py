@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from gemmalab.data.config import DataConfig
 from gemmalab.data.tokenizer import ByteTokenizer, vocab_size_of
-from gemmalab.errors import ConfigError
+from gemmalab.errors import ConfigError, require_choice
 from gemmalab.model.config import AttnConfig, ModelConfig, SoftcapConfig
 from gemmalab.model.presets import LAPTOP_SIZES, LAPTOP_WINDOW, preset
 from gemmalab.scale import ScaleConfig
@@ -38,12 +38,21 @@ ModelSize = dataclasses.make_dataclass(
 )  # fmt: skip
 
 
+LOGGER_KINDS = ("wandb", "csv", "none")
+WANDB_MODES = ("offline", "online", "disabled")  # offline: `wandb sync runs/*/wandb/offline-run-*` uploads later
+
+
 @dataclass
 class LoggerConfig:
-    kind: str = "wandb"  # wandb | csv | none
-    mode: str = "offline"  # offline | online | disabled; `wandb sync runs/*/wandb/offline-run-*` uploads later
+    kind: str = "wandb"
+    mode: str = "offline"
     project: str = "gemmalab"
     entity: str | None = None
+
+    def __post_init__(self) -> None:
+        require_choice("logger.kind", self.kind, LOGGER_KINDS)
+        if self.kind == "wandb":
+            require_choice("logger.mode", self.mode, WANDB_MODES)
 
 
 @dataclass

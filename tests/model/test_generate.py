@@ -86,11 +86,11 @@ def test_long_local_layers_use_blocks_and_stay_exact():
 
 
 def test_a_local_layer_takes_the_block_path_only_beyond_twice_its_window(monkeypatch):
-    import gemmalab.model.attention as attention
+    import gemmalab.model.backends as backends
 
     calls = []
-    real = attention.local_attention_in_blocks
-    monkeypatch.setattr(attention, "local_attention_in_blocks", lambda *a: calls.append(a[1].shape[2]) or real(*a))
+    real = backends.local_attention_in_blocks
+    monkeypatch.setattr(backends, "local_attention_in_blocks", lambda *a: calls.append(a[1].shape[2]) or real(*a))
     model = diverse_model(attn_pattern="alt", attn_window=4)
     with torch.no_grad():
         model(torch.randint(0, 97, (1, 8)))

@@ -10,11 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backends import BACKENDS, local_attention_in_blocks, resolve_backend
+from .backends import BACKENDS, attend_sequence, resolve_backend
 from .config import ModelConfig
 from .diagnostics import REFERENCE_CAPS, Recorder, attention_diagnostics, reference_cap
 from .kv_cache import LayerCache
-from .mask import blocks_pay_off
 from .norm import RMSNorm
 from .rope import apply_rope
 
@@ -67,17 +66,13 @@ class Attention(nn.Module):
         # resolved at every call, not cached on the module: a cache written during forward is state that
         # torch.compile guards on, so the first call's write recompiled the graph at the second
         backend = resolve_backend(self.backend, x.device, self.cap, self.handwritten)
-        attend = BACKENDS[backend]
         if cache is not None and cache.length > 0:  # decoding: one new token against the cached keys
             if t != 1:
                 raise ValueError(f"decoding with a KV cache takes one token at a time, got {t}")
             k, v = cache.append(k, v)  # every key a layer keeps is visible to the new token
-            out = attend(q, k, v, self.scale, self.cap, None)
+            out = BACKENDS[backend](q, k, v, self.scale, self.cap, None)
         else:
-            if backend in ("eager", "sdpa") and blocks_pay_off(t, self.window):
-                out = local_attention_in_blocks(attend, q, k, v, self.scale, self.cap, self.window)  # O(T * W)
-            else:
-                out = attend(q, k, v, self.scale, self.cap, self.window)
+            out = attend_sequence(backend, q, k, v, self.scale, self.cap, self.window)
             if cache is not None:
                 cache.append(k, v)
         # (B, heads, T, head_dim) -> (B, T, heads, head_dim) -> (B, T, heads * head_dim)

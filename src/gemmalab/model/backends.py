@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .blocked_attention import blocked_attention
-from .mask import allowed_keys, query_block, query_blocks, visible
+from .mask import allowed_keys, blocks_pay_off, query_block, query_blocks, visible
 from .softcap import soft_cap
 
 
@@ -106,6 +106,18 @@ def local_attention_in_blocks(
 
 
 BACKENDS = {"eager": eager_attention, "sdpa": sdpa_attention, "flex": flex_attention, "blocked": blocked_attention}
+
+
+def attend_sequence(
+    backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, cap: float | None,
+    window: int | None,
+) -> torch.Tensor:  # fmt: skip
+    """Attention of a whole sequence on `backend`: a local layer on a backend that builds every score (eager,
+    sdpa) attends in blocks of its window once that pays off (O(T * W)); flex and blocked skip what a
+    window cuts themselves."""
+    if backend in ("eager", "sdpa") and blocks_pay_off(q.shape[2], window):
+        return local_attention_in_blocks(BACKENDS[backend], q, k, v, scale, cap, window)
+    return BACKENDS[backend](q, k, v, scale, cap, window)
 
 
 def resolve_backend(requested: str, device: torch.device, cap: float | None, handwritten: bool = True) -> str:

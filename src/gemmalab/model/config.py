@@ -16,6 +16,15 @@ FIRST_LAYER_KINDS = ("local", "global")
 NORM_PLACEMENTS = ("pre", "post", "dual", "postln")
 ACTIVATIONS = ("geglu", "swiglu", "gelu")
 ATTN_BACKENDS = ("auto", "eager", "sdpa", "flex", "blocked")
+# query heads per K/V head, by kind: MHA one each, GQA two (Gemma 2), MQA all (Gemma 1 2B); conf/kv/ names them
+KV_KINDS = {"MHA": lambda n_heads: n_heads, "GQA": lambda n_heads: max(1, n_heads // 2), "MQA": lambda n_heads: 1}
+
+
+def kv_kind(kv_heads: int, n_heads: int) -> str:
+    """MHA (a K/V head per query head), MQA (one for all), GQA (between)."""
+    return "MHA" if kv_heads == n_heads else "MQA" if kv_heads == 1 else "GQA"
+
+
 # paired: each weight drawn from its own generator seeded by (seed, parameter name); shared: one stream
 # in module order (before paired init existed; a switch that changes one shape then redraws every weight)
 INIT_SCHEMES = ("paired", "shared")

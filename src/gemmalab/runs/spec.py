@@ -11,21 +11,18 @@ from hydra.utils import instantiate
 
 from gemmalab.data import DataConfig
 from gemmalab.data.cache import check_budget, check_data
-from gemmalab.errors import ConfigError, refuse, require_choice
+from gemmalab.errors import ConfigError, refuse
 from gemmalab.model import ModelConfig, model_config
-from gemmalab.schema import check_known_keys
+from gemmalab.schema import LoggerConfig, check_known_keys
 from gemmalab.train import OptimConfig, StabilityConfig, TrainerConfig
 from gemmalab.train.cluster import check_machine, check_world
 from gemmalab.train.distill import DistillConfig, check_teacher_compatible
 
 from .aliases import ALIAS_PREFIX, teacher_config
 from .store import cache_dir, check_name
-from .wandb_logger import MODES as WANDB_MODES
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
-
-LOGGER_KINDS = ("wandb", "csv", "none")
 
 
 @dataclass
@@ -47,9 +44,7 @@ class JobSpec:
         seed = config.get("seed")
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:  # numpy's seed range
             refuse("seed", seed, "an integer from 0 to 2**32 - 1")
-        require_choice("logger.kind", config["logger"]["kind"], LOGGER_KINDS)
-        if config["logger"]["kind"] == "wandb":
-            require_choice("logger.mode", config["logger"].get("mode"), WANDB_MODES)
+        LoggerConfig(**config["logger"])
         for key in ("group", "alias"):  # names that become paths in the run store
             if config.get(key) is not None:
                 check_name(key, config[key])

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gemmalab.errors import ConfigError
-
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import WandbLogger
-
-MODES = ("offline", "online", "disabled")
 
 
 def make_wandb_logger(
@@ -24,8 +20,6 @@ def make_wandb_logger(
     config: dict[str, Any],
     save_dir: str,
 ) -> WandbLogger:
-    if mode not in MODES:
-        raise ConfigError(f"logger.mode={mode!r} is not allowed (allowed: {', '.join(MODES)})")
     import wandb  # W&B and Lightning: imported by a run that logs, not by every command
     from lightning.pytorch.loggers import WandbLogger
 

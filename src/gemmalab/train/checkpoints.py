@@ -54,9 +54,11 @@ def load_weights(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))
         what = found.group(1) if found else "objects beyond tensors and plain values"
-        raise DamagedFile(f"{path} holds {what}, which loading would run as code: not loaded (gemmalab's "
-                          "checkpoints hold only tensors and plain values; set the file aside to resume from the "
-                          "one before, or retrain)") from None
+        raise DamagedFile(
+            f"{path} holds {what}, which loading would run as code: not loaded (gemmalab's "
+            "checkpoints hold only tensors and plain values; set the file aside to resume from the "
+            "one before, or retrain)"
+        ) from None
 
 
 def checkpoint_problem(path: Path) -> str | None:

@@ -63,8 +63,14 @@ class TrainerConfig:
     profiler: str | None = None  # simple | advanced | pytorch (Lightning's profilers)
 
     def __post_init__(self) -> None:
-        for key in ("max_steps", "val_every", "ckpt_every", "num_nodes", "accumulate_grad_batches",
-                    "log_every_n_steps"):
+        for key in (
+            "max_steps",
+            "val_every",
+            "ckpt_every",
+            "num_nodes",
+            "accumulate_grad_batches",
+            "log_every_n_steps",
+        ):
             require_int(f"trainer.{key}", getattr(self, key))
         for key in ("limit_val_batches", "overfit_batches"):
             limit = getattr(self, key)

@@ -151,7 +151,8 @@ def fit(
         accumulate_grad_batches=cfg.accumulate_grad_batches,
         log_every_n_steps=cfg.log_every_n_steps,
         # all of them: Lightning's default, given as None (given as 1.0, it says so on every fit)
-        limit_val_batches=None if cfg.limit_val_batches == 1.0 and isinstance(cfg.limit_val_batches, float)
+        limit_val_batches=None
+        if cfg.limit_val_batches == 1.0 and isinstance(cfg.limit_val_batches, float)
         else cfg.limit_val_batches,
         fast_dev_run=cfg.fast_dev_run,
         overfit_batches=cfg.overfit_batches,
