@@ -27,7 +27,7 @@ import yaml
 from gemmalab.model import Decoder, preset, training_flops_per_token
 from gemmalab.model.config import kv_kind
 from gemmalab.runs.store import RunDir
-from gemmalab.train.engagement import ENGAGED
+from gemmalab.train.engagement import ENGAGED, TEACHER_MARGIN
 from gemmalab.tune import arm_key, choose
 
 from . import scaling, studies
@@ -258,7 +258,7 @@ def teacher_gauge(rows: pd.DataFrame) -> Gauge | None:
         return None
     teacher = float((distilled["val/loss"] - distilled["distill/gap_final"]).mean())
     return Gauge("student from scratch minus its teacher, val/loss (nats)", float(scratch["val/loss"].mean()) - teacher,
-                 0.01)  # fmt: skip
+                 TEACHER_MARGIN)  # fmt: skip
 
 
 GAUGES: dict[str, Callable[[pd.DataFrame], Gauge | None]] = {

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from gemmalab.errors import ConfigError, DamagedFile
+from gemmalab.runs.identity import BOOKKEEPING, is_under
 from gemmalab.runs.store import RUNNING, RunDir, SweepDir, check_name
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
@@ -27,8 +28,6 @@ HEADLINE_PREFIXES = (
 )  # fmt: skip
 HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init", "parameters", "wall_seconds",
                  "data/fingerprint", "data/source", "data/epochs", "trained_steps", "output/log_z_peak")  # fmt: skip
-# Config that says where and how a run was logged, not what it is.
-NOT_COLUMNS = ("logger.", "run_root", "group", "callbacks.", "hydra.", "trainer.progress_bar")
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -44,7 +43,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def run_row(run_id: str, name: str, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"run_id": run_id, "name": name}
-    row.update({k: v for k, v in flatten(config).items() if not k.startswith(NOT_COLUMNS)})
+    row.update({k: v for k, v in flatten(config).items() if not is_under(k, BOOKKEEPING)})
     for key, value in summary.items():
         missing = value is None or (isinstance(value, float) and not math.isfinite(value))  # W&B drops these
         if (key in HEADLINE_KEYS or key.startswith(HEADLINE_PREFIXES)) and not missing:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from scipy import stats
 
+from gemmalab.train.engagement import ENGAGED, TEACHER_MARGIN
+
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
 NO_EFFECT = "no detectable effect"  # the CI holds 0 (a claim of a direction)
@@ -28,9 +30,11 @@ RULE = (
     "Verdict rule (analysis/verdict.py), applied in this order: (1) `not measured` when the harness has no "
     "value for the quantity (no finished runs of one arm, fewer than two seeds, a best LR at its grid's edge, "
     "or a figure that needs hardware this machine lacks); (2) `not engaged at this scale` when the "
-    "mechanism's gauge stayed below its threshold in every run the claim reads (a cap that bent < 1% of its "
-    "inputs, local layers with < 5% of their attention where a shrunk window cuts, a teacher no better than "
-    "the student trained from scratch): the runs say nothing about the claim. Then by the kind of claim. "
+    "mechanism's gauge stayed below its threshold in every run the claim reads (a cap that bent "
+    f"< {ENGAGED['softcap/attn/beyond_half']:.0%} of its inputs, local layers with "
+    f"< {ENGAGED['window/local_beyond_half']:.0%} of their attention where a shrunk window cuts, a teacher less "
+    f"than {TEACHER_MARGIN} nats better than the student trained from scratch): the runs say nothing about the "
+    "claim. Then by the kind of claim. "
     "A claim of a direction (its range ends at 0; two-sided test at 5%): (3) `supported` when the 95% CI lies "
     "inside the range and (4) `contradicted` when it lies wholly outside, each only when the claim's p, "
     "Holm-adjusted within its family (one per idea: soft-capping, stability mitigations, norm placement, "

@@ -15,8 +15,11 @@ from gemmalab.model.block import NORMS_BY_PLACEMENT
 
 # Config keys that say where results go or how a job is driven, not what is trained (callbacks watch
 # a fit: a test's injected fault, a profiler; what changes training is a model, optim or trainer key).
+# where a run is kept, how it is logged and shown, what drives its process: neither what the run is nor a
+# column of the analysis (analysis/loaders.py)
+BOOKKEEPING = ("logger", "run_root", "group", "callbacks", "hydra", "trainer.progress_bar")
 NOT_IDENTITY = (
-    "logger", "run_root", "group", "callbacks", "hydra", "ablation", "trainer.progress_bar", "alias", "cascade",
+    *BOOKKEEPING, "ablation", "alias", "cascade",
     "data.cache_dir",  # where the token cache lies; its content is data.* and the source
     "data.allow_repeat",  # permission only: a run that repeats its data trains the same with or without it
     # how spikes are counted afterwards; the analysis can recount from metrics.jsonl with any rule
@@ -27,8 +30,13 @@ NOT_IDENTITY = (
 )  # fmt: skip
 
 
+def is_under(key: str, sections: tuple[str, ...]) -> bool:
+    """Is the dotted `key` one of `sections` or inside one of them?"""
+    return any(key == k or key.startswith(k + ".") for k in sections)
+
+
 def is_identity_key(key: str) -> bool:
-    return not any(key == k or key.startswith(k + ".") for k in NOT_IDENTITY)
+    return not is_under(key, NOT_IDENTITY)
 
 
 # Config outside the identity that places a job in its study (cascade.size, scale.rung, tune.arm_lr): each

@@ -32,6 +32,8 @@ ENGAGED = {  # summary figure and the level below which a switch is reported as 
     "window/local_beyond_half": 0.05,
     "window/local_beyond_quarter": 0.05,
 }
+# distillation: a teacher engages when the student trained from scratch is this much worse (val/loss, nats)
+TEACHER_MARGIN = 0.01
 WINDOW_MASSES = ("window/mass_beyond", "window/local_beyond_half", "window/local_beyond_quarter")
 
 
