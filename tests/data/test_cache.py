@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -54,15 +53,21 @@ def test_a_second_run_reads_the_cache_the_first_built(tmp_path, corpus, capsys):
 
 
 def test_concurrent_builders_build_once(tmp_path):
+    """Three builders that have all seen the cache missing (a barrier holds each at its first look until the
+    others have looked too): the lock lets one build; without it all three would."""
     built, final = [], tmp_path / "thing"
+    all_looked, looked = threading.Barrier(3, timeout=30), threading.local()
 
     def build(tmp):
-        time.sleep(0.3)
         (tmp / "done").write_text("x")
         built.append(tmp)
 
     def problem():
-        return None if (final / "done").is_file() else "missing"
+        missing = None if (final / "done").is_file() else "missing"
+        if not getattr(looked, "once", False):
+            looked.once = True
+            all_looked.wait()
+        return missing
 
     results = []
 
