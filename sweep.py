@@ -28,7 +28,7 @@ from gemmalab.runs.slurm import quiet_without_accounting
 from gemmalab.runs.store import SweepDir, new_group
 from gemmalab.schema import register
 from gemmalab.train.cluster import follows_rank_zero
-from gemmalab.tune import TuneConfig, lr_grid
+from gemmalab.tune import tuned
 
 register()
 CONF = Path(__file__).resolve().parent / "conf"  # absolute: main() also runs where sweep.py is imported
@@ -70,7 +70,7 @@ def launch(argv: list[str], plan: Plan | None = None) -> int:
         print("\n[gemmalab] interrupted while composing the jobs: nothing started", file=sys.stderr)
         return 128 + signal.SIGINT
     if plan.tune.get("enabled") and plan.tune.get("stage") is None:
-        return tuned(argv, plan)
+        return tuned(argv, plan, launch)
     if plan.group is None:  # every process of the sweep reads its group from its config
         argv.append(f"group={new_group(plan.ablation)}")
     sweep = SweepDir(plan.run_root, plan.group or argv[-1].split("=", 1)[1])
@@ -86,31 +86,6 @@ def launch(argv: list[str], plan: Plan | None = None) -> int:
             return max(closing_summary(sweep), 1)
         raise
     return closing_summary(sweep)
-
-
-def tuned(argv: list[str], plan: Plan) -> int:
-    """+tune=lr (gemmalab/tune.py): the selection sweep on the LR grid, then the comparison at the shared and
-    the tuned LRs with fresh seeds, each a sweep of its own; the exit code of the worse."""
-    if plan.swept is None or "optim.lr" in plan.swept or len(plan.lrs) != 1:
-        print(f"error: +tune=lr chooses optim.lr itself (allowed: one optim.lr, the grid's centre, and -m; "
-              f"given: {', '.join(map(str, plan.lrs))})", file=sys.stderr)  # fmt: skip
-        return 2
-    tune = TuneConfig(**plan.tune)
-    group = plan.group or new_group(plan.ablation)
-    grid = ",".join(map(str, lr_grid(plan.lrs[0], tune.points, tune.spacing)))
-    stages = [
-        [f"optim.lr={grid}", f"seed={','.join(map(str, range(tune.seeds)))}", "tune.stage=select",
-         f"group=select-{group}"],
-        [f"seed={','.join(str(s + tune.seed_offset) for s in plan.seeds)}", "tune.stage=compare",
-         f"tune.selection=select-{group}", "tune.arm_lr=shared,tuned", f"group={group}"],
-    ]  # fmt: skip
-    worst = 0
-    for extra in stages:
-        code = launch([*argv, *extra])
-        worst = max(worst, code)
-        if code == 2 or code >= 128:  # refused, or stopped: the comparison would not be the one asked for
-            break
-    return worst
 
 
 if __name__ == "__main__":

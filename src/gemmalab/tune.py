@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from gemmalab.errors import ConfigError, require_choice, require_int
 from gemmalab.runs.identity import run_identity
-from gemmalab.runs.store import FINISHED, RunDir, SweepDir
+from gemmalab.runs.store import FINISHED, RunDir, SweepDir, new_group
+
+if TYPE_CHECKING:
+    from gemmalab.runs.preflight import Plan
 
 STAGES = ("select", "compare")
 ARM_LRS = ("shared", "tuned")
@@ -98,3 +103,28 @@ def tuned_lr(config: dict[str, Any]) -> dict[str, Any]:
     config = copy.deepcopy(config)
     config["optim"]["lr"] = choice.lr
     return config
+
+
+def tuned(argv: list[str], plan: Plan, launch: Callable[[list[str]], int]) -> int:
+    """+tune=lr (gemmalab/tune.py): the selection sweep on the LR grid, then the comparison at the shared and
+    the tuned LRs with fresh seeds, each a sweep of its own (sweep.py's `launch`); the exit code of the worse."""
+    if plan.swept is None or "optim.lr" in plan.swept or len(plan.lrs) != 1:
+        print(f"error: +tune=lr chooses optim.lr itself (allowed: one optim.lr, the grid's centre, and -m; "
+              f"given: {', '.join(map(str, plan.lrs))})", file=sys.stderr)  # fmt: skip
+        return 2
+    tune = TuneConfig(**plan.tune)
+    group = plan.group or new_group(plan.ablation)
+    grid = ",".join(map(str, lr_grid(plan.lrs[0], tune.points, tune.spacing)))
+    stages = [
+        [f"optim.lr={grid}", f"seed={','.join(map(str, range(tune.seeds)))}", "tune.stage=select",
+         f"group=select-{group}"],
+        [f"seed={','.join(str(s + tune.seed_offset) for s in plan.seeds)}", "tune.stage=compare",
+         f"tune.selection=select-{group}", "tune.arm_lr=shared,tuned", f"group={group}"],
+    ]  # fmt: skip
+    worst = 0
+    for extra in stages:
+        code = launch([*argv, *extra])
+        worst = max(worst, code)
+        if code == 2 or code >= 128:  # refused, or stopped: the comparison would not be the one asked for
+            break
+    return worst
