@@ -69,7 +69,7 @@ class WaitAtStep(Callback):
         run_dir = Path(trainer.default_root_dir)
         (run_dir / "waiting").write_text(str(self.step))
         deadline = time.monotonic() + self.seconds
-        asked = [cb for cb in trainer.callbacks if hasattr(cb, "signalled")]  # train/fit.py StopOnRequest
+        asked = [cb for cb in trainer.callbacks if hasattr(cb, "signalled")]  # train/lightning_fixes.py StopOnRequest
         while time.monotonic() < deadline and not (any(cb.signalled for cb in asked) or (run_dir / "requeue").exists()):
             time.sleep(0.05)
 

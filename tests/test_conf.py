@@ -159,4 +159,3 @@ def test_a_fast_dev_run_runs_afresh_every_time_and_keeps_nothing(tmp_path, capsy
     assert out.count("[gemmalab] train debug=fdr seed=0") == 2 and "skip" not in out
     (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith("_")]
     assert not (run / "metrics.jsonl").exists() and not list(run.glob("checkpoints/*.ckpt"))
-

@@ -180,8 +180,10 @@ def test_bad_values_fail_before_any_work_in_one_line(tmp_path, sweep_here, capsy
 
     cases = [  # as a user sees it: exit code 2, one line on stderr, nothing trained
         (["-m", "attn.kv_heads=1,3", "+foo=1"], "error: foo is not a known setting (allowed top-level keys: model,"),
-        (["-m", "+ablation=softcap", "+scale=gpu", "trainer.accelerator=cpu"],  # before a tokenizer or a cache
-         "error: the run reads 615,760 training sequences of data.seq_len=32 (19,704,320 tokens"),
+        (
+            ["-m", "+ablation=softcap", "+scale=gpu", "trainer.accelerator=cpu"],  # before a tokenizer or a cache
+            "error: the run reads 615,760 training sequences of data.seq_len=32 (19,704,320 tokens",
+        ),
     ]
     if not torch.cuda.is_available():  # not 24 jobs failing one by one, each leaving a run directory
         cases.append((["-m", "+ablation=softcap", "+scale=gpu"], "error: trainer.accelerator=gpu is not available"))
@@ -415,7 +417,6 @@ def test_a_run_directory_removed_mid_training_is_recorded_failed_and_the_sweep_e
     statuses = [m["status"] for m in SweepDir(tmp_path, group).latest_members()]
     assert all(s.startswith("failed: FileNotFoundError") for s in statuses), statuses
     assert "could not write" in err and "Traceback" not in err
-
 
 
 def test_a_sigterm_during_validation_loses_no_validation_point(tmp_path, sweep_here, capsys):

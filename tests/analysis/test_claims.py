@@ -111,8 +111,16 @@ def test_a_ci_that_rules_out_prevents_is_contradicted_and_an_equivalence_is_judg
     close = planted(by_id["gqa-keeps"], 0.2, spread=0.01)  # a paired CI of about ±0.4% that holds 0
     assert judged(by_id["table8-gqa"], close) == SUPPORTED
     assert judged(by_id["gqa-keeps"], close) == CONTRADICTED
-    study = close.assign(**{"attn.kv_heads": np.where(close["kv"] == "GQA", 2, 4), "model.n_heads": 4,
-                            "trainer.max_steps": 10, "data.batch_size": 2, "data.seq_len": 8, "parameters": 1000})
+    study = close.assign(
+        **{
+            "attn.kv_heads": np.where(close["kv"] == "GQA", 2, 4),
+            "model.n_heads": 4,
+            "trainer.max_steps": 10,
+            "data.batch_size": 2,
+            "data.seq_len": 8,
+            "parameters": 1000,
+        }
+    )
     claims = tuple(by_id[i] for i in ("gqa-keeps", "table8-gqa", "gqa-vs-mha"))
     rows = {r["id"]: r for r in findings(claims, Evidence({"kv_heads": study.drop(columns="kv")}, tmp_path))}
     assert rows["gqa-vs-mha"]["margin"] == 2 and rows["gqa-vs-mha"]["verdict"] == f"{EQUIVALENT} ±2"
@@ -125,9 +133,19 @@ def test_a_capping_stability_claim_is_read_at_the_edge_of_stability(tmp_path):
     for lr, bent in ((1e-2, 0.001), (3e-2, 0.2), (1e-1, 0.6)):
         for capping, seed in ((c, s) for c in ("on", "off") for s in range(3)):
             status = "diverged at step 40" if (lr, capping, seed) == (1e-1, "off", 2) else "finished"
-            rows.append({"run_id": f"{lr}{capping}{seed}", "seed": seed, "status": status, "model.init": "paired",
-                         "optim.lr": lr, "softcap.attn": 50.0 if capping == "on" else None, "softcap.final": None,
-                         "softcap/attn/beyond_half": bent, "stability/loss_spikes": 4 + seed - 2 * (capping == "on")})
+            rows.append(
+                {
+                    "run_id": f"{lr}{capping}{seed}",
+                    "seed": seed,
+                    "status": status,
+                    "model.init": "paired",
+                    "optim.lr": lr,
+                    "softcap.attn": 50.0 if capping == "on" else None,
+                    "softcap.final": None,
+                    "softcap/attn/beyond_half": bent,
+                    "stability/loss_spikes": 4 + seed - 2 * (capping == "on"),
+                }
+            )
     spikes = next(c for c in CLAIMS if c.id == "softcap-spikes")
     evidence = Evidence({"softcap_stability": pd.DataFrame(rows)}, tmp_path)
     measured, gauge, note = spikes.measure(evidence)

@@ -32,8 +32,12 @@ ENGAGED, IDLE = Gauge("share", 0.2, 0.01), Gauge("share", 0.001, 0.01)
         (LOWER, Measured(-0.05, 0.02, 5, "paired", 0.03), IDLE, NOT_ENGAGED),  # significant, but the cap never bit
         (LOWER, Measured(math.nan, math.nan, 0, reason="no runs"), ENGAGED, f"{NOT_MEASURED} (no runs)"),
         (LOWER, Measured(-0.05, math.nan, 1), None, f"{NOT_MEASURED} (fewer than two seeds to give a CI)"),
-        ((0.0, math.inf), Measured(0.0, 0.0, 2, "paired"), None,
-         f"{NO_EFFECT} (every seed gave the same value: no spread to size an effect by)"),
+        (
+            (0.0, math.inf),
+            Measured(0.0, 0.0, 2, "paired"),
+            None,
+            f"{NO_EFFECT} (every seed gave the same value: no spread to size an effect by)",
+        ),
         ((40.0, 60.0), Measured(37.5, 0.0, None), None, CONTRADICTED),  # an exact figure outside the range
         ((40.0, 60.0), Measured(50.0, 0.0, None), None, SUPPORTED),
         ((-0.01, 0.01), Measured(0.008, 0.005, 3, "paired", 0.01), ENGAGED, INCONCLUSIVE),

@@ -14,7 +14,8 @@ import torch
 from gemmalab.errors import DamagedFile, RunBusy
 from gemmalab.runs.metrics_logger import RunStoreLogger
 from gemmalab.runs.store import CLAIM_LEASE_HOURS, RunDir, SweepDir, last_values, process_started
-from gemmalab.train.checkpoints import SafeCheckpointIO, checkpoint_problem, load_checkpoint
+from gemmalab.train.checkpoints import checkpoint_problem, load_checkpoint
+from gemmalab.train.lightning_fixes import SafeCheckpointIO
 
 
 def test_metrics_keep_the_last_value_per_step_and_survive_a_cut_line(tmp_path):

@@ -28,8 +28,15 @@ def train_briefly(
     initial = copy.deepcopy(module.model)
     run = RunDir(tmp_path, "run")
     run.create("seed: 0\n")
-    fit(module, LMDataModule(data, 0, steps, 256, tmp_path), trainer_cfg, run.last_checkpoint_path,
-        run.previous_checkpoint_path, [RunStoreLogger(run)], should_stop=lambda: False)
+    fit(
+        module,
+        LMDataModule(data, 0, steps, 256, tmp_path),
+        trainer_cfg,
+        run.last_checkpoint_path,
+        run.previous_checkpoint_path,
+        [RunStoreLogger(run)],
+        should_stop=lambda: False,
+    )
     first_batch = next(iter(LMDataModule(data, 0, steps, 256, tmp_path).train_dataloader()))  # no trainer: from step 0
     return module, initial, run.metrics(), first_batch
 

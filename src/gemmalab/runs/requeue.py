@@ -12,7 +12,7 @@ who requeues the job: every process training the run stops after its current ste
 is saved as last.ckpt and recorded `interrupted`; then requeue_if_asked hands over to submitit (USR2, a
 preemption: `scontrol requeue` from the job) or ends the job without a result (SLURM is requeueing it
 already). The requeued job resumes from exactly that step into the same run and W&B run. A SIGTERM that
-means neither (`scancel`) is a stop, as anywhere else (train/fit.py StopOnRequest).
+means neither (`scancel`) is a stop, as anywhere else (train/lightning_fixes.py StopOnRequest).
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ def deferred_requeue(run: RunDir) -> Iterator[None]:
     def on_requeue_signal(signum: int, _frame: object) -> None:
         mark(BY_SUBMITIT, f"{signal.Signals(signum).name} (preempted or at the time limit)")
 
-    def on_sigterm(_signum: int, _frame: object) -> None:  # else a stop, which train/fit.py StopOnRequest takes
+    def on_sigterm(
+        _signum: int, _frame: object
+    ) -> None:  # else a stop, which train/lightning_fixes.py StopOnRequest takes
         if who := who_requeues():
             mark(who, "SIGTERM (SLURM requeues the job)" if who == BY_SLURM else "SIGTERM (preempted)")
 

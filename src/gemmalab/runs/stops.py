@@ -1,5 +1,5 @@
 """When a training process stops early, decided from files every process can see (a shared filesystem
-included), checked at the end of every step (train/fit.py StopOnRequest):
+included), checked at the end of every step (train/lightning_fixes.py StopOnRequest):
 
 - the sweep was asked to stop: sweep.py's SIGTERM / SIGINT handler writes the sweep's stop file;
 - the scheduler asked this run's job to requeue: a mark in the run directory (runs/requeue.py);

@@ -227,7 +227,7 @@ class RunDir:
 
     def repair_checkpoints(self) -> list[str]:
         """Set damaged checkpoints aside, so that resuming reads the newest intact one; a line per file."""
-        from gemmalab.train.checkpoints import checkpoint_problem  # torch and Lightning: not on every command's path
+        from gemmalab.train.checkpoints import checkpoint_problem  # torch: not on every command's path
 
         return [
             f"{path} is damaged ({problem}): moved to {set_aside(path).name}"
@@ -324,7 +324,7 @@ class SweepDir:
         return None if swept is None else set(swept)
 
     def request_stop(self, signum: int) -> None:
-        """Every job of the sweep stops after its current step, which is saved (train/fit.py StopOnRequest);
+        """Every job of the sweep stops after its current step, which is saved (train/lightning_fixes.py StopOnRequest);
         no further job starts. sweep.py's SIGTERM (a scheduler's preemption) and SIGINT handler."""
         if not self.stop_path.exists():
             print(f"\n[gemmalab] {signal.Signals(signum).name}: saving the current step, then stopping",

@@ -174,7 +174,7 @@ def summarise(run: RunDir, spec: JobSpec, status: str, diverged_step: int | None
 def as_helper() -> Iterator[None]:
     """A process that trains a run for a job (a DDP rank, or the job's own process for a DDP fit): signals
     are the job's to act on (Ctrl-C, SLURM and a sweep's stop reach this process through the stop files,
-    runs/stops.py; all ranks stop at one step, train/fit.py StopOnRequest); ranks > 0 print nothing (rank
+    runs/stops.py; all ranks stop at one step, train/lightning_fixes.py StopOnRequest); ranks > 0 print nothing (rank
     0's lines, once)."""
     for signum in (signal.SIGINT, signal.SIGTERM, requeue_signal()):
         signal.signal(signum, signal.SIG_IGN)

@@ -1,9 +1,8 @@
-"""Checkpoints that survive a kill and admit damage: written atomically with one spare kept, checked
-by their archive's CRCs before anything reads them."""
+"""Checkpoints that admit damage: checked by their archive's CRCs before anything reads them, and read
+weights-only (a checkpoint is written atomically with one spare kept: lightning_fixes.SafeCheckpointIO)."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import zipfile
@@ -11,38 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from gemmalab.errors import DamagedFile
-
-
-class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's torch checkpoint writer, made atomic and keeping one spare: the new file is written under
-    a temporary name unique to this process and flushed to disk; the checkpoint it replaces becomes
-    `spare` (the run store's previous.ckpt); then it is renamed into place. A kill during a save never
-    leaves half a file under a checkpoint's name, and a damaged last.ckpt has an older one to fall back on."""
-
-    def __init__(self, spare: Path) -> None:
-        super().__init__()
-        self.spare = spare
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            with tmp.open("rb") as f:
-                os.fsync(f.fileno())
-        except BaseException:  # disk full, the directory removed, a kill: no half file left behind
-            tmp.unlink(missing_ok=True)
-            raise
-        if path.exists():
-            os.replace(path, self.spare)
-        os.replace(tmp, path)
-
-    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
-        """Lightning's resume: weights-only whatever `weights_only` or the environment says (load_weights)."""
-        return load_weights(Path(path), map_location)
 
 
 def load_weights(path: Path, map_location: Any = "cpu") -> dict[str, Any]:

@@ -2,112 +2,18 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.profilers import AdvancedProfiler, Profiler, PyTorchProfiler, SimpleProfiler
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .checkpoints import SafeCheckpointIO
 from .cluster import slurm_environment
 from .config import PROFILERS as PROFILER_NAMES
 from .config import TrainerConfig
-
-
-class WholeRunTotal:
-    """A bar's total: the run's batches (max_steps x accumulate_grad_batches), the scale its count is on.
-    Lightning's own, the steps left, is right only from step 0: a resumed run counts on from its restored
-    batch, so its bar read 200/161."""
-
-    @property
-    def total_train_batches(self) -> int | float:
-        trainer = self.trainer
-        return min(trainer.num_training_batches, trainer.max_steps * trainer.accumulate_grad_batches)
-
-
-def progress_bar() -> Callback:
-    """Lightning's own bar, labelled `train` rather than `Epoch 0/-2` (a run counts steps; with
-    max_epochs=-1 the epoch it shows means nothing); TQDM's where rich is not installed."""
-    try:
-
-        class StepsBar(WholeRunTotal, RichProgressBar):
-            def _get_train_description(self, current_epoch: int) -> str:
-                return "train"
-
-        return StepsBar()
-    except ModuleNotFoundError:  # RichProgressBar needs rich
-
-        class StepsTQDMBar(WholeRunTotal, TQDMProgressBar):
-            pass
-
-        return StepsTQDMBar()
-
-
-class RunCheckpoint(ModelCheckpoint):
-    """Lightning's periodic last.ckpt (every trainer.ckpt_every steps), and the final step's whatever the
-    period: a run's last.ckpt is always the model it trained (evaluation and teachers load it)."""
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:  # it keeps nothing
-            last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
-            trainer.save_checkpoint(last, weights_only=False)  # the whole state: a run resumes from it
-            self._last_global_step_saved = trainer.global_step
-
-
-class StopOnRequest(Callback):
-    """Stop after the current step once `should_stop()` says so (a stop file of the run store, asked at the
-    end of every step: a stat or two, no thread and no state in memory). The step is saved as last.ckpt where
-    ModelCheckpoint saves (the end of the step, the state Lightning's resume expects), its metrics are
-    logged and a validation due after it runs; then, before the next step starts, Lightning's
-    SIGTERMException ends the fit as a scheduler's SIGTERM would. The rerun resumes exactly there, with
-    every step logged once. A SIGTERM that Lightning catches itself ends the fit after the step too;
-    that step is saved on the way out. Under DDP the ranks agree at every step (one all-reduce of a
-    flag), so all of them stop at the same step, whichever rank was asked, and save together."""
-
-    def __init__(self, path: Path, should_stop: Callable[[], bool]) -> None:
-        self.path, self.should_stop = path, should_stop
-        self.saved_step: int | None = None
-        self.signalled = False
-        self.sigterm_before_fit = signal.getsignal(signal.SIGTERM)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning's own SIGTERM handler makes its loops raise at once, inside a validation pass too (that
-        # step's validation would be lost for good: the rerun resumes after it), and under DDP it broadcasts
-        # from inside the handler, which deadlocks when a rank is in another collective (seen: two gloo
-        # ranks hung for good). Here a SIGTERM only requests the stop, taken at the end of a step; a process
-        # that ignores SIGTERM (a DDP helper: its job decides) goes on ignoring it.
-        if self.sigterm_before_fit != signal.SIG_IGN:
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-        else:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-    def _on_sigterm(self, signum: int, frame: object) -> None:
-        self.signalled = True
-        if callable(self.sigterm_before_fit):  # sweep.py's: the other jobs of the sweep stop too
-            self.sigterm_before_fit(signum, frame)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if (batch_idx + 1) % trainer.accumulate_grad_batches:  # within a step: a resume starts at a step's start
-            return
-        stop = self.signalled or self.should_stop()
-        if trainer.world_size > 1:  # an all-reduce every step: a file may appear between two ranks' checks
-            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # any rank
-        if stop:
-            trainer.save_checkpoint(self.path, weights_only=False)
-            self.saved_step = trainer.global_step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.saved_step is not None:
-            raise SIGTERMException
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and self.saved_step != trainer.global_step:
-            trainer.save_checkpoint(self.path, weights_only=False)
-
+from .lightning_fixes import RunCheckpoint, SafeCheckpointIO, StopOnRequest, progress_bar
 
 # trainer.profiler's names (checked in config.py, before any work) to Lightning's classes
 PROFILERS: dict[str, type[Profiler]] = dict(zip(PROFILER_NAMES, (SimpleProfiler, AdvancedProfiler, PyTorchProfiler),
