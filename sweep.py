@@ -4,7 +4,7 @@
     python sweep.py -m attn.pattern=alt,full norm=dual,pre   # a 2x2 ablation
     python sweep.py -m +ablation=softcap                     # a named study from ablations/
 
-Jobs are validated before the first trains; the plan goes to the sweep's directory (runs/store.py SweepDir),
+Jobs are validated before the first trains; the plan goes to the sweep's directory (runs/sweep_dir.py),
 a job trains one run directory (runs/job.py). SIGTERM / Ctrl-C: jobs stop after their step, saved; rerun resumes.
 """
 
@@ -25,7 +25,8 @@ from gemmalab.runs.console import closing_summary, job_log, quiet
 from gemmalab.runs.derived import job_config
 from gemmalab.runs.preflight import Plan, command_line, runs_jobs, validate_all_jobs
 from gemmalab.runs.slurm import quiet_without_accounting
-from gemmalab.runs.store import SweepDir, new_group
+from gemmalab.runs.store import new_group
+from gemmalab.runs.sweep_dir import SweepDir
 from gemmalab.schema import register
 from gemmalab.train.cluster import follows_rank_zero
 from gemmalab.tune import tuned

@@ -30,9 +30,10 @@ from analysis.wandb_run import add_wandb_arguments, wandb_settings
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.errors import ConfigError, DamagedFile
 from gemmalab.model import Decoder
+from gemmalab.runs.files import set_aside, write_atomic
 from gemmalab.runs.identity import ignored_keys
 from gemmalab.runs.spec import JobSpec, data_cache
-from gemmalab.runs.store import FINISHED, RunDir, reports_dir, set_aside, write_atomic
+from gemmalab.runs.store import FINISHED, RunDir, reports_dir
 from gemmalab.switches import AT_INFERENCE
 from gemmalab.train.checkpoints import load_checkpoint
 from gemmalab.train.module import evaluate

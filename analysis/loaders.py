@@ -19,7 +19,8 @@ import pandas as pd
 
 from gemmalab.errors import ConfigError, DamagedFile
 from gemmalab.runs.identity import BOOKKEEPING, is_under
-from gemmalab.runs.store import RUNNING, RunDir, SweepDir, check_name
+from gemmalab.runs.store import RUNNING, RunDir, check_name
+from gemmalab.runs.sweep_dir import SweepDir
 
 # Figures every run's summary carries (run store summary.json and W&B summary alike).
 HEADLINE_PREFIXES = (

@@ -42,8 +42,10 @@ from analysis.sequential import LOOKS, looks_up_to, pocock_level, rule
 from analysis.tables import to_markdown
 from analysis.verdict import INCONCLUSIVE, NO_EFFECT, RULE, estimate
 from gemmalab.errors import ConfigError
+from gemmalab.runs.files import write_atomic
 from gemmalab.runs.preflight import Plan, validate_all_jobs
-from gemmalab.runs.store import RunDir, SweepDir, reports_dir, write_atomic
+from gemmalab.runs.store import RunDir, reports_dir
+from gemmalab.runs.sweep_dir import SweepDir
 from gemmalab.schema import WANDB_MODES, LoggerConfig
 from gemmalab.tune import TuneConfig
 

@@ -35,7 +35,9 @@ from analysis.loaders import (
 from analysis.power import power_note
 from analysis.tables import QUALITY, STABILITY, aggregate, to_markdown, varying_switches
 from analysis.wandb_run import add_wandb_arguments, wandb_settings
-from gemmalab.runs.store import SWEEPS, RunDir, SweepDir, line_numbers, reports_dir
+from gemmalab.runs.metrics_file import line_numbers
+from gemmalab.runs.store import SWEEPS, RunDir, reports_dir
+from gemmalab.runs.sweep_dir import SweepDir
 from gemmalab.schema import LoggerConfig
 from gemmalab.train.stability import SpikeRule, StabilityConfig, spike_rule, stability_summary
 

@@ -18,7 +18,9 @@ from pathlib import Path
 from analysis.loaders import add_group_arguments, group_runs, resolve_latest
 from analysis.tables import QUALITY
 from analysis.wandb_run import add_wandb_arguments, wandb_settings
-from gemmalab.runs.store import RunDir, SweepDir, reports_dir, write_atomic
+from gemmalab.runs.files import write_atomic
+from gemmalab.runs.store import RunDir, reports_dir
+from gemmalab.runs.sweep_dir import SweepDir
 
 # metric families, each a section: the prefix of their names as the training runs log them
 SECTIONS = {"train/": "Training", "val/": "Validation", "attn/": "Attention logits", "output/": "Output logits",

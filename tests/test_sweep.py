@@ -23,7 +23,8 @@ from gemmalab.runs.identity import run_identity
 from gemmalab.runs.job import run_job
 from gemmalab.runs.launchers import jobs_at_once
 from gemmalab.runs.preflight import validate_all_jobs
-from gemmalab.runs.store import RunDir, SweepDir
+from gemmalab.runs.store import RunDir
+from gemmalab.runs.sweep_dir import SweepDir
 from gemmalab.train.checkpoints import load_checkpoint
 
 from .conftest import REPO, TINY, assert_wandb_matches_run_store, start_sweep, sweep_command, wandb_run_record
@@ -152,7 +153,7 @@ def test_a_run_trains_in_one_process_and_a_sigterm_stops_the_sweep_resumably(tmp
     assert "1 interrupted, 1 not started" in out and "rerun the same command to resume" in err
     assert "  seed=0: interrupted\n" in err and "  seed=1: not started: the sweep was stopped\n" in err
     (run,) = run_dirs(tmp_path)
-    assert run.summary()["status"] == "interrupted" and not (run.path / "claim.json").exists()
+    assert run.summary()["status"] == "interrupted" and not (run.path / "lease.json").exists()
     # a report on the stopped sweep counts the job that never started (the refused second ask has its own group)
     group = out.split("[gemmalab] group ")[1].split(":")[0]
     missing = load_run_store(tmp_path, group).attrs["missing"]
@@ -439,9 +440,9 @@ def test_a_joblib_worker_killed_leaves_a_closing_summary_that_names_what_was_los
     first = start_sweep(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2",
                         "trainer.max_steps=3000", "data.allow_repeat=true", "logger=none")  # fmt: skip
     deadline = time.time() + 120
-    while len(claims := list(tmp_path.glob("*/claim.json"))) < 2 and time.time() < deadline:
+    while len(leases := list(tmp_path.glob("*/lease.json"))) < 2 and time.time() < deadline:
         time.sleep(0.2)
-    os.kill(json.loads(claims[0].read_text())["pid"], signal.SIGKILL)  # as the out-of-memory killer would
+    os.kill(json.loads(leases[0].read_text())["pid"], signal.SIGKILL)  # as the out-of-memory killer would
     out, err = first.communicate(timeout=120)
     assert first.returncode == 1 and "[gemmalab] group " in out, err[-2000:]
     assert "(its process ended without recording how: killed?)" in err

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from analysis import report
-from gemmalab.runs.store import RunDir, SweepDir
+from gemmalab.runs.store import RunDir
+from gemmalab.runs.sweep_dir import SweepDir
 from gemmalab.train.checkpoints import load_checkpoint
 
 from .conftest import REPO, launch_here, sweep_command

@@ -9,7 +9,8 @@ import yaml
 
 from analysis import report
 from analysis.loaders import load_run_store
-from gemmalab.runs.store import RunDir, SweepDir
+from gemmalab.runs.store import RunDir
+from gemmalab.runs.sweep_dir import SweepDir
 from gemmalab.tune import arm_key, choose, lr_grid
 from tests.conftest import launch_here
 

@@ -23,7 +23,8 @@ import yaml
 
 from gemmalab.errors import ConfigError, require_choice, require_int
 from gemmalab.runs.identity import run_identity
-from gemmalab.runs.store import FINISHED, RunDir, SweepDir, new_group
+from gemmalab.runs.store import FINISHED, RunDir, new_group
+from gemmalab.runs.sweep_dir import SweepDir
 
 if TYPE_CHECKING:
     from gemmalab.runs.preflight import Plan

@@ -8,7 +8,8 @@ import yaml
 
 from gemmalab.runs.identity import run_identity
 from gemmalab.runs.metrics_logger import RunStoreLogger
-from gemmalab.runs.store import RunDir, SweepDir
+from gemmalab.runs.store import RunDir
+from gemmalab.runs.sweep_dir import SweepDir
 
 from ..test_conf import compose_config
 

@@ -6,7 +6,7 @@ import json
 
 from analysis.loaders import load_run_store
 from gemmalab.runs.job import run_job
-from gemmalab.runs.store import SweepDir
+from gemmalab.runs.sweep_dir import SweepDir
 
 from ..conftest import TINY
 from ..test_conf import compose_config

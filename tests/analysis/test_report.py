@@ -15,7 +15,8 @@ import pytest
 from analysis import report
 from analysis.loaders import load_run_store, load_wandb_offline
 from gemmalab.runs.job import run_job
-from gemmalab.runs.store import RunDir, SweepDir
+from gemmalab.runs.store import RunDir
+from gemmalab.runs.sweep_dir import SweepDir
 
 from ..conftest import REPO, TINY, assert_wandb_matches_run_store, wandb_run_record
 from ..test_conf import compose_config

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from analysis import workspace
-from gemmalab.runs.store import SweepDir
+from gemmalab.runs.sweep_dir import SweepDir
 
 
 def test_a_sweeps_workspace_selects_its_runs_by_id_groups_by_the_swept_switches_and_plots_what_they_logged(

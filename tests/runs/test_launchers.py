@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from gemmalab.runs.launchers import busy_elsewhere, share_cores, share_cores_among_ranks
-from gemmalab.runs.store import SweepDir
+from gemmalab.runs.sweep_dir import SweepDir
 
 BASIC = OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"})
 JOBLIB = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",

@@ -11,8 +11,10 @@ import sys
 
 import pytest
 
+from gemmalab.runs.lease import process_started
 from gemmalab.runs.stops import launcher_of_this_worker, stop_check
-from gemmalab.runs.store import RunDir, SweepDir, process_started
+from gemmalab.runs.store import RunDir
+from gemmalab.runs.sweep_dir import SweepDir
 
 
 def test_a_stop_file_or_a_requeue_mark_stops_the_fit(tmp_path):

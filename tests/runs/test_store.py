@@ -12,8 +12,11 @@ import pytest
 import torch
 
 from gemmalab.errors import DamagedFile, RunBusy
+from gemmalab.runs.lease import LEASE_HOURS, process_started
+from gemmalab.runs.metrics_file import last_values
 from gemmalab.runs.metrics_logger import RunStoreLogger
-from gemmalab.runs.store import CLAIM_LEASE_HOURS, RunDir, SweepDir, last_values, process_started
+from gemmalab.runs.store import RunDir
+from gemmalab.runs.sweep_dir import SweepDir
 from gemmalab.train.checkpoints import checkpoint_problem, load_checkpoint
 from gemmalab.train.lightning_fixes import SafeCheckpointIO
 
@@ -131,59 +134,59 @@ def test_a_damaged_checkpoint_is_found_without_unpickling_it(tmp_path, damage):
     assert (run.checkpoint_dir / "last.ckpt.damaged").exists()
 
 
-def test_a_run_is_claimed_by_one_live_process_at_a_time(tmp_path):
+def test_a_run_is_leased_to_one_live_process_at_a_time(tmp_path):
     run = RunDir(tmp_path, "abc")
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         run.path.mkdir()
-        claim = {"host": socket.gethostname(), "pid": holder.pid, "since": time.time(),
+        lease = {"host": socket.gethostname(), "pid": holder.pid, "since": time.time(),
                  "started": process_started(holder.pid)}  # fmt: skip
-        (run.path / "claim.json").write_text(json.dumps(claim))
+        (run.path / "lease.json").write_text(json.dumps(lease))
         with pytest.raises(RunBusy, match=f"^run abc .* is being trained by pid {holder.pid} on "):
-            with run.claim():
+            with run.lease():
                 pass
-        # the same pid, but another process: the claimer is gone and its pid reused (a reboot, a busy node)
-        (run.path / "claim.json").write_text(json.dumps({**claim, "started": "another-boot:12345"}))
-        with run.claim():
-            assert json.loads((run.path / "claim.json").read_text())["pid"] == os.getpid()
+        # the same pid, but another process: the holder is gone and its pid reused (a reboot, a busy node)
+        (run.path / "lease.json").write_text(json.dumps({**lease, "started": "another-boot:12345"}))
+        with run.lease():
+            assert json.loads((run.path / "lease.json").read_text())["pid"] == os.getpid()
     finally:
         holder.kill()
         holder.wait()
-    with run.claim():  # its holder is gone: taken over, and released at the end
-        assert json.loads((run.path / "claim.json").read_text())["pid"] == os.getpid()
-    assert not (run.path / "claim.json").exists()
+    with run.lease():  # its holder is gone: taken over, and released at the end
+        assert json.loads((run.path / "lease.json").read_text())["pid"] == os.getpid()
+    assert not (run.path / "lease.json").exists()
 
 
-def test_a_claim_from_another_host_holds_until_its_lease_ends(tmp_path):
+def test_a_lease_from_another_host_holds_until_it_expires(tmp_path):
     run = RunDir(tmp_path, "abc")
     run.path.mkdir()
-    for age_hours, busy in ((1, True), (CLAIM_LEASE_HOURS + 1, False)):
-        claim = {"host": "elsewhere", "pid": 1, "since": time.time() - age_hours * 3600}
-        (run.path / "claim.json").write_text(json.dumps(claim))
+    for age_hours, busy in ((1, True), (LEASE_HOURS + 1, False)):
+        lease = {"host": "elsewhere", "pid": 1, "since": time.time() - age_hours * 3600}
+        (run.path / "lease.json").write_text(json.dumps(lease))
         if busy:
             with pytest.raises(RunBusy, match="on elsewhere since"):
-                with run.claim():
+                with run.lease():
                     pass
         else:
-            with run.claim():
+            with run.lease():
                 pass
-    (run.path / "claim.json").write_text('{"host": "x", "pi')  # cut short by a kill: abandoned
-    with run.claim():
+    (run.path / "lease.json").write_text('{"host": "x", "pi')  # cut short by a kill: abandoned
+    with run.lease():
         pass
 
 
-def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
+def test_a_requeued_slurm_job_takes_over_its_own_lease(tmp_path, monkeypatch):
     run = RunDir(tmp_path, "abc")
     run.path.mkdir()
-    claim = {"host": "node-7", "pid": 1, "since": time.time(), "job": "4242"}  # before the requeue, elsewhere
-    (run.path / "claim.json").write_text(json.dumps(claim))
+    lease = {"host": "node-7", "pid": 1, "since": time.time(), "job": "4242"}  # before the requeue, elsewhere
+    (run.path / "lease.json").write_text(json.dumps(lease))
     monkeypatch.setenv("SLURM_JOB_ID", "4243")
     with pytest.raises(RunBusy, match="on node-7"):
-        with run.claim():
+        with run.lease():
             pass
     monkeypatch.setenv("SLURM_JOB_ID", "4242")  # the same job, requeued
-    with run.claim():
-        assert json.loads((run.path / "claim.json").read_text())["job"] == "4242"
+    with run.lease():
+        assert json.loads((run.path / "lease.json").read_text())["job"] == "4242"
 
 
 def test_latest_members_keep_each_jobs_last_line(tmp_path):
@@ -198,18 +201,18 @@ def test_a_job_of_the_same_sweep_waits_for_the_run_another_holds_and_another_swe
     """Two jobs of one sweep whose settings differ only where a run never reads (a parallel launcher starts both):
     the second waits for the first, then holds the run; a job of another sweep is refused at once."""
     run = RunDir(tmp_path, "abc")
-    code = (f"import time\nfrom gemmalab.runs.store import RunDir\nwith RunDir({str(tmp_path)!r}, 'abc').claim('g'):\n"
+    code = (f"import time\nfrom gemmalab.runs.store import RunDir\nwith RunDir({str(tmp_path)!r}, 'abc').lease('g'):\n"
             "    print('held', flush=True)\n    time.sleep(2)\n")  # fmt: skip
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunBusy, match=f"is being trained by pid {holder.pid}"):
-            with run.claim("another-sweep"):
+            with run.lease("another-sweep"):
                 pass
         start = time.monotonic()
-        with run.claim("g", poll_s=0.1):  # released when the first job's claim ends
+        with run.lease("g", poll_s=0.1):  # released when the first job's lease ends
             waited = time.monotonic() - start
-            assert json.loads((run.path / "claim.json").read_text())["pid"] == os.getpid()
+            assert json.loads((run.path / "lease.json").read_text())["pid"] == os.getpid()
         assert 0.5 < waited < 30
     finally:
         holder.kill()

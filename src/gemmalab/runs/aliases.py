@@ -13,7 +13,8 @@ from gemmalab.errors import ConfigError
 from gemmalab.model import Decoder
 from gemmalab.train.distill import load_teacher
 
-from .store import RunDir, aliases_dir, check_name, write_atomic
+from .files import write_atomic
+from .store import RunDir, aliases_dir, check_name
 
 ALIAS_PREFIX = "alias:"
 

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from .store import INTERRUPTED, NOT_STARTED, STARTED, SweepDir
+from .store import INTERRUPTED, NOT_STARTED, STARTED
+from .sweep_dir import SweepDir
 
 # Lightning's advert for its cloud logger, the accelerators a run does not have, and that a fit reached its
 # max_steps (the job's own `finished:` line says so): printed once per Trainer, nothing to act on.

@@ -1,4 +1,4 @@
-"""One job of a sweep = one run directory: the job's process keeps the books (claims the run, skips a
+"""One job of a sweep = one run directory: the job's process keeps the books (leases the run, skips a
 finished one, sets damaged files aside, picks the checkpoint to resume from, records the sweep member),
 writes what the attempt trains into the run directory, and has the run trained there: in this process,
 or, where other processes must train it (DDP ranks started by Lightning's launcher), by
@@ -29,7 +29,8 @@ from .preflight import check_same_data
 from .requeue import deferred_requeue, requeue_if_asked
 from .spec import JobSpec
 from .stops import exit_if_orphaned
-from .store import FINISHED, INTERRUPTED, NOT_STARTED, RUNNING, STARTED, RunDir, SweepDir, readable_summary
+from .store import FINISHED, INTERRUPTED, NOT_STARTED, RUNNING, STARTED, RunDir, readable_summary
+from .sweep_dir import SweepDir
 from .train_run import train_run, written_or_said
 
 
@@ -48,7 +49,7 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str) -> dict[st
         if spec.distill.enabled:
             pin_teacher(config, Path(config["run_root"]))
         run = RunDir(config["run_root"], run_identity(config))
-        with deferred_requeue(run), run.claim(group):  # one process at a time trains a run
+        with deferred_requeue(run), run.lease(group):  # one process at a time trains a run
             summary = attempt(run, spec, config, {**job, "run_id": run.run_id}, sweep)
     except (ConfigError, RunBusy) as err:  # a teacher alias that never finished; a run another process trains
         sweep.record({**job, "status": f"failed: {err}"})
@@ -66,7 +67,7 @@ def run_job(config: dict[str, Any], overrides: list[str], group: str) -> dict[st
 
 
 def attempt(run: RunDir, spec: JobSpec, config: dict[str, Any], member: dict[str, Any], sweep: SweepDir) -> dict:
-    """Under the run's claim: skip it if done, else start an attempt and have the run trained."""
+    """Under the run's lease: skip it if done, else start an attempt and have the run trained."""
     damage = run.repair_summary()
     check_same_data(run, spec.data, member["name"])  # never mix two datasets in one run
     if run.is_done() and not spec.trainer.fast_dev_run:  # a fast_dev_run (its own identity) runs every time

@@ -14,7 +14,7 @@ import time
 import torch
 from omegaconf import DictConfig
 
-from .store import SweepDir
+from .sweep_dir import SweepDir
 
 
 def jobs_at_once(launcher: DictConfig, jobs: int) -> int:

@@ -9,7 +9,8 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from .store import RunDir, append_line
+from .files import append_line
+from .store import RunDir
 
 
 def _json_value(value: Any) -> Any:

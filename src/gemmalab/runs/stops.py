@@ -14,7 +14,9 @@ import os
 import socket
 from collections.abc import Callable
 
-from .store import RunDir, SweepDir, pid_alive, process_started
+from .lease import pid_alive, process_started
+from .store import RunDir
+from .sweep_dir import SweepDir
 
 
 def launcher_of_this_worker(sweep: SweepDir) -> tuple[int, str | None] | None:

@@ -39,11 +39,13 @@ from gemmalab.train.engagement import engagement_summary, initial_val_loss, trai
 from .aliases import teacher_model
 from .console import quiet
 from .launchers import share_cores_among_ranks
+from .metrics_file import last_values, line_numbers, read_metrics
 from .metrics_logger import RunStoreLogger
 from .requeue import requeue_signal
 from .spec import JobSpec, callbacks, data_cache, train_sequences
 from .stops import stop_check
-from .store import FINISHED, INTERRUPTED, RunDir, SweepDir, last_values, line_numbers, read_metrics, readable_summary
+from .store import FINISHED, INTERRUPTED, RunDir, readable_summary
+from .sweep_dir import SweepDir
 from .wandb_logger import finish_wandb, make_wandb_logger
 
 
