@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from gemmalab.errors import ConfigError, DamagedFile
+from gemmalab.migrations import ADDED_LATER
 from gemmalab.runs.identity import BOOKKEEPING, is_under
 from gemmalab.runs.store import RUNNING, RunDir, check_name
 from gemmalab.runs.sweep_dir import SweepDir
@@ -43,7 +44,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_row(run_id: str, name: str, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"run_id": run_id, "name": name}
+    row: dict[str, Any] = {"run_id": run_id, "name": name, **ADDED_LATER}  # what a run older than a key did
     row.update({k: v for k, v in flatten(config).items() if not is_under(k, BOOKKEEPING)})
     for key, value in summary.items():
         missing = value is None or (isinstance(value, float) and not math.isfinite(value))  # W&B drops these

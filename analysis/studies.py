@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from gemmalab import scale
+from gemmalab.migrations import ADDED_LATER
 from gemmalab.model import (
     Decoder,
     attention_score_entries,
@@ -59,9 +60,9 @@ def model_of(row: pd.Series) -> Decoder:
 
 def tokens_per_step(row: pd.Series) -> int:
     """A run's tokens per optimizer step (gemmalab/scale.py), read off its flattened config."""
-    accumulate = row.get("trainer.accumulate_grad_batches")  # absent from runs older than the key: 1
+    accumulate = "trainer.accumulate_grad_batches"  # a frame not read through loaders.run_row may lack it
     return scale.tokens_per_step(int(row["data.batch_size"]), int(row["data.seq_len"]),
-                                 1 if pd.isna(accumulate) else int(accumulate))  # fmt: skip
+                                 int(row.get(accumulate, ADDED_LATER[accumulate])))  # fmt: skip
 
 
 def with_compute(table: pd.DataFrame, firsts: pd.DataFrame) -> pd.DataFrame:

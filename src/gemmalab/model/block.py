@@ -12,10 +12,12 @@ A post-norm (norm_out) starts at gain model.post_norm_init_gain (decoder.py rese
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from gemmalab.migrations import older_block_keys
 
 from .attention import Attention
 from .config import ModelConfig
@@ -47,7 +49,7 @@ class Block(nn.Module):
         self.attn_in_norm, self.attn_out_norm, self.attn_res_norm = norm(has_in), norm(has_out), norm(has_res)
         self.mlp_in_norm, self.mlp_out_norm, self.mlp_res_norm = norm(has_in), norm(has_out), norm(has_res)
         if cfg.norm == "postln":
-            self._register_load_state_dict_pre_hook(_postln_names_before_res_norm)
+            self._register_load_state_dict_pre_hook(older_block_keys)
 
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None = None
@@ -55,10 +57,3 @@ class Block(nn.Module):
         """x: (B, T, d_model) -> (B, T, d_model)."""
         x = self.attn_res_norm(x + self.attn_out_norm(self.attn(self.attn_in_norm(x), cos, sin, cache)))
         return self.mlp_res_norm(x + self.mlp_out_norm(self.mlp(self.mlp_in_norm(x))))
-
-
-def _postln_names_before_res_norm(state: dict[str, Any], prefix: str, *args: Any) -> None:
-    """Checkpoints written before norm_res existed kept postln's norm under *_out_norm: read them as they were."""
-    for sub in ("attn", "mlp"):
-        if (old := f"{prefix}{sub}_out_norm.weight") in state:
-            state[f"{prefix}{sub}_res_norm.weight"] = state.pop(old)

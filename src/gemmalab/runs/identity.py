@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+from gemmalab.migrations import ADDED_LATER
 from gemmalab.model.block import NORMS_BY_PLACEMENT
 
 # Config keys that say where results go or how a job is driven, not what is trained (callbacks watch
@@ -47,16 +48,6 @@ LABELS = ("ablation", "alias", "cascade", "scale", "tune")
 def labels(config: dict[str, Any]) -> dict[str, Any]:
     return {key: config.get(key) for key in LABELS}
 
-
-# Keys added after runs existed, with the value that reproduces what every run did before them.
-ADDED_LATER = {
-    "model.init": "shared", "model.kernels": "auto", "trainer.num_nodes": 1, "data.val_max_tokens": None,
-    "model.post_norm_init_gain": 1.0,
-    # Lightning's Trainer arguments: what a run trains on (the step's batch), what it validates on, what it
-    # records and whether it is a fast_dev_run, so each is part of what the run is
-    "trainer.accumulate_grad_batches": 1, "trainer.limit_val_batches": 1.0, "trainer.log_every_n_steps": 1,
-    "trainer.fast_dev_run": False, "trainer.overfit_batches": 0.0,
-}  # fmt: skip
 
 # Settings an attention pattern never reads: `full` has no window, `local` no local:global ratio.
 IGNORED_BY_PATTERN = {"full": ("window", "local_global_ratio", "first"), "local": ("local_global_ratio", "first")}
