@@ -367,21 +367,18 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
         if study.evaluate:
             evaluate(["--run-root", str(args.run_root), "--group", group, "--no-wandb", *study.evaluate])
         folder = out / "studies" / study.name
-        report.main(["--run-root", str(args.run_root), "--group", group, "--study", study.ablation, "--out",
-                     str(folder), "--no-wandb", "--allow-missing",
-                     *(["--no-figures"] if args.smoke and study.name not in SMOKE_FIGURES else [])])  # fmt: skip
+        frames[study.name] = frame = load_run_store(args.run_root, group)
+        written = report.written(frame, list(frame.attrs["missing"]), args.run_root, group, study.ablation, folder,
+                                 figures=not args.smoke or study.name in SMOKE_FIGURES)  # fmt: skip
         print(
             f"[paper] {study.name}: sweep {t1 - t0:.0f} s, evaluation and report {time.time() - t1:.0f} s", flush=True
         )
-        frames[study.name] = frame = load_run_store(args.run_root, group)
-        headings = [line[3:] for line in (folder / "report.md").read_text().splitlines()
-                    if line.startswith("## ") and line[3:] != report.TRAINED]  # fmt: skip
-        figures += sorted((folder / "figures").glob("*.png"))
+        figures += [p for p in written.figures if p.suffix == ".png"]
         info[study.name] = {
             "group": group, "command": " ".join(["python", *arguments(study, args.smoke, args.run_root, [])[:-2]]),
             "runs": len(frame),
             "finished": int(frame["status"].astype(str).eq("finished").sum()) if len(frame) else 0,
-            "scale": scale_of(frame if len(frame) else None), "main_table": headings[0],
+            "scale": scale_of(frame if len(frame) else None), "main_table": written.main,
             "run_ids": sorted(frame["run_id"]) if len(frame) else [],
         }  # fmt: skip
     looks = looks_up_to(args.max_seeds, FIRST_LOOK_SMOKE if args.smoke else LOOKS[0])

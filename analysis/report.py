@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -260,6 +261,129 @@ def draw(
     return figures
 
 
+@dataclass
+class Report:
+    """A sweep's report as a value: what the writers (Markdown, LaTeX, CSV, W&B) turn into files and a run."""
+
+    title: str
+    trained: list[str]  # what was trained: command, data, model, steps, seeds
+    intro: str
+    tables: dict[str, pd.DataFrame]  # the main table first
+    notes: dict[str, list[str]]  # lines under a table
+    numbers: dict[str, pd.DataFrame]  # the figures as numbers (W&B)
+    label: str  # the study's name (or "sweep"), in captions and LaTeX labels
+    group: str
+    runs: int
+    by: list[str]  # the switches that vary: the figures' hue
+    benchmarks: list[str]  # the benchmark tables of the run store (benchmarks/*.py), appended
+    ladder_fit: dict | None = None  # a ladder's fit, for the effect-across-scale figure
+    figures: list[Path] = field(default_factory=list)  # drawn after it is built (draw)
+
+    @property
+    def main(self) -> str:
+        return next(iter(self.tables))
+
+
+def build(frame: pd.DataFrame, missing: list[str], run_root: Path, group: str, study: str | None,
+          baseline_pairs: list[str], rule: SpikeRule, command: str | None) -> Report:  # fmt: skip
+    """The report of a group's runs: its tables (the study's own, the ladder's or the tuned comparison's first),
+    the notes under them (power, engagement, integrity), and its opening lines. Raises SystemExit on a
+    --baseline that names no row, or a ladder that cannot be fitted."""
+    by = varying_switches(frame)
+    baseline = check_baseline(baseline_pairs, by, group)
+    try:
+        tables = {"runs": studies.generic(frame, baseline)}
+    except ValueError as err:  # the baseline names no row, or several
+        raise SystemExit(f"error: --baseline {' '.join(baseline_pairs)}: {err}") from None
+    on_ladder = "scale.rung" in frame and frame["scale.ladder"].notna().all() and frame["scale.rung"].nunique() > 1
+    drawn = None
+    if on_ladder:  # the study across sizes: its own table would average over them
+        try:
+            tables["ladder"], tables["ladder_fit"], drawn = scaling.ladder(frame)
+        except ValueError as err:
+            raise SystemExit(f"error: group {group}: {err}") from None
+    elif study in studies.STUDY_TABLES:
+        tables[study] = studies.STUDY_TABLES[study](frame)
+    if "tune.stage" in frame and frame["tune.stage"].eq("compare").all():
+        tables["tuned"] = tuning.tuned(frame, run_root)
+    if "optim.lr" in by and study != "lr_sensitivity" and "tuned" not in tables:
+        tables["lr_sensitivity"] = studies.lr_sensitivity(frame)
+    evaluated = inference_table(frame, run_root, [b for b in by if b != "attn.window"])
+    if evaluated is not None:  # analysis/evaluate.py scored these runs at other settings
+        tables["inference_settings"] = evaluated
+    main_name = next((n for n in ("tuned", "ladder", study) if n in tables), None) or (
+        "inference_settings" if study == "window_at_inference" else "runs")  # fmt: skip
+    engaged, warnings = engagement_lines(frame, by)
+    if engaged:
+        tables["engagement"] = engagement_table(frame, by)
+    # a ladder's arms differ by size too: its power is that of one size, the largest (where its claims are read)
+    powered = frame[frame["scale.rung"] == frame["scale.rung"].max()] if on_ladder else frame
+    metrics = [QUALITY, "stability/loss_spikes", "stability/grad_norm_var"]
+    power = power_note(powered, by, metrics, QUALITY) if by else ""
+    if power and on_ladder:
+        power = f"At the ladder's largest rung ({powered['scale.rung'].iloc[0]}): {power}"
+    notes = {main_name: [power, "Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings,
+                         *integrity_notes(frame, missing, run_root)]}  # fmt: skip
+    if "inference_settings" in tables:
+        notes.setdefault("inference_settings", []).insert(0, units_note(frame))
+    rules = sorted(frame["stability/spike_rule"].dropna().unique()) if "stability/spike_rule" in frame else []
+    intro = (f"{len(frame)} runs; switches that vary: {', '.join(by) or 'none'}; seeds: "
+             f"{sorted(frame['seed'].unique().tolist())}. Cells: mean ± 95% CI half-width over finished seeds "
+             "(Student t), n; diverged and failed runs are counted, never averaged in. "
+             "Δ: difference to the baseline row ± its 95% CI, by a paired t-test over seeds where the runs pair "
+             "up (model.init=paired: same seed, same batches), else Welch's; with more than one comparison in a "
+             "table, p-values are Holm-adjusted (* p<0.05, ** p<0.01, *** p<0.001); in LaTeX, a bold mean is "
+             "better than every other row at adjusted p<0.05. "
+             f"Quality: final {QUALITY}. Loss spikes: {'; '.join(rules) or rule.describe()} (distinct events; "
+             "'not evaluable': the run is shorter than the rule's window).")  # fmt: skip
+    benchmarks = sorted((run_root / "_benchmarks").glob("*.md"))  # written by benchmarks/*.py
+    return Report(
+        f"Report: {study or 'sweep'} ({group})", what_was_trained(frame, command), intro,
+        dict(sorted(tables.items(), key=lambda kv: kv[0] != main_name)),
+        {name: [n for n in lines if n] for name, lines in notes.items()}, numeric_tables(frame, by),
+        label=study or "sweep", group=group, runs=len(frame), by=by,
+        benchmarks=[p.read_text().replace("## ", "### ", 1) for p in benchmarks], ladder_fit=drawn,
+    )  # fmt: skip
+
+
+def write(report: Report, out: Path) -> None:
+    """The report's files: each table as Markdown, LaTeX and CSV (out/tables), report.md, report.tex (and its
+    PDF where a LaTeX engine is installed)."""
+    sections = [f"# {report.title}", "", f"## {TRAINED}", "", *[f"- {line}" for line in report.trained], "",
+                report.intro, ""]  # fmt: skip
+    for name, table in report.tables.items():
+        caption = (f"{report.label}: {name}. Cells: mean ± 95% CI over finished seeds (Student t). "
+                   f"Runs: sweep group {report.group} ({report.runs} runs).")  # fmt: skip
+        markdown = write_table(out / "tables", name, table, caption, f"tab:{report.label}-{name}",
+                               report.notes.get(name, []))  # fmt: skip
+        sections += [f"## {name}", "", markdown, ""]
+    sections += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in report.figures if p.suffix == ".png"]
+    if report.benchmarks:
+        sections += ["", "## Benchmarks", "", *report.benchmarks]
+    (out / "report.md").write_text("\n".join(sections) + "\n")
+    tex = out / "report.tex"
+    tex.write_text(report_document(report.title, " ".join(report.trained).replace("`", "") + "\n\n" + report.intro,
+                                   [(n, n) for n in report.tables],
+                                   [p for p in report.figures if p.suffix == ".pdf"]))  # fmt: skip
+    print(f"[gemmalab] {build_pdf(tex)}")
+
+
+def written(frame: pd.DataFrame, missing: list[str], run_root: Path, group: str, study: str | None, out: Path,
+            rule: SpikeRule | None = None, baseline_pairs: list[str] = (), figures: bool = True) -> Report:  # fmt: skip
+    """The group's report built, its figures drawn, its files written to `out`; returned for its caller (the
+    W&B writer, the paper). `rule`: the spike rule the runs were counted with, unless given."""
+    if frame.empty:
+        raise SystemExit(f"error: group {group} has no readable runs in {run_root}"
+                         + (f" ({'; '.join(missing)})" if missing else ""))  # fmt: skip
+    rule = rule or rule_of_runs(frame)
+    report = build(frame, missing, run_root, group, study, list(baseline_pairs), rule,
+                   SweepDir(run_root, group).info().get("command"))  # fmt: skip
+    if figures:
+        report.figures = draw(frame, run_root, report.by, rule, report.ladder_fit, out / "figures")
+    write(report, out)
+    return report
+
+
 def main(argv: list[str] | None = None) -> Path | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_group_arguments(parser, required=False)
@@ -299,90 +423,16 @@ def main(argv: list[str] | None = None) -> Path | None:
         frame, missing = load(args, args.run_root, group)
     except FileNotFoundError as err:  # an unknown group: the message lists the known ones
         raise SystemExit(f"error: {err}") from None
-    if frame.empty:
-        raise SystemExit(f"error: group {group} has no readable runs in {args.run_root}"
-                         + (f" ({'; '.join(missing)})" if missing else ""))  # fmt: skip
-    if args.spike_rule:
+    if args.spike_rule and not frame.empty:
         frame = recount_spikes(frame, args.run_root, args.spike_rule)
-    rule = spike_rule(args.spike_rule) if args.spike_rule else rule_of_runs(frame)
-    rules = sorted(frame["stability/spike_rule"].dropna().unique()) if "stability/spike_rule" in frame else []
+    rule = spike_rule(args.spike_rule) if args.spike_rule else None
     out = args.out or reports_dir(args.run_root) / group
-    by = varying_switches(frame)
-    baseline = check_baseline(args.baseline, by, group)
-    try:
-        tables = {"runs": studies.generic(frame, baseline)}
-    except ValueError as err:  # the baseline names no row, or several
-        raise SystemExit(f"error: --baseline {' '.join(args.baseline)}: {err}") from None
-    on_ladder = "scale.rung" in frame and frame["scale.ladder"].notna().all() and frame["scale.rung"].nunique() > 1
-    drawn = None
-    if on_ladder:  # the study across sizes: its own table would average over them
-        try:
-            tables["ladder"], tables["ladder_fit"], drawn = scaling.ladder(frame)
-        except ValueError as err:
-            raise SystemExit(f"error: group {group}: {err}") from None
-    elif study in studies.STUDY_TABLES:
-        tables[study] = studies.STUDY_TABLES[study](frame)
-    if "tune.stage" in frame and frame["tune.stage"].eq("compare").all():
-        tables["tuned"] = tuning.tuned(frame, args.run_root)
-    if "optim.lr" in by and study != "lr_sensitivity" and "tuned" not in tables:
-        tables["lr_sensitivity"] = studies.lr_sensitivity(frame)
-    evaluated = inference_table(frame, args.run_root, [b for b in by if b != "attn.window"])
-    if evaluated is not None:  # analysis/evaluate.py scored these runs at other settings
-        tables["inference_settings"] = evaluated
-    main_name = next((n for n in ("tuned", "ladder", study) if n in tables), None) or (
-        "inference_settings" if study == "window_at_inference" else "runs")  # fmt: skip
-    engaged, warnings = engagement_lines(frame, by)
-    if engaged:
-        tables["engagement"] = engagement_table(frame, by)
-    # a ladder's arms differ by size too: its power is that of one size, the largest (where its claims are read)
-    powered = frame[frame["scale.rung"] == frame["scale.rung"].max()] if on_ladder else frame
-    metrics = [QUALITY, "stability/loss_spikes", "stability/grad_norm_var"]
-    power = power_note(powered, by, metrics, QUALITY) if by else ""
-    if power and on_ladder:
-        power = f"At the ladder's largest rung ({powered['scale.rung'].iloc[0]}): {power}"
-    notes = {main_name: [power, "Engaged: " + "; ".join(engaged) + "." if engaged else "", *warnings,
-                         *integrity_notes(frame, missing, args.run_root)]}  # fmt: skip
-    if "inference_settings" in tables:
-        notes.setdefault("inference_settings", []).insert(0, units_note(frame))
-    title = f"Report: {study or 'sweep'} ({group})"
-    intro = (f"{len(frame)} runs; switches that vary: {', '.join(by) or 'none'}; seeds: "
-             f"{sorted(frame['seed'].unique().tolist())}. Cells: mean ± 95% CI half-width over finished seeds "
-             "(Student t), n; diverged and failed runs are counted, never averaged in. "
-             "Δ: difference to the baseline row ± its 95% CI, by a paired t-test over seeds where the runs pair "
-             "up (model.init=paired: same seed, same batches), else Welch's; with more than one comparison in a "
-             "table, p-values are Holm-adjusted (* p<0.05, ** p<0.01, *** p<0.001); in LaTeX, a bold mean is "
-             "better than every other row at adjusted p<0.05. "
-             f"Quality: final {QUALITY}. Loss spikes: {'; '.join(rules) or rule.describe()} (distinct events; "
-             "'not evaluable': the run is shorter than the rule's window).")  # fmt: skip
-    trained = what_was_trained(frame, SweepDir(args.run_root, group).info().get("command"))
-    sections = [f"# {title}", "", f"## {TRAINED}", "", *[f"- {line}" for line in trained], "", intro, ""]
-    ordered = sorted(tables.items(), key=lambda kv: kv[0] != main_name)
-    for name, table in ordered:
-        caption = (f"{study or 'sweep'}: {name}. Cells: mean ± 95% CI over finished seeds (Student t). "
-                   f"Runs: sweep group {group} ({len(frame)} runs).")  # fmt: skip
-        markdown = write_table(out / "tables", name, table, caption, f"tab:{study or 'sweep'}-{name}",
-                               [n for n in notes.get(name, []) if n])  # fmt: skip
-        sections += [f"## {name}", "", markdown, ""]
-    figures = [] if args.no_figures else draw(frame, args.run_root, by, rule, drawn, out / "figures")
-    sections += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
-    benchmarks = sorted((args.run_root / "_benchmarks").glob("*.md"))  # written by benchmarks/*.py
-    if benchmarks:
-        sections += ["", "## Benchmarks", ""] + [p.read_text().replace("## ", "### ", 1) for p in benchmarks]
-    (out / "report.md").write_text("\n".join(sections) + "\n")
-    tex = out / "report.tex"
-    tex.write_text(
-        report_document(
-            title,
-            " ".join(trained).replace("`", "") + "\n\n" + intro,
-            [(n, n) for n, _ in ordered],
-            [p for p in figures if p.suffix == ".pdf"],
-        )  # fmt: skip
-    )
-    print(f"[gemmalab] {build_pdf(tex)}")
+    report = written(frame, missing, args.run_root, group, study, out, rule, args.baseline, not args.no_figures)
     if not args.no_wandb:
-        settings = wandb_settings(args, args.run_root, frame["run_id"].tolist())
-        log_to_wandb(tables, numeric_tables(frame, by), figures, settings, group, frame["run_id"].tolist(), out)
-    print(to_markdown(tables[main_name]))
+        members = frame["run_id"].tolist()
+        log_to_wandb(report.tables, report.numbers, report.figures, wandb_settings(args, args.run_root, members),
+                     group, members, out)  # fmt: skip
+    print(to_markdown(report.tables[report.main]))
     print(f"\n[gemmalab] report: {out / 'report.md'} (tables: {out / 'tables'}, figures: {out / 'figures'})")
     if missing:
         print(f"[gemmalab] {len(missing)} run(s) of group {group} are not in the report:\n  " + "\n  ".join(missing),
