@@ -31,16 +31,16 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from gemmalab.analysis import plots, report
+from gemmalab.analysis.claims import CLAIMS, NOT_EXTENDED, Claim, Evidence, extension, scale_of, seeds_for, still_open
+from gemmalab.analysis.claims import findings as findings_of
+from gemmalab.analysis.evaluate import main as evaluate
+from gemmalab.analysis.latex import PREAMBLE, build_pdf, escape, to_latex
+from gemmalab.analysis.loaders import load_run_store
+from gemmalab.analysis.sequential import LOOKS, looks_up_to, pocock_level, rule
+from gemmalab.analysis.tables import to_markdown
+from gemmalab.analysis.verdict import INCONCLUSIVE, NO_EFFECT, RULE, estimate
 
-from analysis import plots, report
-from analysis.claims import CLAIMS, NOT_EXTENDED, Claim, Evidence, extension, scale_of, seeds_for, still_open
-from analysis.claims import findings as findings_of
-from analysis.evaluate import main as evaluate
-from analysis.latex import PREAMBLE, build_pdf, escape, to_latex
-from analysis.loaders import load_run_store
-from analysis.sequential import LOOKS, looks_up_to, pocock_level, rule
-from analysis.tables import to_markdown
-from analysis.verdict import INCONCLUSIVE, NO_EFFECT, RULE, estimate
 from gemmalab.errors import ConfigError
 from gemmalab.runs.files import write_atomic
 from gemmalab.runs.preflight import Plan, validate_all_jobs

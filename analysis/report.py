@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-
-from analysis import plots, scaling, studies, tuning
-from analysis.engagement import engagement_lines, engagement_table
-from analysis.evaluate import inference_table, units_note
-from analysis.latex import build_pdf, report_document, to_latex
-from analysis.loaders import (
+from gemmalab.analysis import plots, scaling, studies, tuning
+from gemmalab.analysis.engagement import engagement_lines, engagement_table
+from gemmalab.analysis.evaluate import inference_table, units_note
+from gemmalab.analysis.latex import build_pdf, report_document, to_latex
+from gemmalab.analysis.loaders import (
     add_group_arguments,
     group_runs,
     load_run_store,
@@ -33,9 +32,10 @@ from analysis.loaders import (
     load_wandb_offline,
     resolve_latest,
 )
-from analysis.power import power_note
-from analysis.tables import QUALITY, STABILITY, aggregate, to_markdown, varying_switches
-from analysis.wandb_run import add_wandb_arguments, wandb_settings
+from gemmalab.analysis.power import power_note
+from gemmalab.analysis.tables import QUALITY, STABILITY, aggregate, to_markdown, varying_switches
+from gemmalab.analysis.wandb_run import add_wandb_arguments, wandb_settings
+
 from gemmalab.runs.metrics_file import line_numbers
 from gemmalab.runs.store import SWEEPS, RunDir, reports_dir
 from gemmalab.runs.sweep_dir import SweepDir

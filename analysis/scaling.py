@@ -88,7 +88,7 @@ def gemma2_parameters() -> dict[str, int]:
 
 def ladder(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(per-rung table, fit and extrapolation table, what the figure draws)."""
-    from analysis.studies import model_of
+    from gemmalab.analysis.studies import model_of
 
     keys = arms_of(frame)
     shown = without_ignored(frame[keys]).astype(str)

@@ -15,9 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis.loaders import add_group_arguments, group_runs, resolve_latest
-from analysis.tables import QUALITY
-from analysis.wandb_run import add_wandb_arguments, wandb_settings
+from gemmalab.analysis.loaders import add_group_arguments, group_runs, resolve_latest
+from gemmalab.analysis.tables import QUALITY
+from gemmalab.analysis.wandb_run import add_wandb_arguments, wandb_settings
+
 from gemmalab.runs.files import write_atomic
 from gemmalab.runs.store import RunDir, reports_dir
 from gemmalab.runs.sweep_dir import SweepDir

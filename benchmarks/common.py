@@ -99,7 +99,7 @@ class SavedActivations:
 
 def write_results(name: str, table: pd.DataFrame, meta: dict, out_dir: Path) -> Path:
     """<out_dir>/<name>.{csv,md,json}: what analysis/report.py and the README quote."""
-    from analysis.tables import to_markdown
+    from gemmalab.analysis.tables import to_markdown
 
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / f"{name}.csv", index=False)

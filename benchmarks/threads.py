@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.harness_overhead import QUIET, REPO, run_phases, timed
+from gemmalab.benchmarks.harness_overhead import QUIET, REPO, run_phases, timed
 
 SETTINGS = {  # name: the environment the run's process starts with
     "1 thread": {"OMP_NUM_THREADS": "1"},

@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
-
-from benchmarks.common import (
+from gemmalab.benchmarks.common import (
     SavedActivations,
     interleaved_seconds,
     machine,
@@ -25,6 +24,7 @@ from benchmarks.common import (
     square_matmul,
     write_results,
 )
+
 from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig
 
 

@@ -6,10 +6,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from analysis.claims import CLAIMS, HIGHER, LOWER, Arm, Claim, Contrast, Evidence, findings
-from analysis.loaders import HEADLINE_KEYS, HEADLINE_PREFIXES
-from analysis.verdict import (
+from gemmalab.analysis.claims import CLAIMS, HIGHER, LOWER, Arm, Claim, Contrast, Evidence, findings
+from gemmalab.analysis.loaders import HEADLINE_KEYS, HEADLINE_PREFIXES
+from gemmalab.analysis.verdict import (
     CONTRADICTED,
     EQUIVALENT,
     INCONCLUSIVE,

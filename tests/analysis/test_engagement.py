@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from analysis.engagement import engagement_lines, engagement_table
+from gemmalab.analysis.engagement import engagement_lines, engagement_table
 
 
 def frame(attn_share: list[float], softcap_attn: list[float | None]) -> pd.DataFrame:

@@ -7,9 +7,8 @@ import subprocess
 
 import pandas as pd
 import pytest
-
-from analysis.latex import PREAMBLE, escape, to_latex
-from analysis.tables import aggregate, display
+from gemmalab.analysis.latex import PREAMBLE, escape, to_latex
+from gemmalab.analysis.tables import aggregate, display
 
 SPECIAL = r"a~15 $x$ {y} ^2 #3 & 50% under_score back\slash <a|b>"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from analysis.loaders import load_run_store
+from gemmalab.analysis.loaders import load_run_store
+
 from gemmalab.runs.job import run_job
 from gemmalab.runs.sweep_dir import SweepDir
 

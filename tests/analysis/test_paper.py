@@ -2,12 +2,11 @@ import json
 import subprocess
 
 import pytest
-
-from analysis import paper
-from analysis.claims import CLAIMS
-from analysis.loaders import load_run_store
-from analysis.sequential import pocock_level
-from analysis.tables import to_markdown
+from gemmalab.analysis import paper
+from gemmalab.analysis.claims import CLAIMS
+from gemmalab.analysis.loaders import load_run_store
+from gemmalab.analysis.sequential import pocock_level
+from gemmalab.analysis.tables import to_markdown
 
 from ..conftest import REPO
 

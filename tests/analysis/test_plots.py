@@ -6,8 +6,7 @@ import io
 import logging
 
 import matplotlib.pyplot as plt
-
-from analysis import plots
+from gemmalab.analysis import plots
 
 
 def test_a_pdf_figure_logs_nothing_under_a_root_logger_at_info(tmp_path):

@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from analysis.power import (
+from gemmalab.analysis.power import (
     detectable_by_test,
     min_detectable_difference,
     paired_power,

@@ -7,10 +7,9 @@ import math
 
 import numpy as np
 import pytest
-
-from analysis import plots, power, report, scaling
-from analysis.loaders import load_run_store
-from analysis.tables import QUALITY
+from gemmalab.analysis import plots, power, report, scaling
+from gemmalab.analysis.loaders import load_run_store
+from gemmalab.analysis.tables import QUALITY
 
 X = np.log10([3.1e4, 1.04e5, 2.9e5, 9.85e5])  # the cpu ladder's non-embedding parameters
 

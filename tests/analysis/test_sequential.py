@@ -2,9 +2,15 @@ import math
 
 import numpy as np
 import pytest
-
-from analysis.power import paired_power
-from analysis.sequential import LOOKS, looks_up_to, pocock_level, seeds_needed, simulate_false_positives, smallest_p
+from gemmalab.analysis.power import paired_power
+from gemmalab.analysis.sequential import (
+    LOOKS,
+    looks_up_to,
+    pocock_level,
+    seeds_needed,
+    simulate_false_positives,
+    smallest_p,
+)
 
 STUDIES = 100_000  # fresh simulated studies with no effect: the rate's standard error is ~0.0007
 

@@ -6,12 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
-
-from analysis import studies
-from analysis.latex import to_latex
-from analysis.loaders import load_run_store
-from analysis.tables import (
+from gemmalab.analysis import studies
+from gemmalab.analysis.latex import to_latex
+from gemmalab.analysis.loaders import load_run_store
+from gemmalab.analysis.tables import (
     aggregate,
     compare_to_baseline,
     display,
@@ -21,6 +19,7 @@ from analysis.tables import (
     to_markdown,
     varying_switches,
 )
+from scipy import stats
 
 
 def finished(val_loss: float, spikes: int = 0, grad_var: float = 1.0) -> dict:

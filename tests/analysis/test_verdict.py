@@ -3,10 +3,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from analysis.claims import CLAIMS, Evidence, contrast, finding, findings
-from analysis.tables import holm
-from analysis.verdict import (
+from gemmalab.analysis.claims import CLAIMS, Evidence, contrast, finding, findings
+from gemmalab.analysis.tables import holm
+from gemmalab.analysis.verdict import (
     CONTRADICTED,
     INCONCLUSIVE,
     NO_EFFECT,
