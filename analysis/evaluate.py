@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+
 from gemmalab.analysis.loaders import add_group_arguments, group_runs, resolve_latest
 from gemmalab.analysis.tables import aggregate, display
 from gemmalab.analysis.wandb_run import add_wandb_arguments, wandb_settings
-
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.errors import ConfigError, DamagedFile
 from gemmalab.model import Decoder

@@ -19,28 +19,23 @@ import argparse
 import importlib.util
 import json
 import math
-import os
-import platform
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
-from gemmalab.analysis import plots, report
+
+from gemmalab.analysis import paper_text, report
 from gemmalab.analysis.claims import CLAIMS, NOT_EXTENDED, Claim, Evidence, extension, scale_of, seeds_for, still_open
 from gemmalab.analysis.claims import findings as findings_of
 from gemmalab.analysis.evaluate import main as evaluate
-from gemmalab.analysis.latex import PREAMBLE, build_pdf, escape, to_latex
 from gemmalab.analysis.loaders import load_run_store
+from gemmalab.analysis.paper_text import ROOT
 from gemmalab.analysis.sequential import LOOKS, looks_up_to, pocock_level, rule
 from gemmalab.analysis.tables import to_markdown
-from gemmalab.analysis.verdict import INCONCLUSIVE, NO_EFFECT, RULE, estimate
-
+from gemmalab.analysis.verdict import INCONCLUSIVE, NO_EFFECT, RULE
 from gemmalab.errors import ConfigError
 from gemmalab.runs.files import write_atomic
 from gemmalab.runs.preflight import Plan, validate_all_jobs
@@ -48,10 +43,6 @@ from gemmalab.runs.store import RunDir, reports_dir
 from gemmalab.runs.sweep_dir import SweepDir
 from gemmalab.schema import WANDB_MODES, LoggerConfig
 from gemmalab.tune import TuneConfig
-
-ROOT = Path(__file__).resolve().parent.parent  # the checkout: sweep.py, conf/, README.md
-PER_SEED = "findings_per_seed"  # the per-seed figure, beside findings.md and FINDINGS.md
-README_BEGIN, README_END = "<!-- findings: begin (python analysis/paper.py --publish .) -->", "<!-- findings: end -->"
 
 
 @dataclass(frozen=True)
@@ -165,15 +156,9 @@ class Progress:
             self.trained, self.seconds = self.trained + before - after, self.seconds + seconds
 
 
-def git(*args: str, repo: Path = ROOT) -> str | None:
-    """git's output in the repository, None where it fails (not a checkout, no git)."""
-    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def check_publishable(repo: Path = ROOT) -> None:
     """--publish writes findings that name a commit: refused (one line) unless the code is that commit."""
-    changed = git("status", "--porcelain", repo=repo)
+    changed = paper_text.git("status", "--porcelain", repo=repo)
     if changed is None:
         raise SystemExit(f"error: --publish needs a git checkout ({repo} is not one): findings name the commit "
                          "that reproduces them")  # fmt: skip
@@ -182,116 +167,6 @@ def check_publishable(repo: Path = ROOT) -> None:
         raise SystemExit(f"error: --publish needs a clean working tree, and {len(files)} file(s) differ from the "
                          f"commit ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''}) (allowed: commit or "
                          "stash them first, so the published findings name a commit that reproduces them)")  # fmt: skip
-
-
-def stamp(frames: dict[str, pd.DataFrame], started: float, smoke: bool) -> list[str]:
-    """What the paper was run on: commit, machine, Python, torch, data, wall time, runs and their scale."""
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
-    runs = pd.concat([f for f in frames.values() if not f.empty], ignore_index=True) if frames else pd.DataFrame()
-    fingerprints = sorted(runs["data/fingerprint"].dropna().astype(str).unique()) if "data/fingerprint" in runs else []
-    training = runs.drop_duplicates("run_id")["wall_seconds"].sum() if "wall_seconds" in runs else float("nan")
-    lines = [
-        f"- commit: {git('rev-parse', '--short=12', 'HEAD') or 'unknown'}{dirty}",
-        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
-        f"{'CUDA: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}. The machine is "
-        "part of the noise: a run is bitwise reproducible on this machine, not on another (one seed of a ladder "
-        "rung moved 0.086 nats between two machines of the same kind, about the seed SD): compare per-seed "
-        "values across machines as new seeds, not as the same ones",
-        f"- Python {platform.python_version()}, torch {torch.__version__}",
-        f"- data fingerprints: {', '.join(fingerprints) or '–'}",
-        f"- this invocation: {(time.time() - started) / 60:.1f} min wall time; training time of the runs read "
-        f"(their own wall_seconds, summed): {training / 60:.1f} min over {len(runs.drop_duplicates('run_id'))} runs",
-    ]  # fmt: skip
-    if left_out := [s.name for s in STUDIES if s.name not in frames]:
-        lines.insert(0, f"- **PARTIAL**: --only left out {', '.join(left_out)}; their claims read `not measured (the "
-                        "study has no runs)`")  # fmt: skip
-    if smoke:
-        lines.insert(0, "- **SMOKE RUN**: tiny model, a few steps, 2 seeds. Its verdicts exercise the pipeline; "
-                        "they are not findings.")  # fmt: skip
-    return lines
-
-
-P_COLUMN = "p (Holm-adjusted in its family)"
-SEEDS_COLUMN = "seeds (looks; why it stopped)"
-
-
-def verdict_table(findings: list[dict]) -> pd.DataFrame:
-    """One row per claim, as a reader reads it."""
-    rows = []
-    for f in findings:
-        if f["value"] is None:
-            measured = "–"
-        elif f["n"] is None and not f["ci"]:
-            measured = f"{f['value']:.4g} (exact)"
-        else:
-            measured = estimate(f["value"], f["ci"]) + (f" (n={f['n']}, {f['test']})" if f["n"] else "")
-        gauge = f["gauge"]
-        rows.append({
-            "claim": f"{f['claim']} [{f['source']}]", "quantity": f["quantity"],
-            "claimed": f["claimed"] + (f" (d = {f['margin']:g})" if f.get("margin") else ""),
-            "measured (95% CI)": measured + (f"; 90% CI ±{f['ci90']:.2g}" if f.get("ci90") and f.get("judged_by", "")
-                                             .startswith("90%") else ""),  # fmt: skip
-            "detectable": "–" if f["detectable"] is None else f"±{f['detectable']:.3g}",
-            P_COLUMN: "–" if f.get("p") is None else f"{f['p']:.2g}" + (
-                "" if f.get("p_holm") is None else f" ({f['p_holm']:.2g})"),  # fmt: skip
-            "engagement": "–" if gauge is None else f"{gauge['value']:.3g} (needs {gauge['threshold']:g})",
-            "verdict": f["verdict"], SEEDS_COLUMN: looks_of(f),
-            "study (scale)": f"{f['study']} ({f['scale']})",
-        })  # fmt: skip
-    table = pd.DataFrame(rows)
-    # findings published before p-values or looks were recorded have none to show
-    absent = [c for c, key in ((P_COLUMN, "p"), (SEEDS_COLUMN, "stopped")) if all(f.get(key) is None for f in findings)]
-    return table.drop(columns=absent)
-
-
-def looks_of(finding: dict) -> str:
-    """`3 -> 5 -> 8; open at the maximum ...`: the seeds of each look the claim took, and why it stopped."""
-    looks = [str(look["seeds"]) for look in finding.get("looks", []) if look["seeds"]]
-    return f"{' -> '.join(dict.fromkeys(looks)) or '–'}; {finding.get('stopped')}"
-
-
-def readme_block(findings: dict) -> str:
-    """The README's findings: one line per claim from findings.json (the test compares the two)."""
-    lines = [README_BEGIN, "", "| claim | measured | verdict |", "|---|---|---|"]
-    for f in findings["claims"]:
-        measured = "–" if f["value"] is None else f"{f['value']:.4g}"
-        if f["value"] is not None and f["ci"]:
-            measured = estimate(f["value"], f["ci"])
-        lines.append(f"| {f['claim']} ({f['source']}) | {measured} | {f['verdict']} |")
-    return "\n".join([*lines, "", README_END])
-
-
-def study_sections(out: Path, findings: dict) -> tuple[list[str], list[str]]:
-    """Markdown and LaTeX sections: each study's main table (its report's first) and figures."""
-    md, tex = [], []
-    for name, info in findings["studies"].items():
-        folder = out / "studies" / name
-        table = info.get("main_table")
-        md += [f"## {name}", "", f"`{info['command']}` ({info['runs']} runs, {info['scale']})", ""]
-        tex += [rf"\subsection*{{{escape(name)}}}", escape(f"{info['command']} ({info['runs']} runs, {info['scale']})")]
-        if table and (folder / "tables" / f"{table}.md").exists():
-            md += [(folder / "tables" / f"{table}.md").read_text(), ""]
-            tex += [rf"\input{{studies/{name}/tables/{table}.tex}}"]
-        figures = sorted((folder / "figures").glob("*.png"))
-        md += [f"![{p.stem}](studies/{name}/figures/{p.name})" for p in figures] + [""]
-        tex += [rf"\includegraphics[width=\linewidth]{{studies/{name}/figures/{p.stem}.pdf}}" for p in figures
-                if p.with_suffix(".pdf").exists()] + [r"\clearpage"]  # fmt: skip
-    return md, tex
-
-
-def log_paper(
-    findings: dict, table: pd.DataFrame, figures: list[Path], out: Path, group: str, settings: dict[str, str | None]
-) -> None:
-    """One W&B report run in the paper's group: the verdicts as a numeric table, every figure as an image."""
-    numbers = pd.DataFrame([{
-        "id": f["id"], "topic": f["topic"], "source": f["source"], "claimed": f["claimed"], "study": f["study"],
-        "value": f["value"], "ci": f["ci"], "n": f["n"], "detectable": f["detectable"],
-        "engagement": (f["gauge"] or {}).get("value"), "engagement_threshold": (f["gauge"] or {}).get("threshold"),
-        "verdict": f["verdict"]} for f in findings["claims"]])  # fmt: skip
-    numeric = ("value", "ci", "n", "detectable", "engagement", "engagement_threshold")
-    numbers = numbers.astype({c: float for c in numeric})
-    members = sorted({i for info in findings["studies"].values() for i in info["run_ids"]})
-    report.log_to_wandb({"verdicts": table}, {"verdicts": numbers}, figures, settings, group, members, out)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -388,32 +263,16 @@ def run_paper(args: argparse.Namespace, extra: list[str], studies: list[Study], 
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(findings, indent=1, sort_keys=True) + "\n"
     write_atomic(out / "findings.json", text)
-    table = verdict_table(findings["claims"])
-    head = stamp(frames, started, args.smoke)
-    title = "gemmalab: Gemma 2's ideas, measured" + (" (smoke run: not findings)" if args.smoke else "")
-    md_sections, tex_sections = study_sections(out, findings)
-    strips = plots.per_seed_values(findings["claims"], out)  # findings_per_seed.png / .pdf
-    shown = ["", "Every value behind each verdict, per seed (findings.json's `per_seed`):", "",
-             f"![per-seed values]({PER_SEED}.png)", ""] if strips else []  # fmt: skip
-    findings_md = "\n".join([f"# {title}", "", *head, "", "## Verdicts", "", to_markdown(table), "", findings["rule"],
-                             *shown, ""])  # fmt: skip
-    write_atomic(out / "findings.md", findings_md)
-    write_atomic(out / "paper.md", findings_md + "\n" + "\n".join(md_sections) + "\n")
-    tex = out / "paper.tex"
-    write_atomic(tex, "\n".join([PREAMBLE, r"\begin{document}", rf"\section*{{{escape(title)}}}",
-                                 escape(" ".join(h.lstrip("- ") for h in head)), r"\subsection*{Verdicts}",
-                                 to_latex(table, "Every claim, its measurement and its verdict.", "tab:verdicts",
-                                          [findings["rule"]]),
-                                 *([rf"\includegraphics[width=\linewidth]{{{PER_SEED}.pdf}}"] if strips else []),
-                                 r"\clearpage", *tex_sections, r"\end{document}", ""]))  # fmt: skip
-    print(f"[paper] {build_pdf(tex)}")
+    table, findings_md, strips = paper_text.write_paper(out, findings, frames, started, args.smoke,
+                                                        [x.name for x in STUDIES if x.name not in frames])  # fmt: skip
     if args.wandb_mode != "disabled":
         settings = {"project": args.project, "entity": args.entity, "mode": args.wandb_mode}
-        log_paper(findings, table, figures, out / "wandb", "paper-smoke" if args.smoke else "paper", settings)
+        group = "paper-smoke" if args.smoke else "paper"
+        paper_text.log_paper(findings, table, figures, out / "wandb", group, settings)
     if args.publish:
-        publish(args.publish, text, findings_md, findings, strips[:1])
+        paper_text.publish(args.publish, text, findings_md, findings, strips[:1])
     print(to_markdown(table[["claim", "measured (95% CI)", "verdict"]]))
-    print(f"\n[paper] {out / 'paper.md'} (findings: {out / 'findings.json'}; tex: {tex})")
+    print(f"\n[paper] {out / 'paper.md'} (findings: {out / 'findings.json'}; tex: {out / 'paper.tex'})")
     return out
 
 
@@ -470,20 +329,6 @@ def stopped(claim: Claim, row: dict, looks: tuple[int, ...], over_budget: bool) 
     if over_budget:
         return f"open at {row['n']} seeds: the time budget (--budget-min) ended the looks{would}"
     return f"open at the maximum ({row['n']} seeds, looks at {', '.join(map(str, looks))}){would}"
-
-
-def publish(where: Path, text: str, findings_md: str, findings: dict, figures: list[Path] = ()) -> None:
-    """FINDINGS.md, findings.json and the per-seed figure beside the README, and the README's findings block
-    rewritten from them."""
-    write_atomic(where / "findings.json", text)
-    write_atomic(where / "FINDINGS.md", findings_md)
-    for figure in figures:
-        shutil.copyfile(figure, where / figure.name)
-    readme = where / "README.md"
-    if readme.exists() and README_BEGIN in (body := readme.read_text()):
-        start, end = body.index(README_BEGIN), body.index(README_END) + len(README_END)
-        write_atomic(readme, body[:start] + readme_block(findings) + body[end:])
-    print(f"[paper] published: {where / 'FINDINGS.md'}, {where / 'findings.json'}, {readme}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+
 from gemmalab.analysis import plots, scaling, studies, tuning
 from gemmalab.analysis.engagement import engagement_lines, engagement_table
 from gemmalab.analysis.evaluate import inference_table, units_note
@@ -35,7 +36,6 @@ from gemmalab.analysis.loaders import (
 from gemmalab.analysis.power import power_note
 from gemmalab.analysis.tables import QUALITY, STABILITY, aggregate, to_markdown, varying_switches
 from gemmalab.analysis.wandb_run import add_wandb_arguments, wandb_settings
-
 from gemmalab.runs.metrics_file import line_numbers
 from gemmalab.runs.store import SWEEPS, RunDir, reports_dir
 from gemmalab.runs.sweep_dir import SweepDir

@@ -18,7 +18,6 @@ from pathlib import Path
 from gemmalab.analysis.loaders import add_group_arguments, group_runs, resolve_latest
 from gemmalab.analysis.tables import QUALITY
 from gemmalab.analysis.wandb_run import add_wandb_arguments, wandb_settings
-
 from gemmalab.runs.files import write_atomic
 from gemmalab.runs.store import RunDir, reports_dir
 from gemmalab.runs.sweep_dir import SweepDir

@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from gemmalab.benchmarks.common import machine, median, write_results
 
+from gemmalab.benchmarks.common import machine, median, write_results
 from gemmalab.data import DataConfig, LMDataModule
 from gemmalab.data.cache import load_tokenizer, token_cache
 from gemmalab.data.embedded import stdlib_files

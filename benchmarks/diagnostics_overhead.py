@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from gemmalab.benchmarks.common import interleaved_seconds, machine, median, paired_ratio, write_results
 
+from gemmalab.benchmarks.common import interleaved_seconds, machine, median, paired_ratio, write_results
 from gemmalab.model import Decoder, preset
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from gemmalab.benchmarks.common import machine, sync, write_results
 
+from gemmalab.benchmarks.common import machine, sync, write_results
 from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig, count_parameters
 from gemmalab.model.config import KV_KINDS
 from gemmalab.model.kv_cache import DecoderCache

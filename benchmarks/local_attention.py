@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from gemmalab.benchmarks.common import SavedActivations, machine, seconds_per_call, write_results
 
+from gemmalab.benchmarks.common import SavedActivations, machine, seconds_per_call, write_results
 from gemmalab.model import AttnConfig, ModelConfig, SoftcapConfig
 from gemmalab.model.attention import Attention
 from gemmalab.model.backends import attend_sequence, resolve_backend

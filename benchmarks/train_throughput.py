@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
+
 from gemmalab.benchmarks.common import (
     SavedActivations,
     interleaved_seconds,
@@ -24,7 +25,6 @@ from gemmalab.benchmarks.common import (
     square_matmul,
     write_results,
 )
-
 from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig
 
 

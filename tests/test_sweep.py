@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gemmalab.analysis import report
-from gemmalab.analysis.loaders import load_run_store
 from omegaconf import OmegaConf
 
+from gemmalab.analysis import report
+from gemmalab.analysis.loaders import load_run_store
 from gemmalab.errors import ConfigError, RunBusy
 from gemmalab.runs.console import closing_summary
 from gemmalab.runs.identity import run_identity

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from gemmalab.analysis import report
 
+from gemmalab.analysis import report
 from gemmalab.runs.store import RunDir
 from gemmalab.runs.sweep_dir import SweepDir
 from gemmalab.train.checkpoints import load_checkpoint

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import yaml
+
 from gemmalab.analysis import report
 from gemmalab.analysis.loaders import load_run_store
-
 from gemmalab.runs.store import RunDir
 from gemmalab.runs.sweep_dir import SweepDir
 from gemmalab.tune import arm_key, choose, lr_grid

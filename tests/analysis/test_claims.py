@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
 from gemmalab.analysis.claims import CLAIMS, HIGHER, LOWER, Arm, Claim, Contrast, Evidence, findings
 from gemmalab.analysis.loaders import HEADLINE_KEYS, HEADLINE_PREFIXES
 from gemmalab.analysis.verdict import (

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from gemmalab.analysis.engagement import engagement_lines, engagement_table
 
 

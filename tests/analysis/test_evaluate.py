@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from gemmalab.analysis import evaluate, report
 
+from gemmalab.analysis import evaluate, report
 from gemmalab.runs.job import run_job
 
 from ..conftest import TINY, wandb_run_record

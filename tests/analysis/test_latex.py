@@ -7,6 +7,7 @@ import subprocess
 
 import pandas as pd
 import pytest
+
 from gemmalab.analysis.latex import PREAMBLE, escape, to_latex
 from gemmalab.analysis.tables import aggregate, display
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from gemmalab.analysis.loaders import load_run_store
-
 from gemmalab.runs.job import run_job
 from gemmalab.runs.sweep_dir import SweepDir
 

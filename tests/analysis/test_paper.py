@@ -2,7 +2,8 @@ import json
 import subprocess
 
 import pytest
-from gemmalab.analysis import paper
+
+from gemmalab.analysis import paper, paper_text
 from gemmalab.analysis.claims import CLAIMS
 from gemmalab.analysis.loaders import load_run_store
 from gemmalab.analysis.sequential import pocock_level
@@ -91,9 +92,10 @@ def test_the_readmes_findings_are_the_committed_findings_file():
     findings = json.loads((REPO / "findings.json").read_text())
     assert findings["smoke"] is False and len(findings["claims"]) == len(CLAIMS)
     readme = (REPO / "README.md").read_text()
-    block = readme[readme.index(paper.README_BEGIN) : readme.index(paper.README_END) + len(paper.README_END)]
-    assert block == paper.readme_block(findings)  # python analysis/paper.py --publish . rewrites both
-    assert to_markdown(paper.verdict_table(findings["claims"])) in (REPO / "FINDINGS.md").read_text()
+    begin, end = paper_text.README_BEGIN, paper_text.README_END
+    block = readme[readme.index(begin) : readme.index(end) + len(end)]
+    assert block == paper_text.readme_block(findings)  # python analysis/paper.py --publish . rewrites both
+    assert to_markdown(paper_text.verdict_table(findings["claims"])) in (REPO / "FINDINGS.md").read_text()
 
 
 def test_publish_is_refused_on_a_working_tree_that_differs_from_its_commit(tmp_path):

@@ -6,6 +6,7 @@ import io
 import logging
 
 import matplotlib.pyplot as plt
+
 from gemmalab.analysis import plots
 
 

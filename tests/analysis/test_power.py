@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
 from gemmalab.analysis.power import (
     detectable_by_test,
     min_detectable_difference,

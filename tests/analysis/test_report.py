@@ -11,9 +11,9 @@ import subprocess
 
 import pandas as pd
 import pytest
+
 from gemmalab.analysis import report
 from gemmalab.analysis.loaders import load_run_store, load_wandb_offline
-
 from gemmalab.runs.job import run_job
 from gemmalab.runs.store import RunDir
 from gemmalab.runs.sweep_dir import SweepDir

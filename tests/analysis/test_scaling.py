@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from gemmalab.analysis import plots, power, report, scaling
 from gemmalab.analysis.loaders import load_run_store
 from gemmalab.analysis.tables import QUALITY

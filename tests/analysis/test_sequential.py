@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from gemmalab.analysis.power import paired_power
 from gemmalab.analysis.sequential import (
     LOOKS,

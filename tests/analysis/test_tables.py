@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
+
 from gemmalab.analysis import studies
 from gemmalab.analysis.latex import to_latex
 from gemmalab.analysis.loaders import load_run_store
@@ -19,7 +21,6 @@ from gemmalab.analysis.tables import (
     to_markdown,
     varying_switches,
 )
-from scipy import stats
 
 
 def finished(val_loss: float, spikes: int = 0, grad_var: float = 1.0) -> dict:

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
 from gemmalab.analysis.claims import CLAIMS, Evidence, contrast, finding, findings
 from gemmalab.analysis.tables import holm
 from gemmalab.analysis.verdict import (

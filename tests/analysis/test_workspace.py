@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from gemmalab.analysis import workspace
 
+from gemmalab.analysis import workspace
 from gemmalab.runs.sweep_dir import SweepDir
 
 

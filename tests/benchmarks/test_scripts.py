@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from gemmalab.benchmarks import data_pipeline, diagnostics_overhead, inference, local_attention, train_throughput
 
 
@@ -60,7 +61,6 @@ def test_data_pipeline_benchmark_builds_both_caches_and_times_the_loader(tmp_pat
 def test_the_overhead_benchmarks_bare_loop_reproduces_the_runs_losses(tmp_path):
     """The harness benchmark compares a run against a bare loop of the same math: the same losses, exactly."""
     from gemmalab.benchmarks import harness_overhead
-
     from gemmalab.runs.job import run_job
     from gemmalab.runs.store import RunDir
 
