@@ -15,13 +15,15 @@ from gemmalab.runs.store import RunDir
 from gemmalab.train import LMModule, OptimConfig, TrainerConfig, fit
 from gemmalab.train.module import evaluate
 
+BRIEF = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)  # train_briefly's data
+
 
 def train_briefly(
     tmp_path, optim: OptimConfig, steps: int = 1, stats_every: int = 1, val_every: int | None = None,
     precision: str = "32-true",
 ):  # fmt: skip
     L.seed_everything(0, verbose=False)
-    data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
+    data = BRIEF
     trainer_cfg = TrainerConfig(max_steps=steps, val_every=val_every or steps, ckpt_every=steps,
                                 stats_every=stats_every, progress_bar=False, precision=precision)  # fmt: skip
     module = LMModule(preset("tiny"), optim, trainer_cfg)
@@ -53,39 +55,54 @@ def test_logged_grad_norm_is_the_total_norm_before_clipping(tmp_path, grad_clip)
     assert logged > 1e-3  # so with grad_clip=1e-3 the clipping did bite
 
 
-def test_every_step_logs_the_training_signals(tmp_path):
-    _, _, metrics, _ = train_briefly(tmp_path, OptimConfig(warmup_steps=2), steps=4)
-    for step in range(4):
+@pytest.fixture(scope="module")
+def five_steps(tmp_path_factory):
+    """One fit shared by the tests that only read it: 5 steps, 2 of warmup, stats every 2nd step, validation
+    after step 3 (and at the end: 5 is no multiple of 3)."""
+    root = tmp_path_factory.mktemp("five_steps")
+    module, initial, metrics, _ = train_briefly(root, OptimConfig(warmup_steps=2), steps=5, stats_every=2,
+                                                val_every=3)  # fmt: skip
+    return root, module, initial, metrics
+
+
+def validation_batch(root, steps: int) -> dict:
+    """The one validation batch of train_briefly's data."""
+    (batch,) = LMDataModule(BRIEF, 0, steps, 256, root).val_dataloader()
+    return batch
+
+
+def test_every_step_logs_the_training_signals(five_steps):
+    _, _, _, metrics = five_steps
+    for step in range(5):
         assert {"train/loss", "train/grad_norm", "train/lr", "train/tokens_per_sec"} <= metrics[step].keys()
-        assert {"attn/max_logit/layer_0", "attn/max_logit/layer_1", "output/log_z"} <= metrics[step].keys()
-    assert [metrics[s]["train/lr"] for s in range(4)] == pytest.approx([1.5e-3, 3e-3, 3e-3, 3e-3 * 0.1])
+    # warmup over 2 steps, then cosine to 0.1 of the peak at the last step
+    assert [metrics[s]["train/lr"] for s in range(5)] == pytest.approx([1.5e-3, 3e-3, 3e-3, 1.65e-3, 3e-4])
     validated = [s for s in metrics if "val/loss" in metrics[s]]
     assert validated and metrics[validated[-1]]["val/ppl"] == pytest.approx(
         math.exp(metrics[validated[-1]]["val/loss"])
     )
 
 
-def test_signals_measured_every_k_steps_appear_only_on_those_steps(tmp_path):
-    _, _, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=5, stats_every=2)
-    assert [s for s in range(5) if "attn/max_logit/layer_0" in metrics[s]] == [0, 2, 4]
+def test_signals_measured_every_k_steps_appear_only_on_those_steps(five_steps):
+    _, _, _, metrics = five_steps
+    for signal in ("attn/max_logit/layer_0", "attn/max_logit/layer_1", "output/log_z"):
+        assert [s for s in range(5) if signal in metrics[s]] == [0, 2, 4], signal
     assert metrics[0]["attn/max_logit/layer_0"] != metrics[2]["attn/max_logit/layer_0"]
 
 
-def test_validation_loss_is_logged_at_initialisation(tmp_path):
-    module, initial, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=2)
-    data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
-    (batch,) = LMDataModule(data, 0, 2, 256, tmp_path).val_dataloader()
+def test_validation_loss_is_logged_at_initialisation(five_steps):
+    root, _, initial, metrics = five_steps
+    batch = validation_batch(root, 5)
     with torch.no_grad():
         expected = F.cross_entropy(initial(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
     assert metrics[0]["val/loss"] == pytest.approx(expected.item(), rel=1e-6)
 
 
-def test_the_final_weights_are_validated_when_the_last_step_is_not_a_validation_step(tmp_path):
-    module, _, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=5, val_every=3)
+def test_the_final_weights_are_validated_when_the_last_step_is_not_a_validation_step(five_steps):
+    root, module, _, metrics = five_steps
     validated = sorted(s for s in metrics if "val/loss" in metrics[s])
     assert validated == [0, 2, 4]  # init, after step 3, after step 5 (Lightning's index: step - 1)
-    data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
-    (batch,) = LMDataModule(data, 0, 5, 256, tmp_path).val_dataloader()
+    batch = validation_batch(root, 5)
     with torch.no_grad():
         expected = F.cross_entropy(module.model(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
     assert metrics[4]["val/loss"] == pytest.approx(expected.item(), rel=1e-6)
@@ -107,8 +124,7 @@ def test_z_loss_adds_the_log_z_penalty(tmp_path):
 
 def test_the_initial_validation_loss_keeps_its_own_record_when_validating_every_step(tmp_path):
     _, initial, metrics, _ = train_briefly(tmp_path, OptimConfig(), steps=3, val_every=1)
-    data = DataConfig(seq_len=16, batch_size=2, val_batches=1, max_tokens=50_000)
-    (batch,) = LMDataModule(data, 0, 3, 256, tmp_path).val_dataloader()
+    batch = validation_batch(tmp_path, 3)
     with torch.no_grad():
         expected = F.cross_entropy(initial(batch["input_ids"]).flatten(0, 1), batch["targets"].flatten())
     assert metrics[0]["val/loss_init"] == pytest.approx(expected.item(), rel=1e-6)
