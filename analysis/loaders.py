@@ -20,16 +20,8 @@ import pandas as pd
 from gemmalab.errors import ConfigError, DamagedFile
 from gemmalab.migrations import ADDED_LATER
 from gemmalab.runs.identity import BOOKKEEPING, is_under
-from gemmalab.runs.store import RUNNING, RunDir, check_name
+from gemmalab.runs.store import RUNNING, RunDir, check_name, is_headline
 from gemmalab.runs.sweep_dir import SweepDir
-
-# Figures every run's summary carries (run store summary.json and W&B summary alike).
-HEADLINE_PREFIXES = (
-    "stability/", "attn/max_logit", "teacher/", "softcap/", "window/", "distill/", "val/accuracy",
-    "val/queries", "test/",
-)  # fmt: skip
-HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init", "parameters", "wall_seconds",
-                 "data/fingerprint", "data/source", "data/epochs", "trained_steps", "output/log_z_peak")  # fmt: skip
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -48,7 +40,7 @@ def run_row(run_id: str, name: str, config: dict[str, Any], summary: dict[str, A
     row.update({k: v for k, v in flatten(config).items() if not is_under(k, BOOKKEEPING)})
     for key, value in summary.items():
         missing = value is None or (isinstance(value, float) and not math.isfinite(value))  # W&B drops these
-        if (key in HEADLINE_KEYS or key.startswith(HEADLINE_PREFIXES)) and not missing:
+        if is_headline(key) and not missing:
             row[key] = value
     return row
 

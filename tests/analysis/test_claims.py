@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from gemmalab.analysis.claims import CLAIMS, HIGHER, LOWER, Arm, Claim, Contrast, Evidence, findings
-from gemmalab.analysis.loaders import HEADLINE_KEYS, HEADLINE_PREFIXES
 from gemmalab.analysis.verdict import (
     CONTRADICTED,
     EQUIVALENT,
@@ -19,6 +18,7 @@ from gemmalab.analysis.verdict import (
     directional,
     verdict,
 )
+from gemmalab.runs.store import is_headline
 
 CONTRASTS = [c for c in CLAIMS if c.contrast is not None]
 SEEDS = 8
@@ -181,5 +181,5 @@ def test_every_metric_a_claim_reads_from_a_run_is_loaded_from_its_summary():
     """A claim's metric that the loader drops reads `undefined in every finished run` (output/log_z_peak did)."""
     derived = {"sensitivity"}  # computed by its view from the LR grid's runs
     read = {c.contrast.metric for c in CONTRASTS} - derived
-    loaded = [m for m in read if m in HEADLINE_KEYS or m.startswith(HEADLINE_PREFIXES)]
+    loaded = [m for m in read if is_headline(m)]
     assert sorted(loaded) == sorted(read)

@@ -184,6 +184,19 @@ class RunDir:
         return read_metrics(self.metrics_path)
 
 
+# What the analysis reads of a run's summary (summary.json and the W&B run's alike; W&B's also holds the last value
+# of every logged metric): the headline keys, and the figures under these prefixes, among them the final values of
+# FINAL_FIGURES, which the summary copies from the run's last logged step (runs/train_run.py).
+FINAL_FIGURES = ("val/accuracy", "val/queries", "test/")
+HEADLINE_KEYS = ("status", "diverged", "diverged_step", "val/loss", "val/loss_init", "parameters", "wall_seconds",
+                 "data/fingerprint", "data/source", "data/epochs", "trained_steps", "output/log_z_peak")  # fmt: skip
+HEADLINE_PREFIXES = ("stability/", "attn/max_logit", "teacher/", "softcap/", "window/", "distill/", *FINAL_FIGURES)
+
+
+def is_headline(key: str) -> bool:
+    return key in HEADLINE_KEYS or key.startswith(HEADLINE_PREFIXES)
+
+
 def readable_summary(run: RunDir) -> dict[str, Any]:
     """The run's summary, {} when the run store failed under it (removed, damaged)."""
     try:

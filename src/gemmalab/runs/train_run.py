@@ -44,7 +44,7 @@ from .metrics_logger import RunStoreLogger
 from .requeue import requeue_signal
 from .spec import JobSpec, callbacks, data_cache, train_sequences
 from .stops import stop_check
-from .store import FINISHED, INTERRUPTED, RunDir, readable_summary
+from .store import FINAL_FIGURES, FINISHED, INTERRUPTED, RunDir, readable_summary
 from .sweep_dir import SweepDir
 from .wandb_logger import finish_wandb, make_wandb_logger
 
@@ -162,7 +162,7 @@ def summarise(run: RunDir, spec: JobSpec, status: str, diverged_step: int | None
         "val/loss_init": initial_val_loss(metrics),
         "trained_steps": max((step + 1 for step, values in metrics.items() if "train/loss" in values), default=0),
         "damaged_metric_lines": len(damaged_lines),
-        **{k: v for k, v in final.items() if k.startswith(("val/accuracy", "val/queries", "test/"))},
+        **{k: v for k, v in final.items() if k.startswith(FINAL_FIGURES)},
         **stability_summary(metrics, spec.stability, spec.optim.warmup_steps, spec.model.vocab_size),
         **engagement_summary(metrics),
         "final": final,
