@@ -25,7 +25,7 @@ from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException, Valid
 from gemmalab.data import DataConfig
 from gemmalab.data.cache import data_changed
 from gemmalab.errors import ConfigError
-from gemmalab.schema import SECTIONS, TOP_LEVEL_KEYS, register
+from gemmalab.schema import LOGGER_KINDS, SECTIONS, TOP_LEVEL_KEYS, register
 
 from .derived import job_config
 from .identity import run_identity, run_name
@@ -80,8 +80,8 @@ def job_overrides(args: argparse.Namespace, config_dir: Path) -> tuple[list[list
     given = parser.parse_overrides(overrides)
     for override in given:  # Hydra would compose the group's options in turn
         if override.key_or_group == "logger" and isinstance(override.value(), list):
-            raise ConfigError(f"{override.input_line} is not allowed (allowed: one of wandb, csv, none; the run "
-                              "store's own log is always written beside it)")  # fmt: skip
+            raise ConfigError(f"{override.input_line} is not allowed (allowed: one of {', '.join(LOGGER_KINDS)}; the "
+                              "run store's own log is always written beside it)")  # fmt: skip
     if not args.multirun:
         if sweeps := [o for o in given if o.is_sweep_override()]:
             raise ConfigError(f"{sweeps[0].input_line} is a sweep, but there is no --multirun (allowed: add -m "
