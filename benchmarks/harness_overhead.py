@@ -10,8 +10,8 @@ every step, and where the difference goes, from each process's own clock (no pro
 start-up and exit (interpreter, imports, Hydra, the preflight), the training steps (per-step logging and
 the logit-growth diagnostics are inside them), and the rest of the run (Lightning's setup, evaluations,
 checkpoints, W&B's start and finish). Run it alone on the machine: a second busy process slows the
-contenders unevenly. The token cache is built once, before
-round 1, in a shared data.cache_dir; every harness run has a fresh run_root (nothing reused).
+contenders unevenly. The token cache is built once, before round 1, in a shared data.cache_dir; every
+harness run has a fresh run_root (nothing reused).
 """
 
 from __future__ import annotations
@@ -122,15 +122,22 @@ def phases(wall: float, in_run: float, steps: float) -> dict[str, float]:
     return {"start-up and exit": wall - in_run, "training steps": steps, "rest of the run": in_run - steps}
 
 
+def the_run(run_root: Path):
+    """The one run a harness contender trained in `run_root`."""
+    from gemmalab.runs.store import RunDir
+
+    return next(RunDir.at(p) for p in run_root.iterdir() if (p / "summary.json").exists())
+
+
 def run_phases(run_root: Path, wall: float) -> dict[str, float]:
     """From the run's own records: summary.json's wall_seconds (the attempt, up to the summary; W&B's
     finish comes after it) and each step's time, its tokens over its train/tokens_per_sec."""
-    run = next(p for p in run_root.iterdir() if (p / "summary.json").exists())
-    config = json.loads((run / "attempt.json").read_text())["config"]["data"]
-    tokens = config["batch_size"] * config["seq_len"]
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    steps = sum(tokens / row["train/tokens_per_sec"] for row in rows if "train/tokens_per_sec" in row)
-    return phases(wall, json.loads((run / "summary.json").read_text())["wall_seconds"], steps)
+    run = the_run(run_root)
+    data = run.attempt()["config"]["data"]
+    tokens = data["batch_size"] * data["seq_len"]
+    steps = sum(tokens / values["train/tokens_per_sec"] for values in run.metrics().values()
+                if "train/tokens_per_sec" in values)  # fmt: skip
+    return phases(wall, run.summary()["wall_seconds"], steps)
 
 
 def main() -> None:
@@ -181,8 +188,8 @@ def main() -> None:
             line += f"   / bare: {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})"
         print(line)
     print(f"{args.rounds} rounds, interleaved; {os.cpu_count()} cores; {args.threads} torch thread(s) each")
-    run_losses = [json.loads(line) for line in next((work / "none0").glob("*/metrics.jsonl")).read_text().splitlines()]
-    run_losses = [row["train/loss"] for row in run_losses if "train/loss" in row]
+    run_losses = [values["train/loss"] for _, values in sorted(the_run(work / "none0").metrics().items())
+                  if "train/loss" in values]  # fmt: skip
     bare_losses = json.loads((work / "bare.json").read_text())["train/loss"]
     print(f"train/loss of the bare loop equals the run's at every step: {run_losses == bare_losses} "
           f"({len(bare_losses)} steps; max |difference| "

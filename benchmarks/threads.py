@@ -1,7 +1,7 @@
 """Torch's CPU threads on an idle and on a busy machine: a short `python sweep.py` run with 1 or 2 threads,
-with OpenMP's default (spinning) wait or OMP_WAIT_POLICY=PASSIVE, alone and beside a second CPU-bound
-training process (what a laptop running a browser and another sweep looks like). Each setting is a fresh
-process given its environment before torch loads; settings interleaved over rounds.
+with OpenMP's default (spinning) wait, OMP_WAIT_POLICY=PASSIVE or a shorter GOMP_SPINCOUNT, alone and beside a
+second CPU-bound training process (what a laptop running a browser and another sweep looks like). Each setting
+is a fresh process given its environment before torch loads; settings interleaved over rounds.
 
     python benchmarks/threads.py --rounds 3                   # 100 steps of the laptop model
     python benchmarks/threads.py --rounds 2 trainer.max_steps=50
@@ -78,14 +78,15 @@ def main() -> None:
         with second_process(state == "busy", shared, work, args.load_threads):
             order = args.settings.split(",")
             for r in range(args.rounds):
-                for name in order:
-                    root = work / f"{state}-{r}-{order.index(name)}"
+                for position, name in enumerate(order):
+                    root = work / f"{state}-{r}-{position}"
                     argv = [sys.executable, "sweep.py", *shared, "logger=none", f"run_root={root}"]
                     wall = timed(argv, {**base_env, **SETTINGS[name]})
                     results.setdefault((state, name), []).append({"wall": wall, **run_phases(root, wall)})
                 order.reverse()
+    load = f"{args.load_threads} thread(s)" if args.load_threads else "torch's default threads"
     print(f"{os.cpu_count()} cores; {args.rounds} rounds per setting, interleaved; busy: a second training run "
-          f"with torch's defaults; seconds: median (range)")  # fmt: skip
+          f"on {load}; seconds: median (range)")  # fmt: skip
     for (state, name), rows in results.items():
         cells = []
         for key in ("training steps", "wall"):
