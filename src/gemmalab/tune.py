@@ -107,7 +107,7 @@ def tuned_lr(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def tuned(argv: list[str], plan: Plan, launch: Callable[[list[str]], int]) -> int:
-    """+tune=lr (gemmalab/tune.py): the selection sweep on the LR grid, then the comparison at the shared and
+    """+tune=lr: the selection sweep on the LR grid, then the comparison at the shared and
     the tuned LRs with fresh seeds, each a sweep of its own (sweep.py's `launch`); the exit code of the worse."""
     if plan.swept is None or "optim.lr" in plan.swept or len(plan.lrs) != 1:
         print(f"error: +tune=lr chooses optim.lr itself (allowed: one optim.lr, the grid's centre, and -m; "

@@ -16,7 +16,8 @@ FIRST_LAYER_KINDS = ("local", "global")
 NORM_PLACEMENTS = ("pre", "post", "dual", "postln")
 ACTIVATIONS = ("geglu", "swiglu", "gelu")
 ATTN_BACKENDS = ("auto", "eager", "sdpa", "flex", "blocked")
-# query heads per K/V head, by kind: MHA one each, GQA two (Gemma 2), MQA all (Gemma 1 2B); conf/kv/ names them
+# K/V heads for n_heads query heads, by kind: MHA one per query head, GQA one per two (Gemma 2), MQA one for all
+# (Gemma 1 2B); conf/kv/ names them
 KV_KINDS = {"MHA": lambda n_heads: n_heads, "GQA": lambda n_heads: max(1, n_heads // 2), "MQA": lambda n_heads: 1}
 
 
