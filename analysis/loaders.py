@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from gemmalab.errors import ConfigError, DamagedFile
+from gemmalab.errors import ConfigError, DamagedFile, require_name
 from gemmalab.migrations import ADDED_LATER
 from gemmalab.runs.identity import BOOKKEEPING, is_under
-from gemmalab.runs.store import RUNNING, RunDir, check_name, is_headline
+from gemmalab.runs.store import RUNNING, RunDir, is_headline
 from gemmalab.runs.sweep_dir import SweepDir
 
 
@@ -58,7 +58,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def group_arg(value: str) -> str:
     """argparse's type for --group: a group name (one path component), or one line saying what is allowed."""
     try:
-        return check_name("--group", value)
+        return require_name("--group", value)
     except ConfigError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 

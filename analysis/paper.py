@@ -73,6 +73,8 @@ STUDIES = (
     Study("softcap_stability", "softcap_stability", smoke=("optim.lr=1e-2",)),
     Study("norm_stability", "norm_stability"),
     Study("norm_tuned", "norm", ("+tune=lr", "tune.points=7"), smoke=("tune.points=3", "norm=pre,dual")),
+    # the dual-norm question at each arm's best LR: pre against dual at both initial post-norm gains, 5 seeds
+    Study("norm_tuned_gain", "norm_init", ("+tune=lr", "tune.points=7", "seed=0,1,2,3,4"), smoke=("tune.points=3",)),
     Study(
         "softcap_ladder",
         "softcap",

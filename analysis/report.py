@@ -306,13 +306,12 @@ def build(frame: pd.DataFrame, missing: list[str], run_root: Path, group: str, s
         tables[study] = studies.STUDY_TABLES[study](frame)
     if "tune.stage" in frame and frame["tune.stage"].eq("compare").all():
         tables["tuned"] = tuning.tuned(frame, run_root)
-    if "optim.lr" in by and study != "lr_sensitivity" and "tuned" not in tables:
+    if "optim.lr" in by and not {"lr_sensitivity", "tuned"} & set(tables):
         tables["lr_sensitivity"] = studies.lr_sensitivity(frame)
     evaluated = inference_table(frame, run_root, [b for b in by if b != "attn.window"])
     if evaluated is not None:  # analysis/evaluate.py scored these runs at other settings
         tables["inference_settings"] = evaluated
-    main_name = next((n for n in ("tuned", "ladder", study) if n in tables), None) or (
-        "inference_settings" if study == "window_at_inference" else "runs")  # fmt: skip
+    main_name = next(n for n in ("tuned", "ladder", study, "inference_settings", "runs") if n in tables)
     engaged, warnings = engagement_lines(frame, by)
     if engaged:
         tables["engagement"] = engagement_table(frame, by)

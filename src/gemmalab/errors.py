@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import NoReturn
 
 
@@ -50,3 +51,19 @@ def require_range(key: str, value: object, low: float, high: float, allowed: str
 def require_choice(key: str, value: object, options: tuple[str, ...]) -> None:
     if value not in options:
         refuse(key, value, ", ".join(options))
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def require_name(key: str, value: object, shown: str = "") -> str:
+    """A name that becomes a path in the run store (a group, an alias) is one path component of a safe
+    alphabet: never `..`, `/abs/path` or `a/b`, which would write outside the store. `shown`: the value's
+    prefix as typed (alias:)."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        refuse(
+            key,
+            f"{shown}{value}" if isinstance(value, str) else value,
+            "one name of letters, digits and . _ -, starting with a letter or digit",
+        )
+    return value

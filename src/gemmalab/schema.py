@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from gemmalab.data.config import DataConfig
 from gemmalab.data.tokenizer import ByteTokenizer, vocab_size_of
-from gemmalab.errors import ConfigError, require_choice
+from gemmalab.errors import ConfigError, refuse, require_choice, require_name
 from gemmalab.model.config import AttnConfig, ModelConfig, SoftcapConfig
 from gemmalab.model.presets import LAPTOP_SIZES, LAPTOP_WINDOW, preset
 from gemmalab.scale import ScaleConfig
@@ -82,6 +82,13 @@ class JobConfig:
     callbacks: dict[str, Any] = field(default_factory=dict)  # name: {_target_: a Lightning Callback, args}
     ablation: str | None = None  # set by +ablation=NAME
     cascade: CascadeConfig | None = None  # set by +cascade=...
+
+    def __post_init__(self) -> None:  # the top level's own keys; each section checks itself
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            refuse("seed", self.seed, "an integer from 0 to 2**32 - 1")  # numpy's seed range
+        for key in ("group", "alias"):  # names that become paths in the run store
+            if getattr(self, key) is not None:
+                require_name(key, getattr(self, key))
 
 
 def _names(cls: type) -> tuple[str, ...]:

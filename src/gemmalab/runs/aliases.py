@@ -9,18 +9,16 @@ from typing import Any
 
 import yaml
 
-from gemmalab.errors import ConfigError
+from gemmalab.errors import ConfigError, require_name
 from gemmalab.model import Decoder
-from gemmalab.train.distill import load_teacher
+from gemmalab.train.distill import ALIAS_PREFIX, load_teacher
 
 from .files import write_atomic
-from .store import RunDir, aliases_dir, check_name
-
-ALIAS_PREFIX = "alias:"
+from .store import RunDir, aliases_dir
 
 
 def write_alias(run_root: Path, alias: str, run_id: str) -> None:
-    path = aliases_dir(run_root) / check_name("alias", alias)
+    path = aliases_dir(run_root) / require_name("alias", alias)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, run_id + "\n")  # two sweeps finishing the same alias: one whole file wins
 
@@ -29,7 +27,7 @@ def resolve_teacher(run_root: Path, spec: str) -> str:
     """A teacher spec as a path: `alias:NAME` becomes the run directory the alias names."""
     if not spec.startswith(ALIAS_PREFIX):
         return spec
-    path = aliases_dir(run_root) / check_name("distill.teacher", spec.removeprefix(ALIAS_PREFIX))
+    path = aliases_dir(run_root) / require_name("distill.teacher", spec.removeprefix(ALIAS_PREFIX), ALIAS_PREFIX)
     if not path.exists():
         known = sorted(p.name for p in path.parent.glob("*")) if path.parent.exists() else []
         raise ConfigError(f"distill.teacher={spec!r} names no finished run (allowed: {', '.join(known) or 'none yet'})")

@@ -13,13 +13,13 @@ from gemmalab.data import DataConfig
 from gemmalab.data.cache import check_budget, check_data
 from gemmalab.errors import ConfigError, refuse
 from gemmalab.model import ModelConfig, model_config
-from gemmalab.schema import LoggerConfig, check_known_keys
+from gemmalab.schema import JobConfig, LoggerConfig, check_known_keys
 from gemmalab.train import OptimConfig, StabilityConfig, TrainerConfig
 from gemmalab.train.cluster import check_machine, check_world
-from gemmalab.train.distill import DistillConfig, check_teacher_compatible
+from gemmalab.train.distill import ALIAS_PREFIX, DistillConfig, check_teacher_compatible
 
-from .aliases import ALIAS_PREFIX, teacher_config
-from .store import cache_dir, check_name
+from .aliases import teacher_config
+from .store import cache_dir
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
@@ -40,17 +40,10 @@ class JobSpec:
         """Every config object built and validated; raises ConfigError naming the first bad key. `here`: the job
         runs on this machine, which must have the devices it asks for (not so for a cluster's jobs)."""
         check_known_keys(config)
+        JobConfig(seed=config.get("seed"), group=config.get("group"), alias=config.get("alias"))
         model = model_config(config)
-        seed = config.get("seed")
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:  # numpy's seed range
-            refuse("seed", seed, "an integer from 0 to 2**32 - 1")
         LoggerConfig(**config["logger"])
-        for key in ("group", "alias"):  # names that become paths in the run store
-            if config.get(key) is not None:
-                check_name(key, config[key])
         distill = DistillConfig(**{k: v for k, v in config["distill"].items() if k != "teacher_run"})
-        if distill.enabled and distill.teacher.startswith(ALIAS_PREFIX):
-            check_name("distill.teacher", distill.teacher.removeprefix(ALIAS_PREFIX))
         if distill.enabled and not distill.teacher.startswith(ALIAS_PREFIX):  # an alias may not exist yet
             check_teacher_compatible(teacher_config(distill.teacher), config)
         trainer = TrainerConfig(**config["trainer"])

@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import secrets
 import time
 from pathlib import Path
 from typing import Any
 
-from gemmalab.errors import ConfigError, DamagedFile
+from gemmalab.errors import DamagedFile
 
 from .files import set_aside, write_atomic
 from .lease import hold
@@ -54,19 +53,6 @@ TERMINAL_PREFIXES = (FINISHED, "diverged")  # rerunning these would only repeat 
 # The run store's names: every other module asks for paths here.
 LAST_CHECKPOINT, PREVIOUS_CHECKPOINT = "last.ckpt", "previous.ckpt"  # the one before last
 SWEEPS, CACHE, REPORTS, ALIASES = "_sweeps", "_cache", "_reports", "_aliases"
-
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
-
-
-def check_name(key: str, value: object) -> str:
-    """A name that becomes a path in the run store (a group, an alias) is one path component of a safe
-    alphabet: never `..`, `/abs/path` or `a/b`, which would write outside the store."""
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        shown = f"alias:{value}" if key == "distill.teacher" else value
-        raise ConfigError(f"{key}={shown!r} is not allowed (allowed: one name of letters, digits and . _ -, "
-                          "starting with a letter or digit)")  # fmt: skip
-    return value
 
 
 def cache_dir(root: str | Path) -> Path:

@@ -12,9 +12,11 @@ from typing import Any
 
 from filelock import FileLock
 
+from gemmalab.errors import require_name
+
 from .files import append_line, write_atomic
 from .lease import process_started, slurm_job
-from .store import SWEEPS, check_name
+from .store import SWEEPS
 
 
 class SweepDir:
@@ -23,7 +25,7 @@ class SweepDir:
     reads and writes it; nothing about a sweep lives in a process's memory or environment."""
 
     def __init__(self, root: str | Path, group: str) -> None:
-        self.root, self.group = Path(root), check_name("group", group)
+        self.root, self.group = Path(root), require_name("group", group)
         self.path = self.root / SWEEPS / group
         self.info_path = self.path / "sweep.json"
         self.members_path = self.path / "members.jsonl"

@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from gemmalab.data.packing import IGNORE
-from gemmalab.errors import ConfigError, require_positive, require_range
+from gemmalab.errors import ConfigError, require_name, require_positive, require_range
 from gemmalab.model import Decoder, model_config
+
+ALIAS_PREFIX = "alias:"  # distill.teacher=alias:NAME: the finished run named NAME (runs/aliases.py)
 
 
 @dataclass
@@ -36,6 +38,8 @@ class DistillConfig:
         if not self.teacher:
             raise ConfigError("distill.teacher=None is not allowed with distill=on (allowed: a run directory, "
                               "a checkpoint in one, or alias:NAME)")  # fmt: skip
+        if self.teacher.startswith(ALIAS_PREFIX):
+            require_name("distill.teacher", self.teacher.removeprefix(ALIAS_PREFIX), ALIAS_PREFIX)
         require_positive("distill.temperature", self.temperature, "a number > 0")
         require_range("distill.alpha", self.alpha, 0, 1, "a number in [0, 1]")
 
