@@ -10,6 +10,27 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The modules that take minutes, first (pyproject: --dist loadfile --no-loadscope-reorder): under `-n 2` each
+# starts on a worker of its own at once, and the short modules fill in around them.
+LONGEST_FIRST = ("test_sweep_on_slurm.py", "analysis/test_paper.py", "test_sweep.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.path.relative_to(REPO / "tests").as_posix()
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module's tests stay in their order
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist the workers share the cores: a worker with torch's default pool (every core) beside
+    another busy one spins against it (benchmarks/threads.py: 5-13x slower), so each takes its share."""
+    if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
 # Seconds per run: the tiny model on a short packed byte stream.
 TINY = [
     "model=tiny",
