@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gemmalab.model import AttnConfig, Decoder, ModelConfig, SoftcapConfig, preset
+from gemmalab.model import AttnConfig, Decoder, SoftcapConfig, preset
 from gemmalab.model.config import KV_KINDS, kv_kind
 from gemmalab.runs.job import run_job
 from gemmalab.runs.spec import JobSpec
-from gemmalab.schema import SECTIONS, check_known_keys, register
+from gemmalab.schema import MODEL_KEYS, SECTIONS, check_known_keys, register
 
 from .conftest import REPO, TINY
 
@@ -32,9 +32,8 @@ def test_every_model_switch_is_reachable_from_the_command_line():
         assert f.name in config["attn"], f"attn.{f.name}"
     for f in dataclasses.fields(SoftcapConfig):
         assert f.name in config["softcap"], f"softcap.{f.name}"
-    for f in dataclasses.fields(ModelConfig):
-        if f.name not in ("attn", "softcap", "norm"):
-            assert f.name in config["model"], f"model.{f.name}"
+    for name in MODEL_KEYS:
+        assert name in config["model"], f"model.{name}"
     assert config["norm"] == "dual"
 
 

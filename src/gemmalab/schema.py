@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from gemmalab.data.config import DataConfig
 from gemmalab.data.tokenizer import ByteTokenizer, vocab_size_of
 from gemmalab.errors import ConfigError, refuse, require_choice, require_name
-from gemmalab.model.config import AttnConfig, ModelConfig, SoftcapConfig
+from gemmalab.model.config import OWN_SECTIONS, AttnConfig, ModelConfig, SoftcapConfig
 from gemmalab.model.presets import LAPTOP_SIZES, LAPTOP_WINDOW, preset
 from gemmalab.scale import ScaleConfig
 from gemmalab.train.config import OptimConfig, TrainerConfig
@@ -28,9 +28,8 @@ from gemmalab.train.distill import DistillConfig
 from gemmalab.train.stability import StabilityConfig
 from gemmalab.tune import TuneConfig
 
-# ModelConfig's own fields; attn, softcap and norm are groups of their own at the top level.
 _MODEL_HINTS = typing.get_type_hints(ModelConfig)
-MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("attn", "softcap", "norm"))
+MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in OWN_SECTIONS)
 ModelSize = dataclasses.make_dataclass(
     "ModelSize",
     [(f.name, _MODEL_HINTS[f.name], field(default=f.default)) for f in dataclasses.fields(ModelConfig)

@@ -134,10 +134,14 @@ class ModelConfig:
             )
 
 
+# ModelConfig's fields that a job config holds as top-level sections of their own (attn.*, softcap.*, norm=...);
+# the rest, the model's size, lie under `model` (schema.py MODEL_KEYS).
+OWN_SECTIONS = ("attn", "softcap", "norm")
+
+
 def model_config(config: dict) -> ModelConfig:
-    """The model of a composed job config (conf/, a run's config.yaml): the model size under `model`,
-    the attention, soft-cap and norm switches in their own top-level sections."""
-    return ModelConfig(**config["model"], norm=config["norm"], attn=config["attn"], softcap=config["softcap"])
+    """The model of a composed job config (conf/, a run's config.yaml)."""
+    return ModelConfig(**config["model"], **{section: config[section] for section in OWN_SECTIONS})
 
 
 def _divisors(n: int) -> list[int]:
