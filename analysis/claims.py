@@ -33,6 +33,7 @@ from gemmalab.tune import arm_key, choose
 from . import scaling, studies
 from .evaluate import evaluations
 from .power import min_detectable_difference
+from .robustness import applies, fragile, one_seed_moved
 from .sequential import seeds_needed
 from .tables import difference, holm, mean_ci, paired_values, pairs_up, same_value
 from .verdict import INCONCLUSIVE, NO_EFFECT, Gauge, Measured, claimed_range, directional, verdict
@@ -386,9 +387,9 @@ NOT_EXTENDED = {  # views whose claims take no later look, and why
 
 
 def still_open(claim: Claim, row: dict[str, Any], seeds: int) -> bool:
-    """Whether a later look with `seeds` seeds can decide the claim: measured, engaged, undecided, fewer seeds
-    so far, and a contrast whose arms more seeds can be run for."""
-    undecided = row["verdict"].startswith(NO_EFFECT) or row["verdict"] == INCONCLUSIVE
+    """Whether a later look with `seeds` seeds can decide the claim: measured, engaged, undecided or fragile,
+    fewer seeds so far, and a contrast whose arms more seeds can be run for."""
+    undecided = row["verdict"].startswith(NO_EFFECT) or row["verdict"] == INCONCLUSIVE or fragile(row)
     return (undecided and claim.contrast is not None and claim.contrast.view not in NOT_EXTENDED
             and row["n"] is not None and row["n"] < seeds)  # fmt: skip
 
@@ -742,6 +743,9 @@ def finding(claim: Claim, evidence: Evidence, measured: tuple[Measured, Gauge | 
     adjusted within the claim's family, the margin it is judged at, and the verdict (NaN as null)."""
     measured, gauge, note = claim.measure(evidence) if measured is None else measured
     frame = evidence.frame(claim.study) if claim.study else None
+    c = claim.contrast
+    moved = (one_seed_moved(claim.claimed, measured, gauge, p_adjusted, claim.margin, alpha, c.relative)
+             if c is not None and applies(c.metric, c.view) else None)  # fmt: skip
     return clean({
         "id": claim.id, "topic": claim.family, "source": claim.source, "claim": claim.statement,
         "quantity": claim.quantity, "claimed": claimed_range(*claim.claimed), "margin": claim.margin,
@@ -753,7 +757,7 @@ def finding(claim: Claim, evidence: Evidence, measured: tuple[Measured, Gauge | 
         "p": measured.p, "p_holm": p_adjusted, "family": claim.family, "per_seed": list(measured.per_seed),
         "judged_by": "95% CI and Holm-adjusted p" if directional(*claim.claimed) else "90% CI (two one-sided tests)",
         "level": alpha, "verdict": verdict(*claim.claimed, measured, gauge, p_adjusted, claim.margin, alpha),
-        "note": note,
+        "one_seed_moved": moved, "note": note,
     })  # fmt: skip
 
 

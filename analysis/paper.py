@@ -33,6 +33,7 @@ from gemmalab.analysis.claims import findings as findings_of
 from gemmalab.analysis.evaluate import main as evaluate
 from gemmalab.analysis.loaders import load_run_store
 from gemmalab.analysis.paper_text import ROOT
+from gemmalab.analysis.robustness import fragile
 from gemmalab.analysis.sequential import LOOKS, looks_up_to, pocock_level, rule
 from gemmalab.analysis.tables import to_markdown
 from gemmalab.analysis.verdict import INCONCLUSIVE, NO_EFFECT, RULE
@@ -322,6 +323,8 @@ def stopped(claim: Claim, row: dict, looks: tuple[int, ...], over_budget: bool) 
     margin, else its measured effect, would need for 80% power)."""
     if row["n"] is None or row["verdict"].startswith(("not measured", "not engaged")):
         return "no look decides it: " + row["verdict"]
+    if fragile(row):
+        return f"decided at {row['n']} seeds, fragile" + (": the time budget ended the looks" if over_budget else "")
     if not (row["verdict"].startswith(NO_EFFECT) or row["verdict"] == INCONCLUSIVE):
         return f"decided at {row['n']} seeds"
     if claim.contrast is not None and claim.contrast.view in NOT_EXTENDED:

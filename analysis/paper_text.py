@@ -16,6 +16,7 @@ import torch
 
 from gemmalab.analysis import plots, report
 from gemmalab.analysis.latex import PREAMBLE, build_pdf, escape, to_latex
+from gemmalab.analysis.robustness import MACHINE_NOISE, shown
 from gemmalab.analysis.tables import to_markdown
 from gemmalab.analysis.verdict import estimate
 from gemmalab.runs.files import write_atomic
@@ -43,8 +44,9 @@ def stamp(frames: dict[str, pd.DataFrame], started: float, smoke: bool, left_out
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
         f"{'CUDA: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}. The machine is "
         "part of the noise: a run is bitwise reproducible on this machine, not on another (one seed of a ladder "
-        "rung moved 0.086 nats between two machines of the same kind, about the seed SD): compare per-seed "
-        "values across machines as new seeds, not as the same ones",
+        f"rung moved {MACHINE_NOISE} nats between two machines of the same kind, about the seed SD): compare "
+        "per-seed values across machines as new seeds, not as the same ones; a verdict that one seed moving by as "
+        "much would change is marked fragile (analysis/robustness.py) and takes the next look",
         f"- Python {platform.python_version()}, torch {torch.__version__}",
         f"- data fingerprints: {', '.join(fingerprints) or '–'}",
         f"- this invocation: {(time.time() - started) / 60:.1f} min wall time; training time of the runs read "
@@ -83,7 +85,7 @@ def verdict_table(findings: list[dict]) -> pd.DataFrame:
             P_COLUMN: "–" if f.get("p") is None else f"{f['p']:.2g}" + (
                 "" if f.get("p_holm") is None else f" ({f['p_holm']:.2g})"),  # fmt: skip
             "engagement": "–" if gauge is None else f"{gauge['value']:.3g} (needs {gauge['threshold']:g})",
-            "verdict": f["verdict"], SEEDS_COLUMN: looks_of(f),
+            "verdict": shown(f), SEEDS_COLUMN: looks_of(f),
             "study (scale)": f"{f['study']} ({f['scale']})",
         })  # fmt: skip
     table = pd.DataFrame(rows)
@@ -105,7 +107,7 @@ def readme_block(findings: dict) -> str:
         measured = "–" if f["value"] is None else f"{f['value']:.4g}"
         if f["value"] is not None and f["ci"]:
             measured = estimate(f["value"], f["ci"])
-        lines.append(f"| {f['claim']} ({f['source']}) | {measured} | {f['verdict']} |")
+        lines.append(f"| {f['claim']} ({f['source']}) | {measured} | {shown(f)} |")
     return "\n".join([*lines, "", README_END])
 
 
