@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from gemmalab.runs.identity import run_identity, run_name
+
+from ..test_conf import compose_config
 
 CONFIG = {
     "model": {"d_model": 64},
@@ -87,3 +91,18 @@ def test_the_post_norm_gain_keeps_old_ids_and_splits_only_placements_that_have_a
     for placement in ("pre", "postln"):  # no post-norm: the gain is never read, one run at any value
         same = run_identity(changed(norm=placement))
         assert run_identity(changed(norm=placement, model__post_norm_init_gain=0.1)) == same
+
+
+@pytest.mark.parametrize(
+    "overrides, run_id",
+    [
+        ((), "1bb4687c7d6e"),
+        (("norm=pre",), "ffe0191bfeda"),
+        (("+ablation=norm", "norm=dual", "seed=1"), "d0c3ddd2ac88"),
+    ],
+)
+def test_the_run_ids_of_composed_configs_are_pinned(overrides, run_id):
+    """A run store finds finished work by run id: a change to the identity, to a default or to how a config is
+    composed would orphan every stored run (each would train again under a new id). If deliberate, say so and
+    record the old runs' allowance in gemmalab/migrations.py."""
+    assert run_identity(compose_config(*overrides)) == run_id
