@@ -31,11 +31,13 @@ def rule(looks: tuple[int, ...]) -> str:
     return (
         f"Seeds (analysis/sequential.py): every study is first looked at with its own seeds ({looks[0]}); a claim "
         "still open there (no direction shown and not equivalent within its margin, or a range inconclusive) "
-        f"while measured and engaged gets more seeds for the two arms it reads, at looks of "
+        "while measured and engaged, or decided but fragile (one seed moved by the machine's noise would change "
+        "it: analysis/robustness.py), gets more seeds for the two arms it reads, at looks of "
         f"{', '.join(map(str, looks[1:]))} seeds, until decided. Every look, the first included, tests at one "
         f"constant level, {pocock_level(looks):.4f} in place of 5% above (Pocock's boundary, computed for the "
         "paired t-test at these looks), so that over all looks the chance of a false positive stays at 5%; each "
-        "claim lists its looks and why it stopped."
+        "claim lists its looks and why it stopped. Looking again at a fragile verdict and keeping the last look's "
+        "cannot raise that chance (simulated: simulate_with_fragile_looks)."
     )
 
 
@@ -70,6 +72,29 @@ def simulate_false_positives(looks: tuple[int, ...], studies: int, seed: int = 0
     """The share of `studies` fresh simulated comparisons with no effect that the rule calls significant at
     some look: the observed false-positive rate (another draw than the one that set the level)."""
     return float((smallest_p(looks, studies, np.random.default_rng(seed)) < pocock_level(looks)).mean())
+
+
+def simulate_with_fragile_looks(looks: tuple[int, ...], studies: int, shift: float, seed: int = 0) -> float:
+    """The false-positive rate of the rule as the paper runs it: a look's significant result that one seed moved
+    by `shift` (in SDs of the per-seed differences; analysis/robustness.py) would undo is fragile and takes the
+    next look, and the verdict is the last look's. It cannot exceed simulate_false_positives: a study called at
+    its last look was significant at some look."""
+    diffs = np.random.default_rng(seed).standard_normal((studies, looks[-1]))
+    level, called, open_ = pocock_level(looks), np.zeros(studies, bool), np.ones(studies, bool)
+    for index, n in enumerate(looks):
+        significant = _p(diffs[:, :n]) < level
+        moved = diffs[:, None, None, :n] + shift * np.eye(n)[None, :, None, :] * np.array([1, -1])[None, None, :, None]
+        robust = significant & (_p(moved) < level).all(axis=(1, 2))  # every one-seed move keeps it significant
+        last = index == len(looks) - 1
+        called[open_] = (significant if last else robust)[open_]
+        open_ &= ~robust
+    return float(called.mean())
+
+
+def _p(d: np.ndarray) -> np.ndarray:
+    """The paired t-test's two-sided p over the last axis (the seeds' differences)."""
+    n = d.shape[-1]
+    return 2 * stats.t.sf(np.abs(d.mean(axis=-1) / (d.std(axis=-1, ddof=1) / math.sqrt(n))), n - 1)
 
 
 def seeds_needed(effect: float, sd_diff: float, limit: int = 1000) -> int | None:

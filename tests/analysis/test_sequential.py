@@ -10,6 +10,7 @@ from gemmalab.analysis.sequential import (
     pocock_level,
     seeds_needed,
     simulate_false_positives,
+    simulate_with_fragile_looks,
     smallest_p,
 )
 
@@ -22,6 +23,14 @@ def test_the_sequential_rules_false_positive_rate_is_at_most_the_nominal_level(l
     margin = 3 * math.sqrt(0.05 * 0.95 / STUDIES)
     print(f"looks {looks}: level per look {pocock_level(looks):.5f}, false positives {observed:.4f} of {STUDIES:,}")
     assert 0.05 - margin < observed <= 0.05 + margin  # at the nominal level: neither above it nor wasteful
+
+
+@pytest.mark.parametrize("shift", [0.5, 1.6])  # 1.6: the machine's 0.086 nats over a seed SD of 0.053
+def test_taking_the_next_look_on_a_fragile_verdict_keeps_the_false_positive_rate(shift):
+    observed = simulate_with_fragile_looks(LOOKS, STUDIES // 2, shift, seed=3)
+    print(f"looks {LOOKS}, fragile verdicts looked at again (shift {shift} SD): false positives {observed:.4f}")
+    bound = simulate_false_positives(LOOKS, STUDIES // 2, seed=3)  # significant at some look, same draws
+    assert observed <= bound <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / (STUDIES // 2))
 
 
 def test_testing_every_look_at_5_percent_or_at_the_normal_theory_constant_would_exceed_it():
