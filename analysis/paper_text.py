@@ -4,6 +4,7 @@ runs the studies and takes the looks; this module only writes what they found.""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -16,7 +17,7 @@ import torch
 
 from gemmalab.analysis import plots, report
 from gemmalab.analysis.latex import PREAMBLE, build_pdf, escape, to_latex
-from gemmalab.analysis.robustness import MACHINE_NOISE, shown
+from gemmalab.analysis.robustness import MACHINE_NOISE, kind, shown
 from gemmalab.analysis.tables import to_markdown
 from gemmalab.analysis.verdict import estimate
 from gemmalab.runs.files import write_atomic
@@ -153,10 +154,10 @@ def write_paper(out: Path, findings: dict, frames: dict[str, pd.DataFrame], star
     title = "gemmalab: Gemma 2's ideas, measured" + (" (smoke run: not findings)" if smoke else "")
     md_sections, tex_sections = study_sections(out, findings)
     strips = plots.per_seed_values(findings["claims"], out)  # findings_per_seed.png / .pdf
-    shown = ["", "Every value behind each verdict, per seed (findings.json's `per_seed`):", "",
-             f"![per-seed values]({PER_SEED}.png)", ""] if strips else []  # fmt: skip
+    per_seed = ["", "Every value behind each verdict, per seed (findings.json's `per_seed`):", "",
+                f"![per-seed values]({PER_SEED}.png)", ""] if strips else []  # fmt: skip
     findings_md = "\n".join([f"# {title}", "", *head, "", "## Verdicts", "", to_markdown(table), "", findings["rule"],
-                             *shown, ""])  # fmt: skip
+                             *per_seed, ""])  # fmt: skip
     write_atomic(out / "findings.md", findings_md)
     write_atomic(out / "paper.md", findings_md + "\n" + "\n".join(md_sections) + "\n")
     tex = out / "paper.tex"
@@ -170,9 +171,30 @@ def write_paper(out: Path, findings: dict, frames: dict[str, pd.DataFrame], star
     return table, findings_md, strips
 
 
+def moved_since(before: dict, after: dict) -> list[str]:
+    """FINDINGS.md's lines on what changed since the findings published before: each claim whose verdict changed
+    kind (with its value and seeds then and now), and the claims added or gone."""
+    old = {f["id"]: f for f in before["claims"]}
+    new = {f["id"]: f for f in after["claims"]}
+
+    def said(f: dict) -> str:
+        value = "–" if f["value"] is None else estimate(f["value"], f["ci"] or 0)
+        return f"{kind(f['verdict'])} ({value}, n={f['n'] or '–'})"
+
+    lines = [f"- `{i}`: {said(old[i])} -> {said(f)}" for i, f in new.items()
+             if i in old and kind(old[i]["verdict"]) != kind(f["verdict"])]  # fmt: skip
+    lines += [f"- `{i}`: new, {said(f)}" for i, f in new.items() if i not in old]
+    lines += [f"- `{i}`: no longer a claim (was {said(f)})" for i, f in old.items() if i not in new]
+    unchanged = sum(i in old and kind(old[i]["verdict"]) == kind(f["verdict"]) for i, f in new.items())
+    return ["## Since the findings published before", "", f"{unchanged} verdicts kept their kind; moved:", "",
+            *(lines or ["- none"]), ""]  # fmt: skip
+
+
 def publish(where: Path, text: str, findings_md: str, findings: dict, figures: list[Path] = ()) -> None:
-    """FINDINGS.md, findings.json and the per-seed figure beside the README, and the README's findings block
-    rewritten from them."""
+    """FINDINGS.md (with what moved since the findings.json it replaces), findings.json and the per-seed figure
+    beside the README, and the README's findings block rewritten from them."""
+    if (previous := where / "findings.json").exists():
+        findings_md += "\n" + "\n".join(moved_since(json.loads(previous.read_text()), findings))
     write_atomic(where / "findings.json", text)
     write_atomic(where / "FINDINGS.md", findings_md)
     for figure in figures:
