@@ -37,8 +37,10 @@ class JobSpec:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], here: bool = True) -> JobSpec:
-        """Every config object built and validated; raises ConfigError naming the first bad key. `here`: the job
-        runs on this machine, which must have the devices it asks for (not so for a cluster's jobs)."""
+        """Every config object built, each checking its own keys (its __post_init__), then the checks that span
+        sections or read the machine: the teacher against the student, the world size and devices, the data
+        against its cache and the steps, the callbacks. Raises ConfigError naming the first bad key. `here`: the
+        job runs on this machine, which must have the devices it asks for (not so for a cluster's jobs)."""
         check_known_keys(config)
         JobConfig(seed=config.get("seed"), group=config.get("group"), alias=config.get("alias"))
         model = model_config(config)
