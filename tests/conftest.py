@@ -17,7 +17,7 @@ LONGEST_FIRST = ("test_sweep_on_slurm.py", "analysis/test_paper.py", "test_sweep
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
-        module = item.path.relative_to(REPO / "tests").as_posix()
+        module = item.nodeid.split("::", 1)[0].removeprefix("tests/")
         return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: each module's tests stay in their order
@@ -30,6 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
 
 # Seconds per run: the tiny model on a short packed byte stream.
 TINY = [
