@@ -33,7 +33,7 @@ from gemmalab.tune import arm_key, choose
 from . import scaling, studies
 from .evaluate import evaluations
 from .power import min_detectable_difference
-from .robustness import applies, fragile, one_seed_moved
+from .robustness import LOSSES, fragile, one_seed_moved
 from .sequential import seeds_needed
 from .tables import difference, holm, mean_ci, paired_values, pairs_up, same_value
 from .verdict import INCONCLUSIVE, NO_EFFECT, Gauge, Measured, claimed_range, directional, verdict
@@ -187,6 +187,7 @@ def at_the_edge(frame: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 BEST_LR = "each at its best LR"
+WINDOWS = "evaluated at fractions of W"
 
 
 def at_best_lr(e: Evidence, study: str) -> pd.DataFrame | None:
@@ -228,7 +229,7 @@ VIEWS: dict[str, Callable[[Evidence, str], pd.DataFrame | None]] = {
     "shape, largest rung": lambda e, study: shapes(largest_rung(e.frame(study))),
     "LR sensitivity per seed": lambda e, study: lr_sensitivities(e.frame(study)),
     BEST_LR: at_best_lr,
-    "evaluated at fractions of W": evaluated_windows,
+    WINDOWS: evaluated_windows,
 }
 WHY_NOT = "why not measured"  # a view's column: a reason its row cannot be compared (empty: it can)
 
@@ -384,6 +385,12 @@ NOT_EXTENDED = {  # views whose claims take no later look, and why
     "capping, largest rung": "a ladder's largest rung: its runs are the paper's longest",
     "shape, largest rung": "a ladder's largest rung: its runs are the paper's longest",
 }
+
+
+def one_arm_moves(c: Contrast) -> bool:
+    """Whether the machine's noise can move one arm's value alone (analysis/robustness.py): a loss, and not both
+    arms one run (windows evaluated at fractions of W: the machine moves both together)."""
+    return c.metric in LOSSES and c.view != WINDOWS
 
 
 def still_open(claim: Claim, row: dict[str, Any], seeds: int) -> bool:
@@ -587,7 +594,7 @@ def kinds(a: str, b: str) -> Contrast:
 
 def window_at(fraction: float, label: str) -> Contrast:
     return Contrast("val/loss", Arm(label, {"eval/fraction": fraction}), Arm("W", {"eval/fraction": 1.0}),
-                    "evaluated at fractions of W")  # fmt: skip
+                    WINDOWS)  # fmt: skip
 
 
 NO_GPU = "needs a GPU: benchmarks/inference.py measures decode at laptop scale on this machine"
@@ -745,7 +752,7 @@ def finding(claim: Claim, evidence: Evidence, measured: tuple[Measured, Gauge | 
     frame = evidence.frame(claim.study) if claim.study else None
     c = claim.contrast
     moved = (one_seed_moved(claim.claimed, measured, gauge, p_adjusted, claim.margin, alpha, c.relative)
-             if c is not None and applies(c.metric, c.view) else None)  # fmt: skip
+             if c is not None and one_arm_moves(c) else None)  # fmt: skip
     return clean({
         "id": claim.id, "topic": claim.family, "source": claim.source, "claim": claim.statement,
         "quantity": claim.quantity, "claimed": claimed_range(*claim.claimed), "margin": claim.margin,

@@ -43,11 +43,12 @@ def one_seed_moved(claimed: tuple[float, float], measured: Measured, gauge: Gaug
     x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
     scale = 100 / abs(float(np.mean(list(b.values())))) if relative else 1.0
     multiplier = p_adjusted / measured.p if math.isfinite(p_adjusted) and measured.p > 0 else math.nan
+    at = np.array(seeds)
     for index, seed in enumerate(seeds):
         for shift in (MACHINE_NOISE, -MACHINE_NOISE):
             moved = x.copy()
             moved[index] += shift
-            d = difference(moved, np.array(seeds), y, np.array(seeds), paired=True)
+            d = difference(moved, at, y, at, paired=True)
             again = Measured(d.delta * scale, d.ci * scale, d.n, d.test, p=d.p, df=d.df)
             adjusted = min(1.0, d.p * multiplier) if math.isfinite(multiplier) else math.nan
             after = kind(verdict(*claimed, again, gauge, adjusted, margin, alpha))
@@ -66,9 +67,3 @@ def fragile(finding: dict[str, Any]) -> bool:
 def shown(finding: dict[str, Any]) -> str:
     """The verdict as the paper's tables print it: a fragile one says so."""
     return finding["verdict"] + (f" (fragile: {finding['one_seed_moved']['flip']})" if fragile(finding) else "")
-
-
-def applies(metric: str, view: str) -> bool:
-    """The check moves one arm's loss alone: not where both arms are one run (windows evaluated at fractions of
-    W: the machine moves both together)."""
-    return metric in LOSSES and view != "evaluated at fractions of W"

@@ -57,9 +57,7 @@ def smallest_p(looks: tuple[int, ...], studies: int, rng: np.random.Generator) -
     diffs = rng.standard_normal((studies, looks[-1]))
     smallest = np.ones(studies)
     for n in looks:
-        d = diffs[:, :n]
-        t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n))
-        smallest = np.minimum(smallest, 2 * stats.t.sf(np.abs(t), n - 1))
+        smallest = np.minimum(smallest, _p(diffs[:, :n]))
     return smallest
 
 
